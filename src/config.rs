@@ -1,0 +1,711 @@
+//! Typed, validated configuration (SPEC §6).
+//!
+//! The YAML file is parsed once at start into these structs; the running code never sees
+//! raw strings. Unknown fields are an error (`deny_unknown_fields` everywhere) because a
+//! misspelled security setting that is silently ignored is worse than a refused start.
+//! Errors name the file, the line and column when the parser knows them, and the dotted
+//! path of the field (via `serde_path_to_error`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+
+/// A configuration problem, always naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{location}{field}: {message}")]
+    Parse {
+        file: String,
+        /// `line:column: ` when known, else empty.
+        location: String,
+        field: String,
+        message: String,
+    },
+    #[error("{file}: {field}: {message}")]
+    Invalid {
+        file: String,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: Listen,
+    pub providers: Vec<Provider>,
+    #[serde(default)]
+    pub tokens: Tokens,
+    #[serde(default)]
+    pub revocation: Revocation,
+    #[serde(default)]
+    pub forward: Forward,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub responses: Responses,
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub log: Log,
+    /// The file this configuration was read from (for reloads and messages); set by
+    /// [`Config::load`], never read from YAML. Key and secret paths in the file are
+    /// relative to the working directory, as in every shipped example.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(default = "default_grpc")]
+    pub grpc: SocketAddr,
+    #[serde(default = "default_http")]
+    pub http: SocketAddr,
+    #[serde(default = "default_admin")]
+    pub admin: SocketAddr,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self {
+            grpc: default_grpc(),
+            http: default_http(),
+            admin: default_admin(),
+        }
+    }
+}
+
+fn default_grpc() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9001))
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 9090))
+}
+
+/// One identity provider: who issues tokens and with which keys they are verified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    pub name: String,
+    /// Expected `iss`; checked when set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; when non-empty the token's `aud` must contain one of them.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Algorithm allow-list. `none` cannot be named.
+    pub algorithms: Vec<Algorithm>,
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    pub keys: Vec<KeySource>,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// Where one key (or one set of keys) comes from. Exactly one of `public_key_file`,
+/// `secret_env`, `secret_file` and `jwks_file` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySource {
+    /// Key id matched against the token header's `kid`.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// PEM public key (RSA, EC P-256/P-384 or Ed25519).
+    #[serde(default)]
+    pub public_key_file: Option<PathBuf>,
+    /// PEM private key matching `public_key_file`; used only by `tokengate token mint`.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// Name of an environment variable holding an HMAC secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// File holding an HMAC secret (one trailing newline is ignored).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Local JWKS document (RFC 7517).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    /// Where to look for the token, in order.
+    #[serde(default = "default_sources")]
+    pub sources: Vec<TokenSource>,
+    /// Tokens longer than this are refused before any parsing.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Refuse tokens without `jti` (`missing_claim`): they cannot be revoked one by one.
+    #[serde(default = "yes")]
+    pub require_jti: bool,
+    #[serde(default)]
+    pub claims: ClaimNames,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Self {
+            sources: default_sources(),
+            max_bytes: default_max_bytes(),
+            require_jti: true,
+            claims: ClaimNames::default(),
+        }
+    }
+}
+
+fn default_sources() -> Vec<TokenSource> {
+    vec![TokenSource {
+        header: Some("authorization".into()),
+        scheme: Some("Bearer".into()),
+        ..TokenSource::default()
+    }]
+}
+fn default_max_bytes() -> usize {
+    8 * 1024
+}
+fn yes() -> bool {
+    true
+}
+
+/// One token source: exactly one of `header`, `cookie`, `query`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSource {
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Scheme prefix of the header value, compared case-insensitively (e.g. `Bearer`).
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub cookie: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+}
+
+/// Names of the claims that revocation reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimNames {
+    #[serde(default = "c_user")]
+    pub user: String,
+    #[serde(default = "c_tenant")]
+    pub tenant: String,
+    #[serde(default = "c_user_version")]
+    pub user_version: String,
+    #[serde(default = "c_tenant_version")]
+    pub tenant_version: String,
+    #[serde(default = "c_family")]
+    pub family: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            user: c_user(),
+            tenant: c_tenant(),
+            user_version: c_user_version(),
+            tenant_version: c_tenant_version(),
+            family: c_family(),
+        }
+    }
+}
+
+fn c_user() -> String {
+    "sub".into()
+}
+fn c_tenant() -> String {
+    "tid".into()
+}
+fn c_user_version() -> String {
+    "ver".into()
+}
+fn c_tenant_version() -> String {
+    "tver".into()
+}
+fn c_family() -> String {
+    "fam".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreError {
+    /// Fail closed: 503 `store_unavailable`.
+    #[default]
+    Deny,
+    /// Fail open: allow and count it.
+    Allow,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    #[serde(default)]
+    pub store: StoreKind,
+    #[serde(default)]
+    pub redis: Option<Redis>,
+    #[serde(default)]
+    pub cache: Cache,
+    #[serde(default)]
+    pub on_store_error: OnStoreError,
+    /// Prefix of every key the store writes.
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    /// Deadline of one store call.
+    #[serde(default = "default_store_timeout")]
+    pub store_timeout_ms: u64,
+    /// Lifetime of a revoked refresh-token family (the longest refresh-token lifetime).
+    #[serde(default = "default_family_ttl")]
+    pub family_ttl_seconds: u64,
+    /// Lifetime of user and tenant entries; none by default (they are small and a
+    /// cut-off must outlive every token issued before it).
+    #[serde(default)]
+    pub subject_ttl_seconds: Option<u64>,
+}
+
+impl Default for Revocation {
+    fn default() -> Self {
+        Self {
+            store: StoreKind::Memory,
+            redis: None,
+            cache: Cache::default(),
+            on_store_error: OnStoreError::Deny,
+            key_prefix: default_prefix(),
+            store_timeout_ms: default_store_timeout(),
+            family_ttl_seconds: default_family_ttl(),
+            subject_ttl_seconds: None,
+        }
+    }
+}
+
+fn default_prefix() -> String {
+    "tokengate:".into()
+}
+fn default_store_timeout() -> u64 {
+    50
+}
+fn default_family_ttl() -> u64 {
+    30 * 24 * 3600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    pub url: String,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cache {
+    #[serde(default = "default_cache_ttl")]
+    pub ttl_seconds: u64,
+    #[serde(default = "default_cache_entries")]
+    pub max_entries: u64,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: default_cache_ttl(),
+            max_entries: default_cache_entries(),
+        }
+    }
+}
+
+fn default_cache_ttl() -> u64 {
+    5
+}
+fn default_cache_entries() -> u64 {
+    100_000
+}
+
+/// What an allowed request carries upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// Upstream header ← claim name. A client-sent header of the same name is always
+    /// overwritten, or removed when the token lacks the claim.
+    #[serde(default = "default_forward_headers")]
+    pub headers: BTreeMap<String, String>,
+    /// Remove `authorization` before the request goes upstream.
+    #[serde(default)]
+    pub remove_authorization: bool,
+    /// gRPC only: put the verified claims in the CheckResponse's `dynamic_metadata`.
+    #[serde(default = "yes")]
+    pub dynamic_metadata: bool,
+}
+
+impl Default for Forward {
+    fn default() -> Self {
+        Self {
+            headers: default_forward_headers(),
+            remove_authorization: false,
+            dynamic_metadata: true,
+        }
+    }
+}
+
+fn default_forward_headers() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("x-user-id".to_string(), "sub".to_string()),
+        ("x-tenant-id".to_string(), "tid".to_string()),
+    ])
+}
+
+/// A route rule: the first rule whose prefix (and method, when listed) matches applies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub path_prefix: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Allow without a token.
+    #[serde(default)]
+    pub exempt: bool,
+    /// Scopes the token must carry (space-separated `scope` claim or array `scp`).
+    #[serde(default)]
+    pub require_scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Responses {
+    /// `realm` of the `WWW-Authenticate` challenge.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// `retry-after` on 503 `store_unavailable`.
+    #[serde(default = "default_retry_after")]
+    pub retry_after_seconds: u64,
+}
+
+impl Default for Responses {
+    fn default() -> Self {
+        Self {
+            realm: default_realm(),
+            retry_after_seconds: default_retry_after(),
+        }
+    }
+}
+
+fn default_realm() -> String {
+    "tokengate".into()
+}
+fn default_retry_after() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// On SIGTERM, how long in-flight requests may take before the process exits anyway.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_seconds: default_grace(),
+        }
+    }
+}
+
+fn default_grace() -> u64 {
+    20
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// `tracing` filter directive; `RUST_LOG` overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let mut config = Self::parse(&file, &text)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses and validates YAML text; `file` is only used in error messages.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let location = inner
+                .location()
+                .map(|l| format!("{}:{}: ", l.line(), l.column()))
+                .unwrap_or_default();
+            ConfigError::Parse {
+                file: file.to_string(),
+                location,
+                field: if field == "." { "(top)".into() } else { field },
+                message: strip_location(&inner.to_string()),
+            }
+        })?;
+        config
+            .validate()
+            .map_err(|(field, message)| ConfigError::Invalid {
+                file: file.to_string(),
+                field,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot say. Returns (field path, message).
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |field: String, message: &str| Err((field, message.to_string()));
+        if self.providers.is_empty() {
+            return bad("providers".into(), "at least one provider is required");
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let at = format!("providers[{i}]");
+            if p.name.trim().is_empty() {
+                return bad(format!("{at}.name"), "must not be empty");
+            }
+            if !names.insert(p.name.as_str()) {
+                return bad(format!("{at}.name"), "duplicate provider name");
+            }
+            if p.algorithms.is_empty() {
+                return bad(
+                    format!("{at}.algorithms"),
+                    "at least one algorithm is required",
+                );
+            }
+            if p.keys.is_empty() {
+                return bad(format!("{at}.keys"), "at least one key is required");
+            }
+            for (k, key) in p.keys.iter().enumerate() {
+                let set = [
+                    key.public_key_file.is_some(),
+                    key.secret_env.is_some(),
+                    key.secret_file.is_some(),
+                    key.jwks_file.is_some(),
+                ]
+                .iter()
+                .filter(|x| **x)
+                .count();
+                if set != 1 {
+                    return bad(
+                        format!("{at}.keys[{k}]"),
+                        "set exactly one of public_key_file, secret_env, secret_file, jwks_file",
+                    );
+                }
+                if key.private_key_file.is_some() && key.public_key_file.is_none() {
+                    return bad(
+                        format!("{at}.keys[{k}].private_key_file"),
+                        "needs public_key_file beside it",
+                    );
+                }
+            }
+        }
+        if self.providers.len() > 1 && self.providers.iter().any(|p| p.issuer.is_none()) {
+            return bad(
+                "providers".into(),
+                "with several providers every provider needs an issuer (tokens are routed by `iss`)",
+            );
+        }
+        if self.tokens.sources.is_empty() {
+            return bad(
+                "tokens.sources".into(),
+                "at least one token source is required",
+            );
+        }
+        for (i, s) in self.tokens.sources.iter().enumerate() {
+            let set = [s.header.is_some(), s.cookie.is_some(), s.query.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if set != 1 {
+                return bad(
+                    format!("tokens.sources[{i}]"),
+                    "set exactly one of header, cookie, query",
+                );
+            }
+            if s.scheme.is_some() && s.header.is_none() {
+                return bad(
+                    format!("tokens.sources[{i}].scheme"),
+                    "only valid with header",
+                );
+            }
+            if let Some(h) = &s.header {
+                if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    return bad(
+                        format!("tokens.sources[{i}].header"),
+                        "not a valid header name",
+                    );
+                }
+            }
+        }
+        if self.tokens.max_bytes == 0 {
+            return bad("tokens.max_bytes".into(), "must be greater than 0");
+        }
+        for name in self.forward.headers.keys() {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return bad(format!("forward.headers.{name}"), "not a valid header name");
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if !r.path_prefix.starts_with('/') {
+                return bad(format!("routes[{i}].path_prefix"), "must start with '/'");
+            }
+            if r.exempt && !r.require_scopes.is_empty() {
+                return bad(
+                    format!("routes[{i}]"),
+                    "an exempt route cannot require scopes",
+                );
+            }
+        }
+        if self.revocation.store == StoreKind::Redis && self.revocation.redis.is_none() {
+            return bad(
+                "revocation.redis".into(),
+                "required when revocation.store is redis",
+            );
+        }
+        if self.revocation.store_timeout_ms == 0 {
+            return bad(
+                "revocation.store_timeout_ms".into(),
+                "must be greater than 0",
+            );
+        }
+        if self.revocation.cache.max_entries == 0 {
+            return bad(
+                "revocation.cache.max_entries".into(),
+                "must be greater than 0",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// serde_yaml_ng appends " at line X column Y" to its messages; the location is already
+/// printed in front, so drop the repetition.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str =
+        "providers:\n  - name: dev\n    algorithms: [HS256]\n    keys:\n      - secret_env: X\n";
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = Config::parse("t.yaml", MINIMAL).unwrap();
+        assert_eq!(c.listen.grpc.port(), 9001);
+        assert_eq!(c.listen.http.port(), 8080);
+        assert_eq!(c.listen.admin.port(), 9090);
+        assert_eq!(c.revocation.store, StoreKind::Memory);
+        assert_eq!(c.revocation.on_store_error, OnStoreError::Deny);
+        assert_eq!(c.revocation.cache.ttl_seconds, 5);
+        assert_eq!(c.revocation.store_timeout_ms, 50);
+        assert_eq!(c.tokens.max_bytes, 8192);
+        assert!(c.tokens.require_jti);
+        assert_eq!(c.providers[0].leeway_seconds, 30);
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = format!("{MINIMAL}revocation:\n  stor: redis\n");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.starts_with("t.yaml:7:"), "{err}");
+        assert!(err.contains("revocation"), "{err}");
+        assert!(err.contains("unknown field `stor`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let text = format!("{MINIMAL}tokens:\n  max_bytes: lots\n");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("tokens.max_bytes"), "{err}");
+        assert!(err.contains("t.yaml:7:"), "{err}");
+    }
+
+    #[test]
+    fn alg_none_cannot_be_allowed() {
+        let text = MINIMAL.replace("[HS256]", "[none]");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("providers[0].algorithms"), "{err}");
+    }
+
+    #[test]
+    fn key_needs_exactly_one_source() {
+        let text = MINIMAL.replace("- secret_env: X", "- kid: a");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("providers[0].keys[0]"), "{err}");
+    }
+
+    #[test]
+    fn redis_store_needs_its_section() {
+        let text = format!("{MINIMAL}revocation:\n  store: redis\n");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("revocation.redis"), "{err}");
+    }
+}

@@ -1,0 +1,192 @@
+//! The Envoy ext_authz v3 adapter: `CheckRequest` → [`Request`], [`Decision`] →
+//! `CheckResponse`. Nothing is decided here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::envoy::config::core::v3::HeaderMap;
+use envoy_types::pb::google::protobuf::{value::Kind, ListValue, Struct, Value};
+use envoy_types::pb::google::rpc;
+use tonic::{Response, Status};
+
+use crate::decision::{Decision, Engine, Headers, Request};
+use crate::reason::Deny;
+
+/// Key of Envoy's per-route `context_extensions` that adds required scopes.
+pub const REQUIRE_SCOPES_KEY: &str = "tokengate.require_scopes";
+
+pub struct AuthzService {
+    engine: Arc<Engine>,
+}
+
+impl AuthzService {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        AuthzService { engine }
+    }
+}
+
+/// Envoy sends headers either as a lower-case map or, with `encode_raw_headers`, as a
+/// list whose values may be only in `raw_value`. Read whichever is populated, in place.
+struct EnvoyHeaders<'a> {
+    map: Option<&'a HashMap<String, String>>,
+    raw: Option<&'a HeaderMap>,
+}
+
+impl Headers for EnvoyHeaders<'_> {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let raw = self
+            .raw
+            .filter(|r| !r.headers.is_empty())
+            .into_iter()
+            .flat_map(|r| r.headers.iter())
+            .filter(move |h| h.key.eq_ignore_ascii_case(name))
+            .map(|h| {
+                if h.raw_value.is_empty() {
+                    h.value.as_bytes()
+                } else {
+                    h.raw_value.as_slice()
+                }
+            });
+        let use_map = self.raw.is_none_or(|r| r.headers.is_empty());
+        let map = self
+            .map
+            .filter(|_| use_map)
+            .and_then(|m| m.get(name))
+            .map(|v| v.as_bytes());
+        raw.chain(map)
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzService {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let check = request.into_inner();
+        let attributes = check.attributes.as_ref();
+        let http = attributes
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let headers = EnvoyHeaders {
+            map: http.map(|h| &h.headers),
+            raw: http.and_then(|h| h.header_map.as_ref()),
+        };
+        let path = http.map_or("", |h| h.path.as_str());
+        let request_id = http.map(|h| h.id.as_str()).filter(|s| !s.is_empty());
+        let req = Request {
+            method: http.map_or("", |h| h.method.as_str()),
+            path,
+            headers: &headers,
+            required_scopes: attributes
+                .and_then(|a| a.context_extensions.get(REQUIRE_SCOPES_KEY))
+                .map(String::as_str),
+            request_id,
+        };
+        let decision = self.engine.check(&req).await;
+        Ok(Response::new(match decision {
+            Decision::Allow(allowed) => self.allow(allowed.claims.as_deref()),
+            Decision::Deny(deny) => self.deny(&deny),
+        }))
+    }
+}
+
+impl AuthzService {
+    fn allow(&self, claims: Option<&crate::jwt::Claims>) -> CheckResponse {
+        let forwarding = &self.engine.forwarding;
+        let mut ok = OkHttpResponse::default();
+        for (name, value) in self.engine.upstream_headers(claims) {
+            match value {
+                Some(value) => ok.headers.push(header(name, value)),
+                None => ok.headers_to_remove.push(name.to_string()),
+            }
+        }
+        if forwarding.remove_authorization {
+            ok.headers_to_remove.push("authorization".into());
+        }
+        let dynamic_metadata = claims
+            .filter(|_| forwarding.dynamic_metadata)
+            .map(|c| to_struct(&c.payload));
+        CheckResponse {
+            // Envoy treats a response without an OK status as a deny.
+            status: Some(rpc::Status {
+                code: 0,
+                message: String::new(),
+                details: Vec::new(),
+            }),
+            http_response: Some(HttpResponse::OkResponse(ok)),
+            dynamic_metadata,
+        }
+    }
+
+    fn deny(&self, deny: &Deny) -> CheckResponse {
+        let responses = &self.engine.responses;
+        let mut headers = vec![header("content-type", "application/json".into())];
+        if let Some(challenge) = deny.www_authenticate(&responses.realm) {
+            headers.push(header("www-authenticate", challenge));
+        }
+        if deny.reason.http_status() == 503 {
+            headers.push(header(
+                "retry-after",
+                responses.retry_after_seconds.to_string(),
+            ));
+        }
+        CheckResponse {
+            status: Some(rpc::Status {
+                code: deny.reason.grpc_code(),
+                message: deny.reason.as_str().to_string(),
+                details: Vec::new(),
+            }),
+            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+                status: Some(HttpStatus {
+                    code: i32::from(deny.reason.http_status()),
+                }),
+                headers,
+                body: deny.body(),
+            })),
+            dynamic_metadata: None,
+        }
+    }
+}
+
+/// A header that replaces any value of the same name. The deprecated `append` stays
+/// unset: current Envoy reads an unset `append_action` as APPEND, which would let a
+/// client's own `x-user-id` travel next to ours.
+#[allow(deprecated)] // naming `append` is the only way to leave it unset
+fn header(key: &str, value: String) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_string(),
+            value,
+            raw_value: Vec::new(),
+        }),
+        append: None,
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        keep_empty_value: false,
+    }
+}
+
+fn to_struct(map: &serde_json::Map<String, serde_json::Value>) -> Struct {
+    Struct {
+        fields: map.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
+    }
+}
+
+fn to_value(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    let kind = match v {
+        J::Null => Kind::NullValue(0),
+        J::Bool(b) => Kind::BoolValue(*b),
+        J::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        J::String(s) => Kind::StringValue(s.clone()),
+        J::Array(a) => Kind::ListValue(ListValue {
+            values: a.iter().map(to_value).collect(),
+        }),
+        J::Object(o) => Kind::StructValue(to_struct(o)),
+    };
+    Value { kind: Some(kind) }
+}

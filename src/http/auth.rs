@@ -1,0 +1,75 @@
+//! `POST /v1/auth/logout` and `POST /v1/auth/logout-all` (SPEC §4). The bearer token must
+//! pass the whole decision; logout can only revoke the token presented, logout-all only
+//! the caller's own user. A 200 is sent only after the store accepted the write.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use super::{deny_response, json_body, AppState};
+use crate::reason::{Deny, Reason};
+use crate::revocation::{Target, Written};
+
+pub async fn logout(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let engine = &state.engine;
+    let allowed = match engine.authenticate(&headers, uri.query()).await {
+        Ok(a) => a,
+        Err(deny) => return deny_response(engine, &deny),
+    };
+    let Some(claims) = allowed.claims else {
+        return deny_response(engine, &Reason::MissingToken.into());
+    };
+    let Some(jti) = claims.jti.as_deref() else {
+        // Only possible with `require_jti: false`: there is nothing to revoke one by one.
+        return deny_response(engine, &Reason::MissingClaim.into());
+    };
+    let target = Target::Jti {
+        id: jti,
+        expires_at: engine.jti_expiry(&claims),
+    };
+    match engine
+        .revoke(target, "logout", claims.user.as_deref(), "logout")
+        .await
+    {
+        Ok(_) => ok(r#"{"message":"Successfully logged out","success":true}"#.to_string()),
+        Err(e) => store_failed(&state, e),
+    }
+}
+
+pub async fn logout_all(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    let engine = &state.engine;
+    let allowed = match engine.authenticate(&headers, uri.query()).await {
+        Ok(a) => a,
+        Err(deny) => return deny_response(engine, &deny),
+    };
+    let Some(user) = allowed.claims.as_ref().and_then(|c| c.user.as_deref()) else {
+        return deny_response(engine, &Reason::MissingClaim.into());
+    };
+    match engine
+        .revoke(Target::User(user), "logout-all", Some(user), "logout-all")
+        .await
+    {
+        Ok(written) => {
+            let version = match written {
+                Written::Subject(s) => s.version,
+                Written::Marker => 0,
+            };
+            ok(serde_json::json!({
+                "success": true,
+                "message": "Logged out from all devices",
+                "version": version,
+            })
+            .to_string())
+        }
+        Err(e) => store_failed(&state, e),
+    }
+}
+
+fn ok(body: String) -> Response {
+    (StatusCode::OK, json_body(body)).into_response()
+}
+
+fn store_failed(state: &AppState, error: crate::revocation::StoreError) -> Response {
+    tracing::warn!(error = %error, "revocation not written");
+    deny_response(&state.engine, &Deny::from(Reason::StoreUnavailable))
+}

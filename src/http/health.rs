@@ -1,0 +1,56 @@
+//! Liveness and readiness for kubelet probes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::{json_body, AppState};
+use crate::revocation::RevocationStore;
+
+/// What readiness waits for besides the store answering.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    keys_loaded: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl Readiness {
+    pub fn set_keys_loaded(&self) {
+        self.keys_loaded.store(true, Ordering::Release);
+    }
+
+    /// Readiness turns 503 at SIGTERM so that endpoints stop sending new traffic while
+    /// in-flight requests finish.
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+}
+
+pub async fn healthz() -> Response {
+    json_body(r#"{"status":"ok"}"#.to_string()).into_response()
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let mut not_ready: Vec<&str> = Vec::new();
+    if !state.readiness.keys_loaded.load(Ordering::Acquire) {
+        not_ready.push("keys");
+    }
+    let store = state.engine.store().ping();
+    match tokio::time::timeout(std::time::Duration::from_millis(500), store).await {
+        Ok(Ok(())) => {}
+        _ => not_ready.push("store"),
+    }
+    if state.readiness.shutting_down.load(Ordering::Acquire) {
+        not_ready.push("shutting_down");
+    }
+    let ready = not_ready.is_empty();
+    let body = serde_json::json!({ "ready": ready, "not_ready": not_ready }).to_string();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, json_body(body)).into_response()
+}

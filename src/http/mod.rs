@@ -1,0 +1,72 @@
+//! HTTP adapters over the same pipeline: the public listener (logout) and the admin
+//! listener (health, readiness). Each handler translates a request into pipeline calls
+//! and a [`Decision`](crate::decision::Decision) or deny into a response.
+
+mod auth;
+mod health;
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::decision::Engine;
+use crate::reason::Deny;
+
+/// State shared by the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub readiness: Arc<health::Readiness>,
+}
+
+pub use health::Readiness;
+
+/// Routes of the public HTTP listener (SPEC §1).
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/auth/logout-all", post(auth::logout_all))
+        .with_state(state)
+}
+
+/// Routes of the admin listener: never routed publicly.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+}
+
+/// A deny as an HTTP response: SPEC §2's status, challenge and JSON body.
+pub fn deny_response(engine: &Engine, deny: &Deny) -> Response {
+    let status =
+        StatusCode::from_u16(deny.reason.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut response = (status, json_body(deny.body())).into_response();
+    let headers = response.headers_mut();
+    if let Some(challenge) = deny.www_authenticate(&engine.responses.realm) {
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            headers.insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(engine.responses.retry_after_seconds),
+        );
+    }
+    response
+}
+
+/// A JSON text body with its content type.
+pub fn json_body(body: String) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+}

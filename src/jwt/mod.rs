@@ -1,0 +1,126 @@
+//! JWT verification (SPEC §2 step 3): providers, keys, and the claims revocation needs.
+
+pub mod keys;
+pub mod mint;
+mod verify;
+
+use std::sync::Arc;
+
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use crate::config::{ClaimNames, Config};
+pub use keys::KeyError;
+use keys::KeySet;
+
+/// One provider, ready to verify.
+pub struct Provider {
+    pub name: String,
+    pub issuer: Option<String>,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: i64,
+    pub keys: KeySet,
+}
+
+/// The claims of a verified token that the rest of tokengate reads, plus the whole
+/// payload for forwarding. Shared (`Arc`) so that a cache can hand it out cheaply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    /// Index of the provider that verified the token.
+    pub provider: usize,
+    pub jti: Option<String>,
+    pub user: Option<String>,
+    pub tenant: Option<String>,
+    pub family: Option<String>,
+    pub user_version: Option<u64>,
+    pub tenant_version: Option<u64>,
+    /// `iat` in unix milliseconds (fractional seconds are kept).
+    pub iat_ms: Option<i64>,
+    /// `exp` in unix seconds.
+    pub exp: i64,
+    pub payload: Map<String, Value>,
+}
+
+impl Claims {
+    /// Scopes granted: the space-separated `scope` claim and the `scp` array (or string).
+    pub fn has_scope(&self, wanted: &str) -> bool {
+        let in_value = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s.split(' ').any(|s| s == wanted),
+            Some(Value::Array(a)) => a.iter().any(|s| s.as_str() == Some(wanted)),
+            _ => false,
+        };
+        in_value(self.payload.get("scope")) || in_value(self.payload.get("scp"))
+    }
+
+    /// A claim rendered as a header value: strings as they are, numbers and booleans
+    /// printed, arrays of those joined by commas; objects and nulls are not forwarded.
+    pub fn header_value(&self, claim: &str) -> Option<String> {
+        fn scalar(v: &Value) -> Option<String> {
+            match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            }
+        }
+        match self.payload.get(claim)? {
+            Value::Array(items) => {
+                let parts: Option<Vec<String>> = items.iter().map(scalar).collect();
+                parts.map(|p| p.join(","))
+            }
+            v => scalar(v),
+        }
+    }
+}
+
+/// All providers, the size limit and the claim names: everything verification needs.
+pub struct Verifier {
+    pub providers: Vec<Provider>,
+    max_bytes: usize,
+    require_jti: bool,
+    claims: ClaimNames,
+}
+
+impl Verifier {
+    pub fn from_config(config: &Config) -> Result<Self, KeyError> {
+        let mut providers = Vec::with_capacity(config.providers.len());
+        for (i, p) in config.providers.iter().enumerate() {
+            providers.push(Provider {
+                name: p.name.clone(),
+                issuer: p.issuer.clone(),
+                audiences: p.audiences.clone(),
+                algorithms: p.algorithms.clone(),
+                leeway: i64::try_from(p.leeway_seconds).unwrap_or(i64::MAX),
+                keys: KeySet::load(i, p)?,
+            });
+        }
+        Ok(Self {
+            providers,
+            max_bytes: config.tokens.max_bytes,
+            require_jti: config.tokens.require_jti,
+            claims: config.tokens.claims.clone(),
+        })
+    }
+
+    /// Names of providers that use a shipped development key.
+    pub fn development_providers(&self) -> impl Iterator<Item = &str> {
+        self.providers
+            .iter()
+            .filter(|p| p.keys.development)
+            .map(|p| p.name.as_str())
+    }
+
+    pub fn provider_name(&self, index: usize) -> &str {
+        self.providers.get(index).map_or("", |p| p.name.as_str())
+    }
+}
+
+/// Current unix time in seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub type SharedClaims = Arc<Claims>;

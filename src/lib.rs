@@ -1,0 +1,206 @@
+//! tokengate: an external-authorization sidecar for Envoy that verifies JWTs and refuses
+//! revoked ones. This crate wires configuration → components → listeners; the decision
+//! itself lives in [`decision`] and knows nothing of transports.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod decision;
+pub mod grpc;
+pub mod http;
+pub mod jwt;
+pub mod reason;
+pub mod revocation;
+pub mod shutdown;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, StoreKind};
+use crate::decision::Engine;
+use crate::http::{AppState, Readiness};
+use crate::revocation::memory::MemoryStore;
+use crate::revocation::Store;
+
+/// A start-up failure, with the component that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("keys: {0}")]
+    Keys(#[from] jwt::KeyError),
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("revocation.store: {0}")]
+    Store(String),
+}
+
+/// The addresses actually bound (port 0 in the config picks a free port).
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// A configured server with its listeners bound, ready to [`run`](Server::run).
+pub struct Server {
+    engine: Arc<Engine>,
+    readiness: Arc<Readiness>,
+    grpc: TcpListener,
+    http: TcpListener,
+    admin: TcpListener,
+    grace: Duration,
+}
+
+impl Server {
+    /// Loads keys, builds the store and binds the three listeners.
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let verifier = jwt::Verifier::from_config(config)?;
+        for name in verifier.development_providers() {
+            tracing::warn!(
+                provider = name,
+                "provider uses the shipped DEVELOPMENT key: anyone can mint tokens it accepts; never use it in production"
+            );
+        }
+        let store = match config.revocation.store {
+            StoreKind::Memory => Store::Memory(MemoryStore::new(
+                Duration::from_secs(config.revocation.family_ttl_seconds),
+                config
+                    .revocation
+                    .subject_ttl_seconds
+                    .map(Duration::from_secs),
+            )),
+            StoreKind::Redis => {
+                return Err(StartError::Store(
+                    "the redis store is not available in this build yet".into(),
+                ))
+            }
+        };
+        let engine = Arc::new(Engine::new(config, verifier, store));
+        let readiness = Arc::new(Readiness::default());
+        readiness.set_keys_loaded();
+        let bind = |listener: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    listener,
+                    addr,
+                    source,
+                })
+        };
+        Ok(Server {
+            engine,
+            readiness,
+            grpc: bind("grpc", config.listen.grpc).await?,
+            http: bind("http", config.listen.http).await?,
+            admin: bind("admin", config.listen.admin).await?,
+            grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+        })
+    }
+
+    pub fn addrs(&self) -> Addrs {
+        let addr = |l: &TcpListener| l.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        Addrs {
+            grpc: addr(&self.grpc),
+            http: addr(&self.http),
+            admin: addr(&self.admin),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in-flight requests (bounded by
+    /// the grace period) and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let addrs = self.addrs();
+        let state = AppState {
+            engine: self.engine.clone(),
+            readiness: self.readiness.clone(),
+        };
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<AuthorizationServer<grpc::AuthzService>>()
+            .await;
+        let authz = AuthorizationServer::new(grpc::AuthzService::new(self.engine.clone()));
+        let grpc_shutdown = shutdown.clone();
+        let grpc = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(authz)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(self.grpc),
+                async move { grpc_shutdown.cancelled().await },
+            );
+
+        let http = serve_http(
+            self.http,
+            http::public_router(state.clone()),
+            shutdown.clone(),
+        );
+        let admin = serve_http(self.admin, http::admin_router(state), shutdown.clone());
+
+        tracing::info!(grpc = %addrs.grpc, http = %addrs.http, admin = %addrs.admin, "tokengate listening");
+
+        let readiness = self.readiness.clone();
+        let grace = self.grace;
+        let drained = async {
+            let (g, h, a) = tokio::join!(grpc, http, admin);
+            g?;
+            h?;
+            a?;
+            anyhow::Ok(())
+        };
+        tokio::pin!(drained);
+        tokio::select! {
+            r = &mut drained => return r,
+            _ = shutdown.cancelled() => readiness.set_shutting_down(),
+        }
+        match tokio::time::timeout(grace, drained).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    grace_seconds = grace.as_secs(),
+                    "in-flight requests did not finish within the grace period"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+/// Sets up logging from the configuration (`RUST_LOG` overrides the level).
+pub fn init_logging(config: &config::Log) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match config.format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = result;
+}

@@ -1,0 +1,258 @@
+//! Deny reasons (SPEC §2): one enum with a stable string, used alike for the JSON body,
+//! the metric label and the log field, and the mapping of each reason to its HTTP status,
+//! OAuth error code and gRPC status code. Both transports render a deny from here, so
+//! they cannot disagree on what a reason looks like on the wire.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    MissingToken,
+    Malformed,
+    BadSignature,
+    UnknownKey,
+    DisallowedAlgorithm,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    MissingClaim,
+    TokenTooLarge,
+    JtiRevoked,
+    UserRevoked,
+    TenantRevoked,
+    FamilyRevoked,
+    InsufficientScope,
+    StoreUnavailable,
+}
+
+/// Which row of SPEC §2's deny table a reason falls in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyClass {
+    /// 401, `invalid_request`, challenge without error.
+    NoToken,
+    /// 401, `invalid_token`.
+    InvalidToken,
+    /// 403, `insufficient_scope`.
+    Forbidden,
+    /// 503, `temporarily_unavailable`, no challenge.
+    Unavailable,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 17] = [
+        Reason::MissingToken,
+        Reason::Malformed,
+        Reason::BadSignature,
+        Reason::UnknownKey,
+        Reason::DisallowedAlgorithm,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::WrongIssuer,
+        Reason::WrongAudience,
+        Reason::MissingClaim,
+        Reason::TokenTooLarge,
+        Reason::JtiRevoked,
+        Reason::UserRevoked,
+        Reason::TenantRevoked,
+        Reason::FamilyRevoked,
+        Reason::InsufficientScope,
+        Reason::StoreUnavailable,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingToken => "missing_token",
+            Reason::Malformed => "malformed",
+            Reason::BadSignature => "bad_signature",
+            Reason::UnknownKey => "unknown_key",
+            Reason::DisallowedAlgorithm => "disallowed_algorithm",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::WrongIssuer => "wrong_issuer",
+            Reason::WrongAudience => "wrong_audience",
+            Reason::MissingClaim => "missing_claim",
+            Reason::TokenTooLarge => "token_too_large",
+            Reason::JtiRevoked => "jti_revoked",
+            Reason::UserRevoked => "user_revoked",
+            Reason::TenantRevoked => "tenant_revoked",
+            Reason::FamilyRevoked => "family_revoked",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::StoreUnavailable => "store_unavailable",
+        }
+    }
+
+    /// Human-readable text for `message` and `error_description`. Fixed strings only:
+    /// nothing from the request ever reaches a response body.
+    pub const fn message(self) -> &'static str {
+        match self {
+            Reason::MissingToken => "A bearer token is required",
+            Reason::Malformed => "Token is malformed",
+            Reason::BadSignature => "Token signature is invalid",
+            Reason::UnknownKey => "Token signing key is unknown",
+            Reason::DisallowedAlgorithm => "Token algorithm is not allowed",
+            Reason::Expired => "Token has expired",
+            Reason::NotYetValid => "Token is not yet valid",
+            Reason::WrongIssuer => "Token issuer is not accepted",
+            Reason::WrongAudience => "Token audience is not accepted",
+            Reason::MissingClaim => "Token lacks a required claim",
+            Reason::TokenTooLarge => "Token is too large",
+            Reason::JtiRevoked => "Token has been revoked",
+            Reason::UserRevoked => "Token has been revoked for this user",
+            Reason::TenantRevoked => "Token has been revoked for this tenant",
+            Reason::FamilyRevoked => "Token family has been revoked",
+            Reason::InsufficientScope => "Token lacks the required scope",
+            Reason::StoreUnavailable => "Revocation store is unavailable, retry later",
+        }
+    }
+
+    pub const fn class(self) -> DenyClass {
+        match self {
+            Reason::MissingToken => DenyClass::NoToken,
+            Reason::InsufficientScope => DenyClass::Forbidden,
+            Reason::StoreUnavailable => DenyClass::Unavailable,
+            _ => DenyClass::InvalidToken,
+        }
+    }
+
+    pub const fn http_status(self) -> u16 {
+        match self.class() {
+            DenyClass::NoToken | DenyClass::InvalidToken => 401,
+            DenyClass::Forbidden => 403,
+            DenyClass::Unavailable => 503,
+        }
+    }
+
+    /// `google.rpc.Code` of the CheckResponse status.
+    pub const fn grpc_code(self) -> i32 {
+        match self.class() {
+            DenyClass::NoToken | DenyClass::InvalidToken => 16, // UNAUTHENTICATED
+            DenyClass::Forbidden => 7,                          // PERMISSION_DENIED
+            DenyClass::Unavailable => 14,                       // UNAVAILABLE
+        }
+    }
+
+    /// OAuth error code of the JSON body (RFC 6750 §3.1).
+    pub const fn oauth_error(self) -> &'static str {
+        match self.class() {
+            DenyClass::NoToken => "invalid_request",
+            DenyClass::InvalidToken => "invalid_token",
+            DenyClass::Forbidden => "insufficient_scope",
+            DenyClass::Unavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A deny as both transports render it: status, challenge, body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    pub reason: Reason,
+    /// The scopes that were required, for `insufficient_scope`.
+    pub scope: Option<String>,
+}
+
+impl From<Reason> for Deny {
+    fn from(reason: Reason) -> Self {
+        Deny {
+            reason,
+            scope: None,
+        }
+    }
+}
+
+impl Deny {
+    /// The `WWW-Authenticate` value (RFC 6750 §3), or `None` for a store outage.
+    pub fn www_authenticate(&self, realm: &str) -> Option<String> {
+        let realm = quotable(realm);
+        let r = self.reason;
+        match r.class() {
+            DenyClass::Unavailable => None,
+            DenyClass::NoToken => Some(format!("Bearer realm=\"{realm}\"")),
+            DenyClass::InvalidToken => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                r.message()
+            )),
+            DenyClass::Forbidden => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\", scope=\"{}\"",
+                r.message(),
+                quotable(self.scope.as_deref().unwrap_or(""))
+            )),
+        }
+    }
+
+    /// The JSON body of SPEC §2.
+    pub fn body(&self) -> String {
+        let mut body = serde_json::json!({
+            "error": self.reason.oauth_error(),
+            "reason": self.reason.as_str(),
+            "message": self.reason.message(),
+        });
+        if let (Some(scope), Some(map)) = (&self.scope, body.as_object_mut()) {
+            map.insert("scope".into(), scope.clone().into());
+        }
+        body.to_string()
+    }
+}
+
+/// Keeps only characters allowed in an RFC 6750 quoted value (no `"` or `\`, printable).
+fn quotable(s: &str) -> String {
+    s.chars()
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_unique_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(r.as_str()));
+            assert!(r
+                .as_str()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+    }
+
+    #[test]
+    fn table_rows_match_the_spec() {
+        let d = Deny::from(Reason::MissingToken);
+        assert_eq!(
+            d.www_authenticate("r").as_deref(),
+            Some("Bearer realm=\"r\"")
+        );
+        assert_eq!(Reason::MissingToken.http_status(), 401);
+        let d = Deny::from(Reason::JtiRevoked);
+        assert_eq!(
+            d.www_authenticate("r").as_deref(),
+            Some("Bearer realm=\"r\", error=\"invalid_token\", error_description=\"Token has been revoked\"")
+        );
+        assert_eq!(
+            d.body(),
+            r#"{"error":"invalid_token","message":"Token has been revoked","reason":"jti_revoked"}"#
+        );
+        let d = Deny {
+            reason: Reason::InsufficientScope,
+            scope: Some("admin \"x\"".into()),
+        };
+        assert!(d
+            .www_authenticate("r")
+            .unwrap()
+            .ends_with("scope=\"admin x\""));
+        assert_eq!(Reason::InsufficientScope.grpc_code(), 7);
+        assert_eq!(Reason::StoreUnavailable.http_status(), 503);
+        assert_eq!(Reason::StoreUnavailable.grpc_code(), 14);
+        assert!(Deny::from(Reason::StoreUnavailable)
+            .www_authenticate("r")
+            .is_none());
+    }
+}

@@ -1,0 +1,259 @@
+//! Revocation (SPEC §2 step 4, §3): the store trait, its implementations, and the pure
+//! rules that turn what the store knows into a deny reason.
+//!
+//! The trait is shaped for a network store: every call is async and fallible, and one
+//! [`RevocationStore::check`] answers every revocation question about one token (its
+//! `jti`, user, tenant and family) so that a Redis store can do it in one round trip.
+
+pub mod memory;
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::jwt::Claims;
+use crate::reason::Reason;
+
+/// The identifiers of one token that revocation looks up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Query<'a> {
+    pub jti: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+    pub family: Option<&'a str>,
+}
+
+impl<'a> Query<'a> {
+    pub fn for_claims(c: &'a Claims) -> Self {
+        Query {
+            jti: c.jti.as_deref(),
+            user: c.user.as_deref(),
+            tenant: c.tenant.as_deref(),
+            family: c.family.as_deref(),
+        }
+    }
+}
+
+/// A user's or tenant's revocation state: tokens with a lower version claim, or issued at
+/// or before `before_ms`, are revoked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    #[serde(rename = "ver")]
+    pub version: u64,
+    /// Unix milliseconds.
+    #[serde(rename = "before")]
+    pub before_ms: i64,
+}
+
+/// Everything the store knows about one token's identifiers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct State {
+    pub jti: bool,
+    pub user: Option<Subject>,
+    pub tenant: Option<Subject>,
+    pub family: bool,
+}
+
+/// What a revocation targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// One token; kept until `expires_at` (unix seconds: the token's `exp` plus leeway).
+    Jti {
+        id: &'a str,
+        expires_at: i64,
+    },
+    User(&'a str),
+    Tenant(&'a str),
+    Family(&'a str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Jti,
+    User,
+    Tenant,
+    Family,
+}
+
+impl Kind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Jti => "jti",
+            Kind::User => "user",
+            Kind::Tenant => "tenant",
+            Kind::Family => "family",
+        }
+    }
+}
+
+impl Target<'_> {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Target::Jti { .. } => Kind::Jti,
+            Target::User(_) => Kind::User,
+            Target::Tenant(_) => Kind::Tenant,
+            Target::Family(_) => Kind::Family,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Target::Jti { id, .. } | Target::User(id) | Target::Tenant(id) | Target::Family(id) => {
+                id
+            }
+        }
+    }
+}
+
+/// Who revoked what and why: the JSON value of `jti:` and `family:` keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub reason: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub actor: Option<String>,
+}
+
+impl Record {
+    pub fn now(reason: impl Into<String>, actor: Option<String>) -> Self {
+        Record {
+            reason: reason.into(),
+            at: now_ms(),
+            actor,
+        }
+    }
+}
+
+/// What a successful revocation wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Marker,
+    Subject(Subject),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("store call exceeded its deadline")]
+    Timeout,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A revocation store. Implementations: [`memory::MemoryStore`] (one process) and the
+/// Redis store (shared by replicas).
+pub trait RevocationStore: Send + Sync + 'static {
+    /// Answers every revocation question about one token.
+    fn check(&self, query: &Query<'_>) -> impl Future<Output = Result<State, StoreError>> + Send;
+
+    /// Writes a revocation; returns only after the store accepted it.
+    fn revoke(
+        &self,
+        target: &Target<'_>,
+        record: &Record,
+    ) -> impl Future<Output = Result<Written, StoreError>> + Send;
+
+    /// Whether the store answers (readiness).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The configured store. An enum rather than a trait object: the check path is called
+/// for every request and static dispatch keeps it free of boxed futures.
+pub enum Store {
+    Memory(memory::MemoryStore),
+}
+
+impl RevocationStore for Store {
+    async fn check(&self, query: &Query<'_>) -> Result<State, StoreError> {
+        match self {
+            Store::Memory(s) => s.check(query).await,
+        }
+    }
+
+    async fn revoke(&self, target: &Target<'_>, record: &Record) -> Result<Written, StoreError> {
+        match self {
+            Store::Memory(s) => s.revoke(target, record).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.ping().await,
+        }
+    }
+}
+
+/// The revocation rules of SPEC §2 step 4, as a pure function of the token and the state.
+///
+/// - a revoked `jti` or family revokes the token;
+/// - a user's (tenant's) version newer than the token's version claim revokes it, but
+///   only for tokens that carry the claim;
+/// - a cut-off revokes every token issued at or before it, and tokens without `iat`.
+pub fn evaluate(claims: &Claims, state: &State) -> Option<Reason> {
+    if state.jti {
+        return Some(Reason::JtiRevoked);
+    }
+    if subject_revokes(state.user, claims.user_version, claims.iat_ms) {
+        return Some(Reason::UserRevoked);
+    }
+    if subject_revokes(state.tenant, claims.tenant_version, claims.iat_ms) {
+        return Some(Reason::TenantRevoked);
+    }
+    if state.family {
+        return Some(Reason::FamilyRevoked);
+    }
+    None
+}
+
+/// One subject's rule: version first, then cut-off. A zero field means "never set".
+pub fn subject_revokes(
+    subject: Option<Subject>,
+    version: Option<u64>,
+    iat_ms: Option<i64>,
+) -> bool {
+    let Some(s) = subject else { return false };
+    let by_version = version.is_some_and(|v| s.version > v);
+    let by_cutoff = s.before_ms > 0 && iat_ms.is_none_or(|iat| iat <= s.before_ms);
+    by_version || by_cutoff
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject(version: u64, before_ms: i64) -> Option<Subject> {
+        Some(Subject { version, before_ms })
+    }
+
+    #[test]
+    fn no_subject_entry_revokes_nothing() {
+        assert!(!subject_revokes(None, Some(0), None));
+    }
+
+    #[test]
+    fn version_rule_applies_only_to_tokens_with_the_claim() {
+        assert!(subject_revokes(subject(3, 0), Some(2), Some(1)));
+        assert!(!subject_revokes(subject(3, 0), Some(3), Some(1)));
+        assert!(!subject_revokes(subject(3, 0), None, Some(1)));
+    }
+
+    #[test]
+    fn cutoff_is_inclusive_and_later_tokens_pass() {
+        assert!(subject_revokes(subject(1, 5_000), None, Some(5_000)));
+        assert!(subject_revokes(subject(1, 5_000), None, Some(4_999)));
+        assert!(!subject_revokes(subject(1, 5_000), None, Some(5_001)));
+        // a token carrying the current version but issued before the cut-off is revoked
+        assert!(subject_revokes(subject(1, 5_000), Some(1), Some(4_000)));
+    }
+
+    #[test]
+    fn token_without_iat_is_revoked_once_a_cutoff_exists() {
+        assert!(subject_revokes(subject(1, 5_000), None, None));
+        assert!(!subject_revokes(subject(1, 0), None, None));
+    }
+}
