@@ -1,0 +1,73 @@
+//! Child processes that tests start (the tokengate binary, Envoy, redis-server, nginx):
+//! killed when dropped, so a failing test leaves nothing running.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Proc {
+    pub fn spawn(name: &'static str, cmd: &mut Command) -> Proc {
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc { child, name }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `STOP`, `CONT`) with the `kill` command.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{sig} {} failed", self.name);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The tokengate binary built for these tests.
+pub fn tokengate_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tokengate"))
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Finds a tool installed by `scripts/install-test-deps.sh` (in `.tools/bin`) or on PATH;
+/// panics naming the package and the install command when it is missing.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    let local = repo().join(".tools/bin").join(name);
+    if local.exists() {
+        return local;
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "`{name}` is not installed: it comes from the package {package}. \
+         Run scripts/install-test-deps.sh (the README's test command does)."
+    );
+}
