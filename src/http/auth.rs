@@ -50,14 +50,15 @@ pub async fn logout_all(State(state): State<AppState>, uri: Uri, headers: Header
         .await
     {
         Ok(written) => {
-            let version = match written {
-                Written::Subject(s) => s.version,
-                Written::Marker => 0,
+            let subject = match written {
+                Written::Subject(s) => s,
+                Written::Marker => Default::default(),
             };
             ok(serde_json::json!({
                 "success": true,
                 "message": "Logged out from all devices",
-                "version": version,
+                "version": subject.version,
+                "revoked_before": subject.before_ms,
             })
             .to_string())
         }

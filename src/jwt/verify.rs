@@ -43,7 +43,7 @@ impl Verifier {
         let (Some(h64), Some(p64), Some(s64)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(Reason::Malformed);
         };
-        if h64.is_empty() || p64.is_empty() || s64.is_empty() || s64.contains('.') {
+        if h64.is_empty() || p64.is_empty() || s64.contains('.') {
             return Err(Reason::Malformed);
         }
         let header_bytes = URL_SAFE_NO_PAD.decode(h64).map_err(|_| Reason::Malformed)?;
@@ -58,6 +58,10 @@ impl Verifier {
             .alg
             .parse()
             .map_err(|_| Reason::DisallowedAlgorithm)?;
+        if s64.is_empty() {
+            // An unsigned token with a real algorithm (`alg: none` was refused above).
+            return Err(Reason::Malformed);
+        }
         let payload_bytes = URL_SAFE_NO_PAD.decode(p64).map_err(|_| Reason::Malformed)?;
         let payload: Map<String, Value> =
             serde_json::from_slice(&payload_bytes).map_err(|_| Reason::Malformed)?;
