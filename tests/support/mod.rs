@@ -119,7 +119,9 @@ impl TestServer {
     }
 
     pub async fn start_config(config: Config) -> Self {
-        let server = tokengate::Server::bind(&config).await.expect("server binds");
+        let server = tokengate::Server::bind(&config)
+            .await
+            .expect("server binds");
         let addrs = server.addrs();
         let engine = server.engine().clone();
         let shutdown = CancellationToken::new();
@@ -224,6 +226,7 @@ pub fn alg_name(alg: Algorithm) -> &'static str {
         Algorithm::ES256 => "ES256",
         Algorithm::ES384 => "ES384",
         Algorithm::EdDSA => "EdDSA",
+        _ => panic!("no name for {alg:?}"),
     }
 }
 
@@ -233,7 +236,12 @@ pub fn b64(bytes: &[u8]) -> String {
 
 /// Signs arbitrary header and payload JSON: for hostile tokens.
 pub fn sign(header: Value, payload: Value, alg: Algorithm, key: &EncodingKey) -> String {
-    sign_raw(header.to_string().as_bytes(), payload.to_string().as_bytes(), alg, key)
+    sign_raw(
+        header.to_string().as_bytes(),
+        payload.to_string().as_bytes(),
+        alg,
+        key,
+    )
 }
 
 /// Signs arbitrary header and payload bytes (not necessarily JSON).
@@ -392,9 +400,7 @@ pub async fn check(client: &mut AuthorizationClient<Channel>, req: CheckRequest)
     answer
 }
 
-fn flatten(
-    h: &[envoy_types::ext_authz::v3::pb::HeaderValueOption],
-) -> Vec<(String, String, i32)> {
+fn flatten(h: &[envoy_types::ext_authz::v3::pb::HeaderValueOption]) -> Vec<(String, String, i32)> {
     h.iter()
         .filter_map(|o| {
             let hv = o.header.as_ref()?;
@@ -406,7 +412,11 @@ fn flatten(
 /// Checks a token the way Envoy would, on a protected path.
 pub async fn check_token(client: &mut AuthorizationClient<Channel>, token: &str) -> Answer {
     let auth = bearer(token);
-    check(client, check_request("GET", "/api/items", &[("authorization", &auth)])).await
+    check(
+        client,
+        check_request("GET", "/api/items", &[("authorization", &auth)]),
+    )
+    .await
 }
 
 /// Waits until `cond` holds, polling; panics with `what` after `deadline`.
