@@ -640,12 +640,23 @@ impl Config {
     }
 }
 
-/// serde_yaml_ng appends " at line X column Y" to its messages; the location is already
-/// printed in front, so drop the repetition.
+/// serde_yaml_ng puts the field path in front of its messages and " at line X column Y"
+/// after them; both are already printed, so drop the repetition.
 fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
+    let message = match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    match message.split_once(": ") {
+        Some((path, rest))
+            if !path.is_empty()
+                && path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c)) =>
+        {
+            rest.to_string()
+        }
+        _ => message.to_string(),
     }
 }
 
@@ -678,6 +689,11 @@ mod tests {
         assert!(err.starts_with("t.yaml:7:"), "{err}");
         assert!(err.contains("revocation"), "{err}");
         assert!(err.contains("unknown field `stor`"), "{err}");
+        assert_eq!(
+            err.matches("revocation").count(),
+            1,
+            "path printed once: {err}"
+        );
     }
 
     #[test]
