@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, StoreKind};
 use crate::decision::Engine;
 use crate::http::{AppState, Readiness};
+use crate::revocation::cache::CachedStore;
 use crate::revocation::memory::MemoryStore;
+use crate::revocation::redis::RedisStore;
 use crate::revocation::Store;
 
 /// A start-up failure, with the component that failed.
@@ -71,21 +73,7 @@ impl Server {
                 "provider uses the shipped DEVELOPMENT key: anyone can mint tokens it accepts; never use it in production"
             );
         }
-        let store = match config.revocation.store {
-            StoreKind::Memory => Store::Memory(MemoryStore::new(
-                Duration::from_secs(config.revocation.family_ttl_seconds),
-                config
-                    .revocation
-                    .subject_ttl_seconds
-                    .map(Duration::from_secs),
-            )),
-            StoreKind::Redis => {
-                return Err(StartError::Store(
-                    "the redis store is not available in this build yet".into(),
-                ))
-            }
-        };
-        let engine = Arc::new(Engine::new(config, verifier, store));
+        let engine = Arc::new(Engine::new(config, verifier, build_store(config)?));
         let readiness = Arc::new(Readiness::default());
         readiness.set_keys_loaded();
         let bind = |listener: &'static str, addr: SocketAddr| async move {
@@ -177,6 +165,26 @@ impl Server {
             }
         }
     }
+}
+
+/// The configured store with the local cache in front. Never waits for a network store:
+/// it connects in the background and readiness reports progress.
+pub fn build_store(config: &Config) -> Result<CachedStore<Store>, StartError> {
+    let r = &config.revocation;
+    let family_ttl = Duration::from_secs(r.family_ttl_seconds);
+    let store = match r.store {
+        StoreKind::Memory => Store::Memory(MemoryStore::new(
+            family_ttl,
+            r.subject_ttl_seconds.map(Duration::from_secs),
+        )),
+        StoreKind::Redis => Store::Redis(RedisStore::connect(r).map_err(StartError::Store)?),
+    };
+    Ok(CachedStore::new(
+        store,
+        Duration::from_secs(r.cache.ttl_seconds),
+        r.cache.max_entries,
+        family_ttl,
+    ))
 }
 
 async fn serve_http(

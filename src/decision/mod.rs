@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::config::{Config, OnStoreError};
 use crate::jwt::{now_unix, Claims, Verifier};
 use crate::reason::{Deny, Reason};
+use crate::revocation::cache::CachedStore;
 use crate::revocation::{
     evaluate, Query, Record, RevocationStore, Store, StoreError, Target, Written,
 };
@@ -68,7 +69,7 @@ pub struct Responses {
 /// Everything the pipeline needs, built once from the configuration.
 pub struct Engine {
     verifier: Verifier,
-    store: Store,
+    store: CachedStore<Store>,
     sources: Vec<Source>,
     routes: Vec<Route>,
     pub forwarding: Forwarding,
@@ -78,7 +79,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(config: &Config, verifier: Verifier, store: Store) -> Self {
+    pub fn new(config: &Config, verifier: Verifier, store: CachedStore<Store>) -> Self {
         Engine {
             verifier,
             store,
@@ -121,7 +122,8 @@ impl Engine {
         &self.verifier
     }
 
-    pub fn store(&self) -> &Store {
+    /// The store with its cache in front: what every check and revocation goes through.
+    pub fn store(&self) -> &CachedStore<Store> {
         &self.store
     }
 
@@ -178,7 +180,7 @@ impl Engine {
     }
 
     async fn revocation(&self, claims: &Claims) -> Result<Option<Reason>, StoreError> {
-        let query = Query::for_claims(claims);
+        let query = Query::for_claims(claims, self.jti_expiry(claims));
         let state = tokio::time::timeout(self.store_timeout, self.store.check(&query))
             .await
             .map_err(|_| StoreError::Timeout)??;

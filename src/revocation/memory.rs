@@ -10,15 +10,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
+use super::events::Signal;
 use super::{
     now_ms, Kind, Query, Record, RevocationStore, State, StoreError, Subject, Target, Written,
 };
 
 pub struct MemoryStore {
     shared: Arc<Shared>,
+    /// In-process invalidation events, so the cache in front works as with Redis.
+    events: broadcast::Sender<Signal>,
 }
 
 struct Shared {
@@ -64,7 +67,10 @@ impl MemoryStore {
             subject_ttl,
         });
         tokio::spawn(purge_task(Arc::downgrade(&shared), shared.wake.clone()));
-        MemoryStore { shared }
+        MemoryStore {
+            shared,
+            events: broadcast::channel(1024).0,
+        }
     }
 
     /// Number of live entries (tests and metrics).
@@ -234,11 +240,18 @@ impl RevocationStore for MemoryStore {
         if inner.schedule(kind, id, old, new) {
             self.shared.wake.notify_one();
         }
+        drop(inner);
+        // No receiver (no cache yet) is not an error.
+        let _ = self.events.send(Signal::Event(written.event(target)));
         Ok(written)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn signals(&self) -> broadcast::Receiver<Signal> {
+        self.events.subscribe()
     }
 }
 

@@ -5,9 +5,14 @@
 //! [`RevocationStore::check`] answers every revocation question about one token (its
 //! `jti`, user, tenant and family) so that a Redis store can do it in one round trip.
 
+pub mod cache;
+pub mod events;
 pub mod memory;
+pub mod redis;
 
 use std::future::Future;
+
+use tokio::sync::broadcast;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,15 +26,19 @@ pub struct Query<'a> {
     pub user: Option<&'a str>,
     pub tenant: Option<&'a str>,
     pub family: Option<&'a str>,
+    /// Unix seconds after which the token is dead anyway (`exp` + leeway): how long a
+    /// "revoked" answer about it is worth keeping in a cache.
+    pub expires_at: i64,
 }
 
 impl<'a> Query<'a> {
-    pub fn for_claims(c: &'a Claims) -> Self {
+    pub fn for_claims(c: &'a Claims, expires_at: i64) -> Self {
         Query {
             jti: c.jti.as_deref(),
             user: c.user.as_deref(),
             tenant: c.tenant.as_deref(),
             family: c.family.as_deref(),
+            expires_at,
         }
     }
 }
@@ -43,6 +52,12 @@ pub struct Subject {
     /// Unix milliseconds.
     #[serde(rename = "before")]
     pub before_ms: i64,
+}
+
+impl Subject {
+    pub const fn new(version: u64, before_ms: i64) -> Self {
+        Subject { version, before_ms }
+    }
 }
 
 /// Everything the store knows about one token's identifiers.
@@ -124,6 +139,22 @@ impl Record {
     }
 }
 
+impl Written {
+    /// The event that announces this write.
+    pub fn event(&self, target: &Target<'_>) -> events::Event {
+        use events::Event;
+        let id = target.id().to_string();
+        match (*self, *target) {
+            (Written::Subject(s), t) => Event::subject(t.kind(), &id, s),
+            (Written::Marker, Target::Jti { expires_at, .. }) => Event::Jti {
+                id,
+                exp: expires_at,
+            },
+            (Written::Marker, _) => Event::Family { id },
+        }
+    }
+}
+
 /// What a successful revocation wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -154,30 +185,45 @@ pub trait RevocationStore: Send + Sync + 'static {
 
     /// Whether the store answers (readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Invalidation events from every writer (this process's and other replicas'), and
+    /// gaps when events may have been missed.
+    fn signals(&self) -> broadcast::Receiver<events::Signal>;
 }
 
 /// The configured store. An enum rather than a trait object: the check path is called
 /// for every request and static dispatch keeps it free of boxed futures.
 pub enum Store {
     Memory(memory::MemoryStore),
+    Redis(redis::RedisStore),
 }
 
 impl RevocationStore for Store {
     async fn check(&self, query: &Query<'_>) -> Result<State, StoreError> {
         match self {
             Store::Memory(s) => s.check(query).await,
+            Store::Redis(s) => s.check(query).await,
         }
     }
 
     async fn revoke(&self, target: &Target<'_>, record: &Record) -> Result<Written, StoreError> {
         match self {
             Store::Memory(s) => s.revoke(target, record).await,
+            Store::Redis(s) => s.revoke(target, record).await,
         }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.ping().await,
+            Store::Redis(s) => s.ping().await,
+        }
+    }
+
+    fn signals(&self) -> broadcast::Receiver<events::Signal> {
+        match self {
+            Store::Memory(s) => s.signals(),
+            Store::Redis(s) => s.signals(),
         }
     }
 }

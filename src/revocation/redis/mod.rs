@@ -1,0 +1,422 @@
+//! The Redis store: shared by every replica (SPEC §3).
+//!
+//! - A check is one round trip to a standalone server (the `CHECK` script reads all four
+//!   keys); in Cluster mode, where the keys live on different nodes, the reads go out in
+//!   parallel and are combined.
+//! - A write stores its value and publishes its event in one script, and returns only
+//!   after Redis answered.
+//! - Start-up never waits for Redis: connections are made in the background with
+//!   backoff, and until then every call fails fast (readiness says why).
+
+mod conn;
+mod keys;
+mod scripts;
+mod subscriber;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, RedisResult};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use conn::{redacted_url, Target as RedisTarget};
+pub use keys::Keys;
+
+use super::events::{Event, Signal};
+use super::{
+    now_ms, Kind, Query, Record, RevocationStore, State, StoreError, Subject, Target, Written,
+};
+use crate::config;
+
+/// A live connection, cheap to clone per call.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+struct Shared {
+    conn: RwLock<Option<Conn>>,
+    /// Why the store is not usable (for readiness), empty when it is.
+    problem: Mutex<String>,
+}
+
+pub struct RedisStore {
+    shared: Arc<Shared>,
+    keys: Keys,
+    family_ttl: u64,
+    subject_ttl: u64,
+    events: broadcast::Sender<Signal>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Reads the password named by the config (env var or file), if any.
+fn password(cfg: &config::Redis) -> Result<Option<String>, String> {
+    if let Some(name) = &cfg.password_env {
+        return std::env::var(name)
+            .map(Some)
+            .map_err(|_| format!("password_env: environment variable {name} is not set"));
+    }
+    if let Some(path) = &cfg.password_file {
+        return std::fs::read_to_string(path)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| format!("password_file: {}: {e}", path.display()));
+    }
+    Ok(None)
+}
+
+impl RedisStore {
+    /// Builds the store and starts connecting in the background; returns at once.
+    /// Must be called inside a tokio runtime.
+    pub fn connect(revocation: &config::Revocation) -> Result<Self, String> {
+        let cfg = revocation
+            .redis
+            .as_ref()
+            .ok_or("revocation.redis is required with store: redis")?;
+        let password = password(cfg)?;
+        let target =
+            conn::parse(&cfg.url, password.as_deref()).map_err(|e| format!("redis.url: {e}"))?;
+        let redacted = redacted_url(&cfg.url);
+        let shared = Arc::new(Shared {
+            conn: RwLock::new(None),
+            problem: Mutex::new(format!("connecting to {redacted}")),
+        });
+        let keys = Keys::new(&revocation.key_prefix);
+        let events = broadcast::channel(4096).0;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(supervise(
+            target.clone(),
+            redacted.clone(),
+            shared.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(subscriber::run(
+            target,
+            redacted,
+            keys.events(),
+            events.clone(),
+            shutdown.clone(),
+        ));
+        Ok(RedisStore {
+            shared,
+            keys,
+            family_ttl: revocation.family_ttl_seconds.max(1),
+            subject_ttl: revocation.subject_ttl_seconds.unwrap_or(0),
+            events,
+            shutdown,
+        })
+    }
+
+    fn conn(&self) -> Result<Conn, StoreError> {
+        let guard = self.shared.conn.read().unwrap_or_else(|p| p.into_inner());
+        guard.clone().ok_or_else(|| {
+            let problem = self
+                .shared
+                .problem
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            StoreError::Unavailable(problem.clone())
+        })
+    }
+
+    /// The keys this store reads and writes (for tests and tools).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Reads an optional integer hash field from a script reply.
+fn opt_i64(v: &redis::Value) -> Option<i64> {
+    redis::from_redis_value_ref::<Option<i64>>(v).ok().flatten()
+}
+
+fn subject(ver: Option<i64>, before: Option<i64>) -> Option<Subject> {
+    (ver.is_some() || before.is_some()).then(|| Subject {
+        version: ver.unwrap_or(0).max(0) as u64,
+        before_ms: before.unwrap_or(0),
+    })
+}
+
+impl RevocationStore for RedisStore {
+    async fn check(&self, q: &Query<'_>) -> Result<State, StoreError> {
+        let key = |kind, id: Option<&str>| id.map(|id| self.keys.key(kind, id));
+        let jti = key(Kind::Jti, q.jti);
+        let user = key(Kind::User, q.user);
+        let tenant = key(Kind::Tenant, q.tenant);
+        let family = key(Kind::Family, q.family);
+        match self.conn()? {
+            Conn::Single(mut c) => {
+                let or_empty = |k: &Option<String>| k.clone().unwrap_or_default();
+                let reply: Vec<redis::Value> = scripts::CHECK
+                    .key(or_empty(&jti))
+                    .key(or_empty(&user))
+                    .key(or_empty(&tenant))
+                    .key(or_empty(&family))
+                    .invoke_async(&mut c)
+                    .await
+                    .map_err(unavailable)?;
+                if reply.len() != 6 {
+                    return Err(StoreError::Unavailable("unexpected CHECK reply".into()));
+                }
+                Ok(State {
+                    jti: opt_i64(&reply[0]) == Some(1),
+                    user: subject(opt_i64(&reply[1]), opt_i64(&reply[2])),
+                    tenant: subject(opt_i64(&reply[3]), opt_i64(&reply[4])),
+                    family: opt_i64(&reply[5]) == Some(1),
+                })
+            }
+            Conn::Cluster(c) => {
+                // Keys hash to different slots: read them in parallel.
+                let exists = |k: Option<String>, mut c: ClusterConnection| async move {
+                    match k {
+                        Some(k) => c.exists::<_, bool>(k).await,
+                        None => Ok(false),
+                    }
+                };
+                let hash = |k: Option<String>, mut c: ClusterConnection| async move {
+                    match k {
+                        Some(k) => {
+                            let (v, b): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+                                .arg(k)
+                                .arg("ver")
+                                .arg("before")
+                                .query_async(&mut c)
+                                .await?;
+                            RedisResult::Ok(subject(v, b))
+                        }
+                        None => Ok(None),
+                    }
+                };
+                let (j, u, t, f) = tokio::join!(
+                    exists(jti, c.clone()),
+                    hash(user, c.clone()),
+                    hash(tenant, c.clone()),
+                    exists(family, c),
+                );
+                Ok(State {
+                    jti: j.map_err(unavailable)?,
+                    user: u.map_err(unavailable)?,
+                    tenant: t.map_err(unavailable)?,
+                    family: f.map_err(unavailable)?,
+                })
+            }
+        }
+    }
+
+    async fn revoke(&self, target: &Target<'_>, record: &Record) -> Result<Written, StoreError> {
+        let kind = target.kind();
+        let key = self.keys.key(kind, target.id());
+        let channel = self.keys.events();
+        let record_json = serde_json::to_string(record).unwrap_or_default();
+        let conn = self.conn()?;
+        let marker_ttl = match *target {
+            Target::Jti { expires_at, .. } => Some((expires_at - now_ms() / 1000).max(1)),
+            Target::Family(_) => Some(self.family_ttl as i64),
+            Target::User(_) | Target::Tenant(_) => None,
+        };
+        if let Some(ttl) = marker_ttl {
+            let event = Written::Marker.event(target).to_json();
+            let mut inv = scripts::MARK.key(&key);
+            inv.arg(&record_json).arg(ttl).arg(&channel).arg(&event);
+            let _: i64 = match conn {
+                Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+            }
+            .map_err(unavailable)?;
+            return Ok(Written::Marker);
+        }
+        // User or tenant: the event's version and cut-off are only known inside the
+        // script, so it completes the JSON that starts here.
+        let head = format!(
+            r#"{{"kind":"{}","id":{}"#,
+            kind.as_str(),
+            serde_json::to_string(target.id()).unwrap_or_default()
+        );
+        let mut inv = scripts::BUMP.key(&key);
+        inv.arg(now_ms())
+            .arg(self.subject_ttl)
+            .arg(&channel)
+            .arg(&head);
+        let (ver, before): (i64, i64) = match conn {
+            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
+            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
+        }
+        .map_err(unavailable)?;
+        Ok(Written::Subject(Subject {
+            version: ver.max(0) as u64,
+            before_ms: before,
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let r: RedisResult<String> = match self.conn()? {
+            Conn::Single(mut c) => redis::cmd("PING").query_async(&mut c).await,
+            Conn::Cluster(mut c) => redis::cmd("PING").query_async(&mut c).await,
+        };
+        r.map(|_| ()).map_err(unavailable)
+    }
+
+    fn signals(&self) -> broadcast::Receiver<Signal> {
+        self.events.subscribe()
+    }
+}
+
+/// Establishes the connection (retrying with backoff, never blocking start-up), checks
+/// persistence once, and for Sentinel re-resolves the master when it stops answering.
+async fn supervise(
+    target: RedisTarget,
+    redacted: String,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut attempt = 0u32;
+    let conn = loop {
+        attempt += 1;
+        match open(&target).await {
+            Ok(c) => break c,
+            Err(e) => {
+                let msg = format!("connecting to {redacted} (attempt {attempt}): {e}");
+                if attempt == 1 || attempt.is_power_of_two() {
+                    tracing::warn!(store = %redacted, attempt, error = %e, "redis not reachable yet");
+                }
+                *shared.problem.lock().unwrap_or_else(|p| p.into_inner()) = msg;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    };
+    warn_without_persistence(&conn, &redacted).await;
+    *shared.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+    shared
+        .problem
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
+    tracing::info!(store = %redacted, "redis connected");
+
+    if matches!(target, RedisTarget::Sentinel { .. }) {
+        sentinel_watch(&target, &redacted, &shared, &shutdown).await;
+    }
+}
+
+/// Sentinel: when the master stops answering pings, ask the Sentinels again.
+async fn sentinel_watch(
+    target: &RedisTarget,
+    redacted: &str,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) {
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let current = shared
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(Conn::Single(mut c)) = current else {
+            continue;
+        };
+        let ok = tokio::time::timeout(
+            Duration::from_millis(500),
+            redis::cmd("PING").query_async::<String>(&mut c),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        failures = if ok { 0 } else { failures + 1 };
+        if failures >= 2 {
+            if let Ok(conn) = open(target).await {
+                tracing::warn!(store = %redacted, "redis master changed, reconnected through sentinel");
+                *shared.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+                failures = 0;
+            }
+        }
+    }
+}
+
+/// Reconnect quickly: a Redis restart must be over for tokengate within about a second.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_min_delay(Duration::from_millis(20))
+        .set_max_delay(Duration::from_millis(400))
+        .set_number_of_retries(usize::MAX)
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_secs(1)))
+}
+
+async fn open(target: &RedisTarget) -> RedisResult<Conn> {
+    match target {
+        RedisTarget::Standalone(info) => {
+            let client = redis::Client::open(info.clone())?;
+            let mut m = ConnectionManager::new_lazy_with_config(client, manager_config())?;
+            // One round trip proves the server answers before the store reports ready.
+            redis::cmd("PING").query_async::<String>(&mut m).await?;
+            Ok(Conn::Single(m))
+        }
+        RedisTarget::Cluster(nodes) => {
+            let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                .connection_timeout(Duration::from_millis(500))
+                .response_timeout(Duration::from_secs(1))
+                .retries(2)
+                .build()?;
+            Ok(Conn::Cluster(client.get_async_connection().await?))
+        }
+        RedisTarget::Sentinel { .. } => {
+            let client = subscriber::sentinel_master(target).await?;
+            let mut m = ConnectionManager::new_lazy_with_config(client, manager_config())?;
+            redis::cmd("PING").query_async::<String>(&mut m).await?;
+            Ok(Conn::Single(m))
+        }
+    }
+}
+
+/// Revocations must survive a Redis restart: warn when neither AOF nor RDB is on.
+/// Managed Redis often refuses CONFIG; that is not an error.
+async fn warn_without_persistence(conn: &Conn, redacted: &str) {
+    async fn get(conn: &Conn, name: &str) -> Option<String> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg(name);
+        let r: RedisResult<Vec<String>> = match conn.clone() {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        };
+        r.ok()?.get(1).cloned()
+    }
+    let (aof, save) = (get(conn, "appendonly").await, get(conn, "save").await);
+    match (aof.as_deref(), save.as_deref()) {
+        (Some("no"), Some("")) => tracing::warn!(
+            store = %redacted,
+            "redis has neither AOF nor RDB persistence: revocations will be lost if it restarts"
+        ),
+        (None, _) | (_, None) => tracing::info!(
+            store = %redacted,
+            "redis refused CONFIG GET; cannot check persistence (managed Redis?)"
+        ),
+        _ => {}
+    }
+}
+
+/// Used by the subscriber to turn raw messages into signals.
+fn parse_event(payload: &[u8]) -> Option<Event> {
+    Event::from_json(payload)
+}
