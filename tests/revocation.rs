@@ -24,6 +24,26 @@ pub async fn memory_store() -> StoreFixture {
     }
 }
 
+pub async fn redis_store() -> StoreFixture {
+    let server = tokio::task::spawn_blocking(support::redis::RedisServer::start)
+        .await
+        .expect("redis starts");
+    StoreFixture {
+        yaml: support::redis::store_yaml(&server.url(), ""),
+        _guard: Some(Box::new(server)),
+    }
+}
+
+pub async fn redis_cluster_store() -> StoreFixture {
+    let cluster = tokio::task::spawn_blocking(support::redis::RedisCluster::start)
+        .await
+        .expect("redis cluster starts");
+    StoreFixture {
+        yaml: support::redis::store_yaml(&cluster.url(), ""),
+        _guard: Some(Box::new(cluster)),
+    }
+}
+
 async fn start(fixture: &StoreFixture) -> TestServer {
     TestServer::start(&config_yaml(&fixture.yaml)).await
 }
@@ -91,6 +111,8 @@ macro_rules! revocation_suite {
 }
 
 revocation_suite!(memory, memory_store);
+revocation_suite!(redis, redis_store);
+revocation_suite!(redis_cluster, redis_cluster_store);
 
 mod scenarios {
     use super::*;

@@ -181,10 +181,19 @@ impl Engine {
 
     async fn revocation(&self, claims: &Claims) -> Result<Option<Reason>, StoreError> {
         let query = Query::for_claims(claims, self.jti_expiry(claims));
-        let state = tokio::time::timeout(self.store_timeout, self.store.check(&query))
+        let answer = tokio::time::timeout(self.store_timeout, self.store.check(&query))
             .await
-            .map_err(|_| StoreError::Timeout)??;
-        Ok(evaluate(claims, &state))
+            .map_err(|_| StoreError::Timeout)
+            .and_then(|r| r);
+        match answer {
+            Ok(state) => Ok(evaluate(claims, &state)),
+            // The store is out of reach, but a revocation this replica already knows of
+            // still holds: such a token is denied as revoked, fail-open or not.
+            Err(e) => match evaluate(claims, &self.store.known(&query).await) {
+                Some(reason) => Ok(Some(reason)),
+                None => Err(e),
+            },
+        }
     }
 
     /// Writes a revocation within the store deadline and emits the audit event. Returns

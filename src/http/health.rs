@@ -38,15 +38,25 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         not_ready.push("keys");
     }
     let store = state.engine.store().ping();
-    match tokio::time::timeout(std::time::Duration::from_millis(500), store).await {
-        Ok(Ok(())) => {}
-        _ => not_ready.push("store"),
+    let store_problem =
+        match tokio::time::timeout(std::time::Duration::from_millis(500), store).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("store did not answer a ping within 500 ms".to_string()),
+        };
+    if store_problem.is_some() {
+        not_ready.push("store");
     }
     if state.readiness.shutting_down.load(Ordering::Acquire) {
         not_ready.push("shutting_down");
     }
     let ready = not_ready.is_empty();
-    let body = serde_json::json!({ "ready": ready, "not_ready": not_ready }).to_string();
+    let mut body = serde_json::json!({ "ready": ready, "not_ready": not_ready });
+    if let (Some(problem), Some(map)) = (store_problem, body.as_object_mut()) {
+        // Store errors name the (redacted) URL and the cause, never a password.
+        map.insert("store".into(), problem.into());
+    }
+    let body = body.to_string();
     let status = if ready {
         StatusCode::OK
     } else {

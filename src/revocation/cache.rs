@@ -184,6 +184,31 @@ impl<S: RevocationStore> CachedStore<S> {
         Ok(state)
     }
 
+    /// What the cache knows about `q`, missing parts read as "not revoked". When the store
+    /// cannot be reached, a revocation known here must still deny (even fail-open).
+    pub async fn known(&self, q: &Query<'_>) -> State {
+        let c = &self.caches;
+        let marker = |m: Option<Marker>| m.is_some_and(|m| m.revoked);
+        State {
+            jti: match q.jti {
+                Some(id) => marker(c.jti.get(id).await),
+                None => false,
+            },
+            family: match q.family {
+                Some(id) => marker(c.family.get(id).await),
+                None => false,
+            },
+            user: match q.user {
+                Some(id) => c.user.get(id).await.flatten(),
+                None => None,
+            },
+            tenant: match q.tenant {
+                Some(id) => c.tenant.get(id).await.flatten(),
+                None => None,
+            },
+        }
+    }
+
     /// The answer from the cache alone, when every part of it is cached.
     async fn lookup(&self, q: &Query<'_>) -> Option<State> {
         let c = &self.caches;

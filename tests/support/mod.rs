@@ -5,6 +5,7 @@
 
 pub mod envoy;
 pub mod procs;
+pub mod redis;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -119,6 +120,13 @@ impl TestServer {
     }
 
     pub async fn start_config(config: Config) -> Self {
+        let s = Self::start_unready(config).await;
+        s.wait_ready().await;
+        s
+    }
+
+    /// Starts without waiting for readiness (e.g. to watch it wait for a store).
+    pub async fn start_unready(config: Config) -> Self {
         let server = tokengate::Server::bind(&config)
             .await
             .expect("server binds");
@@ -126,15 +134,13 @@ impl TestServer {
         let engine = server.engine().clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server.run(shutdown.clone()));
-        let s = TestServer {
+        TestServer {
             addrs,
             config,
             engine,
             shutdown,
             task: Some(task),
-        };
-        s.wait_ready().await;
-        s
+        }
     }
 
     pub async fn wait_ready(&self) {
