@@ -157,6 +157,10 @@ pub struct Tokens {
     pub require_jti: bool,
     #[serde(default)]
     pub claims: ClaimNames,
+    /// Verified tokens remembered by their SHA-256 until they expire, so that a token
+    /// seen again skips signature work; 0 turns it off.
+    #[serde(default = "default_verified_cache")]
+    pub verified_cache_entries: u64,
 }
 
 impl Default for Tokens {
@@ -166,8 +170,13 @@ impl Default for Tokens {
             max_bytes: default_max_bytes(),
             require_jti: true,
             claims: ClaimNames::default(),
+            verified_cache_entries: default_verified_cache(),
         }
     }
+}
+
+fn default_verified_cache() -> u64 {
+    100_000
 }
 
 fn default_sources() -> Vec<TokenSource> {

@@ -3,6 +3,7 @@
 //! translate to and from these types, so they cannot disagree on a decision.
 
 pub mod extract;
+mod verified;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use crate::revocation::{
     evaluate, Query, Record, RevocationStore, Store, StoreError, Target, Written,
 };
 pub use extract::{Headers, Source};
+use verified::VerifiedCache;
 
 /// The facts of one request that the pipeline reads.
 pub struct Request<'a, H> {
@@ -69,6 +71,8 @@ pub struct Responses {
 /// Everything the pipeline needs, built once from the configuration.
 pub struct Engine {
     verifier: Verifier,
+    verified: Option<VerifiedCache>,
+    max_token_bytes: usize,
     store: CachedStore<Store>,
     sources: Vec<Source>,
     routes: Vec<Route>,
@@ -82,6 +86,8 @@ impl Engine {
     pub fn new(config: &Config, verifier: Verifier, store: CachedStore<Store>) -> Self {
         Engine {
             verifier,
+            verified: VerifiedCache::new(config.tokens.verified_cache_entries),
+            max_token_bytes: config.tokens.max_bytes,
             store,
             sources: config
                 .tokens
@@ -166,7 +172,7 @@ impl Engine {
         query: Option<&str>,
     ) -> Result<Allowed, Deny> {
         let token = extract::token(&self.sources, headers, query)?;
-        let claims = Arc::new(self.verifier.verify(&token, now_unix())?);
+        let claims = self.verify(&token, now_unix())?;
         let fail_open = match self.revocation(&claims).await {
             Ok(None) => false,
             Ok(Some(reason)) => return Err(reason.into()),
@@ -177,6 +183,22 @@ impl Engine {
             claims: Some(claims),
             fail_open,
         })
+    }
+
+    /// Step 3, with the verified-token cache in front of the signature work.
+    fn verify(&self, token: &str, now: i64) -> Result<Arc<Claims>, Reason> {
+        let cache = match &self.verified {
+            // Oversized tokens are refused by the verifier before anything is hashed.
+            Some(cache) if token.len() <= self.max_token_bytes => cache,
+            _ => return Ok(Arc::new(self.verifier.verify(token, now)?)),
+        };
+        let key = VerifiedCache::key(token);
+        if let Some(claims) = cache.get(&key, now) {
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verifier.verify(token, now)?);
+        cache.insert(key, claims.clone(), self.jti_expiry(&claims));
+        Ok(claims)
     }
 
     async fn revocation(&self, claims: &Claims) -> Result<Option<Reason>, StoreError> {
