@@ -55,6 +55,10 @@ pub struct Config {
     #[serde(default)]
     pub responses: Responses,
     #[serde(default)]
+    pub admin_api: AdminApi,
+    #[serde(default)]
+    pub oauth: OAuth,
+    #[serde(default)]
     pub server: Server,
     #[serde(default)]
     pub log: Log,
@@ -431,6 +435,50 @@ fn default_retry_after() -> u64 {
     1
 }
 
+/// The revocation API on the admin listener (SPEC §4): off unless enabled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminApi {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scope the caller's bearer token must carry.
+    #[serde(default = "default_admin_scope")]
+    pub scope: String,
+}
+
+impl Default for AdminApi {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            scope: default_admin_scope(),
+        }
+    }
+}
+
+fn default_admin_scope() -> String {
+    "tokengate:admin".into()
+}
+
+/// RFC 7009 revocation and RFC 7662 introspection for services not behind Envoy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth {
+    /// Clients allowed to introspect (HTTP Basic). Introspection is off when empty, so
+    /// that it cannot be used to test tokens anonymously.
+    #[serde(default)]
+    pub introspection_clients: Vec<OAuthClient>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClient {
+    pub id: String,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
@@ -626,6 +674,17 @@ impl Config {
                     "an exempt route cannot require scopes",
                 );
             }
+        }
+        for (i, c) in self.oauth.introspection_clients.iter().enumerate() {
+            if c.secret_env.is_some() == c.secret_file.is_some() {
+                return bad(
+                    format!("oauth.introspection_clients[{i}]"),
+                    "set exactly one of secret_env, secret_file",
+                );
+            }
+        }
+        if self.admin_api.enabled && self.admin_api.scope.trim().is_empty() {
+            return bad("admin_api.scope".into(), "must not be empty");
         }
         if self.revocation.store == StoreKind::Redis && self.revocation.redis.is_none() {
             return bad(

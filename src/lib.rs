@@ -9,6 +9,7 @@ pub mod decision;
 pub mod grpc;
 pub mod http;
 pub mod jwt;
+pub mod ops;
 pub mod reason;
 pub mod revocation;
 pub mod shutdown;
@@ -43,6 +44,8 @@ pub enum StartError {
     },
     #[error("revocation.store: {0}")]
     Store(String),
+    #[error("{0}")]
+    Secret(String),
 }
 
 /// The addresses actually bound (port 0 in the config picks a free port).
@@ -57,6 +60,8 @@ pub struct Addrs {
 pub struct Server {
     engine: Arc<Engine>,
     readiness: Arc<Readiness>,
+    admin_api: config::AdminApi,
+    introspection_clients: Arc<Vec<http::oauth::Client>>,
     grpc: TcpListener,
     http: TcpListener,
     admin: TcpListener,
@@ -88,6 +93,8 @@ impl Server {
         Ok(Server {
             engine,
             readiness,
+            admin_api: config.admin_api.clone(),
+            introspection_clients: Arc::new(load_clients(&config.oauth)?),
             grpc: bind("grpc", config.listen.grpc).await?,
             http: bind("http", config.listen.http).await?,
             admin: bind("admin", config.listen.admin).await?,
@@ -115,6 +122,9 @@ impl Server {
         let state = AppState {
             engine: self.engine.clone(),
             readiness: self.readiness.clone(),
+            admin_scope: self.admin_api.scope.clone(),
+            admin_enabled: self.admin_api.enabled,
+            introspection_clients: self.introspection_clients.clone(),
         };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -167,6 +177,37 @@ impl Server {
     }
 }
 
+/// Reads the introspection clients' secrets (env var or file).
+fn load_clients(oauth: &config::OAuth) -> Result<Vec<http::oauth::Client>, StartError> {
+    oauth
+        .introspection_clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let field = format!("oauth.introspection_clients[{i}]");
+            let secret = match (&c.secret_env, &c.secret_file) {
+                (Some(name), _) => std::env::var(name).map_err(|_| {
+                    StartError::Secret(format!("{field}.secret_env: {name} is not set"))
+                })?,
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        StartError::Secret(format!("{field}.secret_file: {}: {e}", path.display()))
+                    })?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_string(),
+                (None, None) => String::new(),
+            };
+            if secret.is_empty() {
+                return Err(StartError::Secret(format!("{field}: the secret is empty")));
+            }
+            Ok(http::oauth::Client {
+                id: c.id.clone(),
+                secret: secret.into_bytes(),
+            })
+        })
+        .collect()
+}
+
 /// The configured store with the local cache in front. Never waits for a network store:
 /// it connects in the background and readiness reports progress.
 pub fn build_store(config: &Config) -> Result<CachedStore<Store>, StartError> {
@@ -198,17 +239,26 @@ async fn serve_http(
     Ok(())
 }
 
-/// Sets up logging from the configuration (`RUST_LOG` overrides the level).
-pub fn init_logging(config: &config::Log) {
+/// Sets up logging from the configuration (`RUST_LOG` overrides the level). The server
+/// logs to stdout; one-shot commands log to stderr so that stdout carries only their
+/// result.
+pub fn init_logging(config: &config::Log, to_stderr: bool) {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match config.format {
+    let writer = if to_stderr {
+        BoxMakeWriter::new(std::io::stderr)
+    } else {
+        BoxMakeWriter::new(std::io::stdout)
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = match config.format {
         config::LogFormat::Json => builder.json().try_init(),
         config::LogFormat::Text => builder.try_init(),
     };
-    // A second initialisation (tests) keeps the first subscriber.
-    let _ = result;
 }

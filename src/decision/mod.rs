@@ -172,7 +172,12 @@ impl Engine {
         query: Option<&str>,
     ) -> Result<Allowed, Deny> {
         let token = extract::token(&self.sources, headers, query)?;
-        let claims = self.verify(&token, now_unix())?;
+        self.authenticate_token(&token).await
+    }
+
+    /// Steps 3–4 for a token given directly (OAuth introspection).
+    pub async fn authenticate_token(&self, token: &str) -> Result<Allowed, Deny> {
+        let claims = self.verify(token, now_unix())?;
         let fail_open = match self.revocation(&claims).await {
             Ok(None) => false,
             Ok(Some(reason)) => return Err(reason.into()),
@@ -183,6 +188,22 @@ impl Engine {
             claims: Some(claims),
             fail_open,
         })
+    }
+
+    /// Step 3 alone: is this a token tokengate would accept, revocation aside?
+    pub fn verify_token(&self, token: &str) -> Result<Arc<Claims>, Reason> {
+        self.verify(token, now_unix())
+    }
+
+    /// What the store holds about one identifier, within the store deadline.
+    pub async fn status(
+        &self,
+        kind: crate::revocation::Kind,
+        id: &str,
+    ) -> Result<Option<crate::revocation::Status>, StoreError> {
+        tokio::time::timeout(self.store_timeout, self.store.status(kind, id))
+            .await
+            .map_err(|_| StoreError::Timeout)?
     }
 
     /// Step 3, with the verified-token cache in front of the signature work.
@@ -231,15 +252,7 @@ impl Engine {
         let written = tokio::time::timeout(self.store_timeout, self.store.revoke(&target, &record))
             .await
             .map_err(|_| StoreError::Timeout)??;
-        tracing::info!(
-            target: "audit",
-            kind = target.kind().as_str(),
-            id = target.id(),
-            actor = actor.unwrap_or(""),
-            reason,
-            source,
-            "revoked"
-        );
+        crate::revocation::audit(&target, reason, actor, source);
         Ok(written)
     }
 

@@ -2,14 +2,17 @@
 //! listener (health, readiness). Each handler translates a request into pipeline calls
 //! and a [`Decision`](crate::decision::Decision) or deny into a response.
 
+mod admin;
 mod auth;
+mod check;
 mod health;
+pub mod oauth;
 
 use std::sync::Arc;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::decision::Engine;
@@ -20,6 +23,10 @@ use crate::reason::Deny;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub readiness: Arc<health::Readiness>,
+    /// Scope an admin API caller's token must carry.
+    pub admin_scope: String,
+    pub admin_enabled: bool,
+    pub introspection_clients: Arc<Vec<oauth::Client>>,
 }
 
 pub use health::Readiness;
@@ -29,15 +36,24 @@ pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/logout-all", post(auth::logout_all))
+        .route(check::PREFIX, any(check::check))
+        .route(&format!("{}/{{*rest}}", check::PREFIX), any(check::check))
+        .route("/v1/oauth/revoke", post(oauth::revoke))
+        .route("/v1/oauth/introspect", post(oauth::introspect))
         .with_state(state)
 }
 
 /// Routes of the admin listener: never routed publicly.
 pub fn admin_router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .with_state(state)
+        .route("/readyz", get(health::readyz));
+    if state.admin_enabled {
+        router = router
+            .route("/v1/admin/revocations", post(admin::revoke))
+            .route("/v1/admin/revocations/{kind}/{id}", get(admin::status));
+    }
+    router.with_state(state)
 }
 
 /// A deny as an HTTP response: SPEC §2's status, challenge and JSON body.

@@ -26,7 +26,9 @@ use moka::Expiry;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::events::{Event, Signal};
-use super::{Query, Record, RevocationStore, State, StoreError, Subject, Target, Written};
+use super::{
+    Kind, Query, Record, RevocationStore, State, Status, StoreError, Subject, Target, Written,
+};
 
 /// A cached answer about a `jti` or a family.
 #[derive(Debug, Clone, Copy)]
@@ -281,6 +283,10 @@ impl<S: RevocationStore> RevocationStore for CachedStore<S> {
         Ok(written)
     }
 
+    async fn status(&self, kind: Kind, id: &str) -> Result<Option<Status>, StoreError> {
+        self.store.status(kind, id).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
     }
@@ -440,6 +446,9 @@ mod tests {
         }
         async fn revoke(&self, t: &Target<'_>, r: &Record) -> Result<Written, StoreError> {
             self.0.revoke(t, r).await
+        }
+        async fn status(&self, k: Kind, id: &str) -> Result<Option<Status>, StoreError> {
+            self.0.status(k, id).await
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())

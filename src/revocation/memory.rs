@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use super::events::Signal;
 use super::{
-    now_ms, Kind, Query, Record, RevocationStore, State, StoreError, Subject, Target, Written,
+    now_ms, Kind, Query, Record, RevocationStore, State, Status, StoreError, Subject, Target,
+    Written,
 };
 
 pub struct MemoryStore {
@@ -244,6 +245,36 @@ impl RevocationStore for MemoryStore {
         // No receiver (no cache yet) is not an error.
         let _ = self.events.send(Signal::Event(written.event(target)));
         Ok(written)
+    }
+
+    async fn status(&self, kind: Kind, id: &str) -> Result<Option<Status>, StoreError> {
+        let now = Instant::now();
+        let inner = self.shared.lock();
+        let left =
+            |at: Option<Instant>| at.map(|at| at.saturating_duration_since(now).as_secs() as i64);
+        Ok(match kind {
+            Kind::Jti | Kind::Family => {
+                let map = if kind == Kind::Jti {
+                    &inner.jti
+                } else {
+                    &inner.family
+                };
+                map.get(id)
+                    .filter(|e| e.live(now).is_some())
+                    .map(|e| Status::Marker {
+                        record: e.value.clone(),
+                        expires_in_seconds: left(e.expires_at),
+                    })
+            }
+            Kind::User | Kind::Tenant => {
+                let map = if kind == Kind::User {
+                    &inner.user
+                } else {
+                    &inner.tenant
+                };
+                Inner::subject(map, Some(id), now).map(Status::Subject)
+            }
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

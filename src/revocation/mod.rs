@@ -91,6 +91,12 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Jti, Kind::User, Kind::Tenant, Kind::Family];
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Jti => "jti",
@@ -155,6 +161,19 @@ impl Written {
     }
 }
 
+/// What the store holds about one identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Status {
+    /// A revoked `jti` or family: who, when, why, and how long it is kept.
+    Marker {
+        record: Record,
+        expires_in_seconds: Option<i64>,
+    },
+    /// A user's or tenant's version and cut-off.
+    Subject(Subject),
+}
+
 /// What a successful revocation wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -183,6 +202,13 @@ pub trait RevocationStore: Send + Sync + 'static {
         record: &Record,
     ) -> impl Future<Output = Result<Written, StoreError>> + Send;
 
+    /// What the store holds about one identifier (admin inspection); `None` when nothing.
+    fn status(
+        &self,
+        kind: Kind,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Status>, StoreError>> + Send;
+
     /// Whether the store answers (readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -210,6 +236,13 @@ impl RevocationStore for Store {
         match self {
             Store::Memory(s) => s.revoke(target, record).await,
             Store::Redis(s) => s.revoke(target, record).await,
+        }
+    }
+
+    async fn status(&self, kind: Kind, id: &str) -> Result<Option<Status>, StoreError> {
+        match self {
+            Store::Memory(s) => s.status(kind, id).await,
+            Store::Redis(s) => s.status(kind, id).await,
         }
     }
 
@@ -260,6 +293,20 @@ pub fn subject_revokes(
     let by_version = version.is_some_and(|v| s.version > v);
     let by_cutoff = s.before_ms > 0 && iat_ms.is_none_or(|iat| iat <= s.before_ms);
     by_version || by_cutoff
+}
+
+/// The audit event of one revocation (tracing target `audit`): kind, id, actor, reason
+/// and source. Identifiers only: never a token.
+pub fn audit(target: &Target<'_>, reason: &str, actor: Option<&str>, source: &str) {
+    tracing::info!(
+        target: "audit",
+        kind = target.kind().as_str(),
+        id = target.id(),
+        actor = actor.unwrap_or(""),
+        reason,
+        source,
+        "revoked"
+    );
 }
 
 pub fn now_ms() -> i64 {

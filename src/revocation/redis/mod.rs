@@ -27,7 +27,8 @@ pub use keys::Keys;
 
 use super::events::{Event, Signal};
 use super::{
-    now_ms, Kind, Query, Record, RevocationStore, State, StoreError, Subject, Target, Written,
+    now_ms, Kind, Query, Record, RevocationStore, State, Status, StoreError, Subject, Target,
+    Written,
 };
 use crate::config;
 
@@ -259,6 +260,37 @@ impl RevocationStore for RedisStore {
             version: ver.max(0) as u64,
             before_ms: before,
         }))
+    }
+
+    async fn status(&self, kind: Kind, id: &str) -> Result<Option<Status>, StoreError> {
+        let key = self.keys.key(kind, id);
+        let mut cmd = redis::pipe();
+        match kind {
+            Kind::Jti | Kind::Family => cmd.get(&key).ttl(&key),
+            Kind::User | Kind::Tenant => cmd.hget(&key, "ver").hget(&key, "before"),
+        };
+        // Both commands touch one key, hence one slot: a pipeline works in a Cluster too.
+        let reply: (Option<String>, Option<i64>) = match self.conn()? {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+        .map_err(unavailable)?;
+        Ok(match (kind, reply) {
+            (_, (None, None)) => None,
+            (Kind::Jti | Kind::Family, (Some(json), ttl)) => {
+                let record = serde_json::from_str(&json).map_err(|e| {
+                    StoreError::Unavailable(format!("unreadable record at {key}: {e}"))
+                })?;
+                Some(Status::Marker {
+                    record,
+                    expires_in_seconds: ttl.filter(|t| *t >= 0),
+                })
+            }
+            (Kind::Jti | Kind::Family, (None, _)) => None,
+            (Kind::User | Kind::Tenant, (ver, before)) => {
+                subject(ver.and_then(|v| v.parse().ok()), before).map(Status::Subject)
+            }
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

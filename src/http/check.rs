@@ -1,0 +1,68 @@
+//! The HTTP-mode check (SPEC §4) for Envoy's HTTP ext_authz, nginx `auth_request` and
+//! Traefik `forwardAuth`: the same pipeline as gRPC; only where the original request's
+//! method and URI come from differs.
+//!
+//! Precedence: `X-Original-Method`/`X-Original-URI` (nginx), then
+//! `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik), then the request itself with the
+//! `/authz` prefix stripped (Envoy `path_prefix`). The proxy in front must set (not
+//! pass through) the headers it uses; the shipped configs do.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use super::{deny_response, AppState};
+use crate::decision::{Decision, Request};
+
+pub const PREFIX: &str = "/authz";
+
+pub async fn check(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let engine = &state.engine;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let stripped;
+    let path = match header("x-original-uri").or_else(|| header("x-forwarded-uri")) {
+        Some(p) => p,
+        None => {
+            let path = uri.path().strip_prefix(PREFIX).unwrap_or("");
+            let path = if path.is_empty() { "/" } else { path };
+            stripped = match uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            };
+            &stripped
+        }
+    };
+    let method = header("x-original-method")
+        .or_else(|| header("x-forwarded-method"))
+        .unwrap_or(method.as_str());
+    let req = Request {
+        method,
+        path,
+        headers: &headers,
+        required_scopes: None,
+        request_id: header("x-request-id"),
+    };
+    match engine.check(&req).await {
+        Decision::Deny(deny) => deny_response(engine, &deny),
+        Decision::Allow(allowed) => {
+            let mut response = StatusCode::OK.into_response();
+            let out = response.headers_mut();
+            for (name, value) in engine.upstream_headers(allowed.claims.as_deref()) {
+                // A claim the token lacks is sent empty: proxies copy these headers over
+                // the client's, so an empty value still wipes a spoofed one.
+                let value = value
+                    .and_then(|v| HeaderValue::from_str(&v).ok())
+                    .unwrap_or_else(|| HeaderValue::from_static(""));
+                if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                    out.insert(name, value);
+                }
+            }
+            response
+        }
+    }
+}
