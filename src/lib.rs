@@ -245,8 +245,10 @@ async fn serve_http(
 pub fn init_logging(config: &config::Log, to_stderr: bool) {
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
+    // Audit events are records, not chatter: they stay on whatever the level (unless
+    // RUST_LOG says otherwise explicitly).
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
+        .or_else(|_| EnvFilter::try_new(format!("{},audit=info", config.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = if to_stderr {
         BoxMakeWriter::new(std::io::stderr)

@@ -48,8 +48,8 @@ enum Command {
 #[derive(Args)]
 #[group(id = "target", required = true, multiple = false)]
 struct TargetArgs {
-    /// A token id (`jti`); needs --expires-at.
-    #[arg(long, group = "target", requires = "expires_at")]
+    /// A token id (`jti`); `revoke` needs --expires-at with it.
+    #[arg(long, group = "target")]
     jti: Option<String>,
     /// A user (`sub`): every token issued so far.
     #[arg(long, group = "target")]
@@ -214,6 +214,9 @@ fn target(t: &TargetArgs, expires_at: Option<i64>) -> tokengate::revocation::Tar
 }
 
 fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
+    if args.target.jti.is_some() && args.expires_at.is_none() {
+        anyhow::bail!("--jti needs --expires-at (the token's exp, unix seconds)");
+    }
     let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     operate(&args.config, |config| async move {
         let t = target(&args.target, args.expires_at);
@@ -226,4 +229,14 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
         let t = target(&args.target, None);
         tokengate::ops::status(&config, t.kind(), t.id()).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }
