@@ -14,6 +14,7 @@ use envoy_types::pb::google::rpc;
 use tonic::{Response, Status};
 
 use crate::decision::{Decision, Engine, Headers, Request};
+use crate::metrics::Transport;
 use crate::reason::Deny;
 
 /// Key of Envoy's per-route `context_extensions` that adds required scopes.
@@ -79,6 +80,7 @@ impl Authorization for AuthzService {
         let path = http.map_or("", |h| h.path.as_str());
         let request_id = http.map(|h| h.id.as_str()).filter(|s| !s.is_empty());
         let req = Request {
+            transport: Transport::Grpc,
             method: http.map_or("", |h| h.method.as_str()),
             path,
             headers: &headers,

@@ -9,6 +9,7 @@ pub mod decision;
 pub mod grpc;
 pub mod http;
 pub mod jwt;
+pub mod metrics;
 pub mod ops;
 pub mod reason;
 pub mod revocation;
@@ -25,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, StoreKind};
 use crate::decision::Engine;
 use crate::http::{AppState, Readiness};
-use crate::revocation::cache::CachedStore;
+use crate::metrics::Metrics;
+use crate::revocation::cache::{CacheSettings, CachedStore};
 use crate::revocation::memory::MemoryStore;
 use crate::revocation::redis::RedisStore;
 use crate::revocation::Store;
@@ -78,7 +80,10 @@ impl Server {
                 "provider uses the shipped DEVELOPMENT key: anyone can mint tokens it accepts; never use it in production"
             );
         }
-        let engine = Arc::new(Engine::new(config, verifier, build_store(config)?));
+        let providers: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        let metrics = Arc::new(Metrics::new(&providers));
+        let store = build_store(config, metrics.clone())?;
+        let engine = Arc::new(Engine::new(config, verifier, store, metrics.clone()));
         let readiness = Arc::new(Readiness::default());
         readiness.set_keys_loaded();
         let bind = |listener: &'static str, addr: SocketAddr| async move {
@@ -210,7 +215,10 @@ fn load_clients(oauth: &config::OAuth) -> Result<Vec<http::oauth::Client>, Start
 
 /// The configured store with the local cache in front. Never waits for a network store:
 /// it connects in the background and readiness reports progress.
-pub fn build_store(config: &Config) -> Result<CachedStore<Store>, StartError> {
+pub fn build_store(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<CachedStore<Store>, StartError> {
     let r = &config.revocation;
     let family_ttl = Duration::from_secs(r.family_ttl_seconds);
     let store = match r.store {
@@ -220,12 +228,13 @@ pub fn build_store(config: &Config) -> Result<CachedStore<Store>, StartError> {
         )),
         StoreKind::Redis => Store::Redis(RedisStore::connect(r).map_err(StartError::Store)?),
     };
-    Ok(CachedStore::new(
-        store,
-        Duration::from_secs(r.cache.ttl_seconds),
-        r.cache.max_entries,
+    let settings = CacheSettings {
+        ttl: Duration::from_secs(r.cache.ttl_seconds),
+        max_entries: r.cache.max_entries,
         family_ttl,
-    ))
+        deadline: Duration::from_millis(r.store_timeout_ms),
+    };
+    Ok(CachedStore::new(store, settings, metrics))
 }
 
 async fn serve_http(
@@ -245,10 +254,18 @@ async fn serve_http(
 pub fn init_logging(config: &config::Log, to_stderr: bool) {
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
-    // Audit events are records, not chatter: they stay on whatever the level (unless
-    // RUST_LOG says otherwise explicitly).
+    // A bare level applies to tokengate's own events; libraries stay at warn, so that
+    // `level: trace` cannot make an HTTP/2 library print request headers (tokens). Audit
+    // events are records, not chatter: they stay on whatever the level. A full filter
+    // directive, or RUST_LOG, is taken as the operator wrote it.
+    let directives = match config.level.as_str() {
+        l @ ("trace" | "debug" | "info" | "warn" | "error" | "off") => {
+            format!("warn,tokengate={l},audit=info")
+        }
+        custom => format!("{custom},audit=info"),
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("{},audit=info", config.level)))
+        .or_else(|_| EnvFilter::try_new(directives))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let writer = if to_stderr {
         BoxMakeWriter::new(std::io::stderr)

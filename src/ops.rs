@@ -28,7 +28,8 @@ async fn open(
     if config.revocation.store == StoreKind::Memory {
         return Err(OpsError::MemoryStore);
     }
-    let store = crate::build_store(config).map_err(|e| OpsError::Store(e.to_string()))?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(&[]));
+    let store = crate::build_store(config, metrics).map_err(|e| OpsError::Store(e.to_string()))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         match store.ping().await {

@@ -5,12 +5,12 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::redis::{store_yaml, RedisServer};
 use support::*;
+use tokengate::metrics::StoreOp;
 use tokio_util::sync::CancellationToken;
 
 async fn redis(aof: bool) -> RedisServer {
@@ -42,10 +42,10 @@ async fn logout_on_one_replica_is_enforced_by_the_other_through_the_event() {
     let other = token("ec256", "bob", json!({}));
     assert!(check_token(&mut cb, &t).await.allowed());
     assert!(check_token(&mut cb, &other).await.allowed());
-    let calls = b.engine.store().stats().store_calls.load(Ordering::Relaxed);
+    let calls = b.engine.store().metrics().store_calls(StoreOp::Check);
     assert!(check_token(&mut cb, &t).await.allowed());
     assert_eq!(
-        b.engine.store().stats().store_calls.load(Ordering::Relaxed),
+        b.engine.store().metrics().store_calls(StoreOp::Check),
         calls,
         "B answers from its cache"
     );
@@ -100,7 +100,7 @@ async fn a_warm_token_costs_no_redis_call_and_a_miss_costs_one_round_trip() {
     let r = redis(false).await;
     let s = TestServer::start(&yaml(&r.url(), "")).await;
     let mut c = s.grpc().await;
-    let stats = || s.engine.store().stats().store_calls.load(Ordering::Relaxed);
+    let stats = || s.engine.store().metrics().store_calls(StoreOp::Check);
 
     // the first check also loads the script into Redis
     let warm = token("ec256", "alice", json!({"tid": "acme", "fam": "f1"}));

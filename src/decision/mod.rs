@@ -6,10 +6,11 @@ pub mod extract;
 mod verified;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use crate::config::{Config, OnStoreError};
 use crate::jwt::{now_unix, Claims, Verifier};
+use crate::metrics::{CacheKind, Metrics, Transport};
 use crate::reason::{Deny, Reason};
 use crate::revocation::cache::CachedStore;
 use crate::revocation::{
@@ -20,6 +21,7 @@ use verified::VerifiedCache;
 
 /// The facts of one request that the pipeline reads.
 pub struct Request<'a, H> {
+    pub transport: Transport,
     pub method: &'a str,
     /// Path with its query string, as the client sent it.
     pub path: &'a str,
@@ -79,11 +81,16 @@ pub struct Engine {
     pub forwarding: Forwarding,
     pub responses: Responses,
     on_store_error: OnStoreError,
-    store_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Engine {
-    pub fn new(config: &Config, verifier: Verifier, store: CachedStore<Store>) -> Self {
+    pub fn new(
+        config: &Config,
+        verifier: Verifier,
+        store: CachedStore<Store>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Engine {
             verifier,
             verified: VerifiedCache::new(config.tokens.verified_cache_entries),
@@ -120,7 +127,7 @@ impl Engine {
                 retry_after_seconds: config.responses.retry_after_seconds,
             },
             on_store_error: config.revocation.on_store_error,
-            store_timeout: Duration::from_millis(config.revocation.store_timeout_ms),
+            metrics,
         }
     }
 
@@ -135,6 +142,7 @@ impl Engine {
 
     /// The whole pipeline: exemption, token, verification, revocation, requirements.
     pub async fn check<H: Headers>(&self, req: &Request<'_, H>) -> Decision {
+        let started = Instant::now();
         let (path, query) = match req.path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (req.path, None),
@@ -159,6 +167,12 @@ impl Engine {
                 }
             },
         };
+        let (deny, fail_open) = match &decision {
+            Decision::Allow(a) => (None, a.fail_open),
+            Decision::Deny(d) => (Some(d.reason), false),
+        };
+        self.metrics
+            .decision(req.transport, deny, fail_open, started.elapsed());
         if tracing::enabled!(tracing::Level::DEBUG) {
             self.log(req, &decision);
         }
@@ -201,9 +215,7 @@ impl Engine {
         kind: crate::revocation::Kind,
         id: &str,
     ) -> Result<Option<crate::revocation::Status>, StoreError> {
-        tokio::time::timeout(self.store_timeout, self.store.status(kind, id))
-            .await
-            .map_err(|_| StoreError::Timeout)?
+        self.store.status(kind, id).await
     }
 
     /// Step 3, with the verified-token cache in front of the signature work.
@@ -214,7 +226,9 @@ impl Engine {
             _ => return Ok(Arc::new(self.verifier.verify(token, now)?)),
         };
         let key = VerifiedCache::key(token);
-        if let Some(claims) = cache.get(&key, now) {
+        let hit = cache.get(&key, now);
+        self.metrics.cache(CacheKind::Verified, hit.is_some());
+        if let Some(claims) = hit {
             return Ok(claims);
         }
         let claims = Arc::new(self.verifier.verify(token, now)?);
@@ -224,11 +238,7 @@ impl Engine {
 
     async fn revocation(&self, claims: &Claims) -> Result<Option<Reason>, StoreError> {
         let query = Query::for_claims(claims, self.jti_expiry(claims));
-        let answer = tokio::time::timeout(self.store_timeout, self.store.check(&query))
-            .await
-            .map_err(|_| StoreError::Timeout)
-            .and_then(|r| r);
-        match answer {
+        match self.store.check(&query).await {
             Ok(state) => Ok(evaluate(claims, &state)),
             // The store is out of reach, but a revocation this replica already knows of
             // still holds: such a token is denied as revoked, fail-open or not.
@@ -239,8 +249,8 @@ impl Engine {
         }
     }
 
-    /// Writes a revocation within the store deadline and emits the audit event. Returns
-    /// only after the store accepted the write.
+    /// Writes a revocation (within the store deadline), counts it and emits the audit
+    /// event. Returns only after the store accepted the write.
     pub async fn revoke(
         &self,
         target: Target<'_>,
@@ -249,9 +259,8 @@ impl Engine {
         source: &'static str,
     ) -> Result<Written, StoreError> {
         let record = Record::now(reason, actor.map(str::to_string));
-        let written = tokio::time::timeout(self.store_timeout, self.store.revoke(&target, &record))
-            .await
-            .map_err(|_| StoreError::Timeout)??;
+        let written = self.store.revoke(&target, &record).await?;
+        self.metrics.revocation(target.kind().as_str(), source);
         crate::revocation::audit(&target, reason, actor, source);
         Ok(written)
     }

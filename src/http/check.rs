@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{deny_response, AppState};
 use crate::decision::{Decision, Request};
+use crate::metrics::Transport;
 
 pub const PREFIX: &str = "/authz";
 
@@ -41,6 +42,7 @@ pub async fn check(
         .or_else(|| header("x-forwarded-method"))
         .unwrap_or(method.as_str());
     let req = Request {
+        transport: Transport::Http,
         method,
         path,
         headers: &headers,

@@ -64,3 +64,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     (status, json_body(body)).into_response()
 }
+
+/// `GET /metrics`: the Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.engine.store().metrics().render();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -16,8 +16,12 @@
 //! answers from what it fetched but does not cache it: an epoch counter bumped by every
 //! event tells the two apart, so a stale "not revoked" can never overwrite a revocation.
 //! Concurrent misses for the same `jti` share one store call (moka's `try_get_with`).
+//!
+//! Every store call made through here has the store deadline and is counted and timed
+//! in the metrics, so the deadline and its accounting live in one place.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,6 +33,7 @@ use super::events::{Event, Signal};
 use super::{
     Kind, Query, Record, RevocationStore, State, Status, StoreError, Subject, Target, Written,
 };
+use crate::metrics::{CacheKind, Metrics, StoreOp, StoreOutcome};
 
 /// A cached answer about a `jti` or a family.
 #[derive(Debug, Clone, Copy)]
@@ -69,16 +74,6 @@ impl MarkerExpiry {
     }
 }
 
-/// Hit and miss counts, and how many calls reached the store.
-#[derive(Debug, Default)]
-pub struct CacheStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub store_calls: AtomicU64,
-    pub events: AtomicU64,
-    pub gaps: AtomicU64,
-}
-
 struct Caches {
     jti: Cache<Arc<str>, Marker>,
     family: Cache<Arc<str>, Marker>,
@@ -87,13 +82,16 @@ struct Caches {
     /// Bumped by every event and gap; see the module doc.
     epoch: AtomicU64,
     family_ttl: Duration,
-    stats: CacheStats,
+    metrics: Arc<Metrics>,
+    /// Whether the event subscription has been up once (a later `Up` follows a gap).
+    seen_up: AtomicBool,
 }
 
 /// A store with the local cache in front.
 pub struct CachedStore<S> {
     store: Arc<S>,
     caches: Arc<Caches>,
+    deadline: Duration,
 }
 
 /// Why a shared fetch produced no cacheable answer.
@@ -105,9 +103,16 @@ enum FetchError {
 }
 
 impl<S: RevocationStore> CachedStore<S> {
-    /// Wraps `store`; `max_entries` bounds each of the four caches. Spawns the task that
-    /// applies the store's events, so it must be called inside a tokio runtime.
-    pub fn new(store: S, ttl: Duration, max_entries: u64, family_ttl: Duration) -> Self {
+    /// Wraps `store`; `max_entries` bounds each of the four caches, `deadline` every
+    /// store call. Spawns the task that applies the store's events, so it must be called
+    /// inside a tokio runtime.
+    pub fn new(store: S, settings: CacheSettings, metrics: Arc<Metrics>) -> Self {
+        let CacheSettings {
+            ttl,
+            max_entries,
+            family_ttl,
+            deadline,
+        } = settings;
         let markers = || {
             Cache::builder()
                 .max_capacity(max_entries)
@@ -128,19 +133,47 @@ impl<S: RevocationStore> CachedStore<S> {
             tenant: subjects(),
             epoch: AtomicU64::new(0),
             family_ttl,
-            stats: CacheStats::default(),
+            metrics,
+            seen_up: AtomicBool::new(false),
         });
         let store = Arc::new(store);
+        if store.events_in_process() {
+            caches.metrics.subscription_up.set(1);
+        }
         tokio::spawn(apply_signals(store.signals(), Arc::downgrade(&caches)));
-        CachedStore { store, caches }
+        CachedStore {
+            store,
+            caches,
+            deadline,
+        }
     }
 
     pub fn inner(&self) -> &S {
         &self.store
     }
 
-    pub fn stats(&self) -> &CacheStats {
-        &self.caches.stats
+    pub fn metrics(&self) -> &Metrics {
+        &self.caches.metrics
+    }
+
+    /// Runs one store call within the deadline, and counts and times it.
+    async fn timed<T>(
+        &self,
+        op: StoreOp,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.deadline, call).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Timeout),
+        };
+        let outcome = match &result {
+            Ok(_) => Ok(()),
+            Err(StoreError::Timeout) => Err(StoreOutcome::Timeout),
+            Err(StoreError::Unavailable(_)) => Err(StoreOutcome::Error),
+        };
+        self.caches.metrics.store(op, outcome, started.elapsed());
+        result
     }
 
     /// Entries currently held, all kinds together (after pending maintenance).
@@ -157,8 +190,10 @@ impl<S: RevocationStore> CachedStore<S> {
     async fn fetch(&self, q: &Query<'_>, cache_jti: bool) -> Result<State, FetchError> {
         let c = &self.caches;
         let epoch = c.epoch.load(Ordering::Acquire);
-        c.stats.store_calls.fetch_add(1, Ordering::Relaxed);
-        let state = self.store.check(q).await.map_err(FetchError::Store)?;
+        let state = self
+            .timed(StoreOp::Check, self.store.check(q))
+            .await
+            .map_err(FetchError::Store)?;
         if c.epoch.load(Ordering::Acquire) != epoch {
             return Err(FetchError::Raced(state));
         }
@@ -241,12 +276,12 @@ impl<S: RevocationStore> CachedStore<S> {
 
 impl<S: RevocationStore> RevocationStore for CachedStore<S> {
     async fn check(&self, q: &Query<'_>) -> Result<State, StoreError> {
-        let stats = &self.caches.stats;
+        let metrics = &self.caches.metrics;
         if let Some(state) = self.lookup(q).await {
-            stats.hits.fetch_add(1, Ordering::Relaxed);
+            metrics.cache(CacheKind::Revocation, true);
             return Ok(state);
         }
-        stats.misses.fetch_add(1, Ordering::Relaxed);
+        metrics.cache(CacheKind::Revocation, false);
         let Some(jti) = q.jti else {
             return self.fetch(q, false).await.or_else(raced_ok);
         };
@@ -277,18 +312,21 @@ impl<S: RevocationStore> RevocationStore for CachedStore<S> {
     }
 
     async fn revoke(&self, target: &Target<'_>, record: &Record) -> Result<Written, StoreError> {
-        let written = self.store.revoke(target, record).await?;
+        let written = self
+            .timed(StoreOp::Revoke, self.store.revoke(target, record))
+            .await?;
         // Read-your-writes on this replica without waiting for the event to come back.
         self.caches.apply(&written.event(target)).await;
         Ok(written)
     }
 
     async fn status(&self, kind: Kind, id: &str) -> Result<Option<Status>, StoreError> {
-        self.store.status(kind, id).await
+        self.timed(StoreOp::Status, self.store.status(kind, id))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.store.ping().await
+        self.timed(StoreOp::Ping, self.store.ping()).await
     }
 
     fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
@@ -306,7 +344,7 @@ fn raced_ok(e: FetchError) -> Result<State, StoreError> {
 impl Caches {
     async fn apply(&self, event: &Event) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        self.metrics.invalidation_events.inc();
         let revoked = |until| Marker {
             revoked: true,
             until,
@@ -331,14 +369,40 @@ impl Caches {
     }
 
     fn gap(&self) {
+        self.metrics.invalidation_gaps.inc();
+        self.metrics.subscription_up.set(0);
+        self.forget_not_revoked();
+    }
+
+    fn up(&self) {
+        self.metrics.subscription_up.set(1);
+        if self.seen_up.swap(true, Ordering::AcqRel) {
+            // Back after a gap: whatever was cached meanwhile may have missed events.
+            self.forget_not_revoked();
+        }
+    }
+
+    fn forget_not_revoked(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.stats.gaps.fetch_add(1, Ordering::Relaxed);
         // Revoked markers stay: they can never become wrong. Everything else may be.
         let _ = self.jti.invalidate_entries_if(|_, m| !m.revoked);
         let _ = self.family.invalidate_entries_if(|_, m| !m.revoked);
         self.user.invalidate_all();
         self.tenant.invalidate_all();
     }
+}
+
+/// How the cache is sized and how long store calls may take.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// Lifetime of a "not revoked" answer.
+    pub ttl: Duration,
+    /// Bound of each of the four caches.
+    pub max_entries: u64,
+    /// How long a revoked family is remembered.
+    pub family_ttl: Duration,
+    /// Deadline of every store call.
+    pub deadline: Duration,
 }
 
 /// Subjects only move forward; out-of-order events must not move one back.
@@ -358,6 +422,7 @@ async fn apply_signals(mut rx: tokio::sync::broadcast::Receiver<Signal>, caches:
         };
         match signal {
             Ok(Signal::Event(e)) => caches.apply(&e).await,
+            Ok(Signal::Up) => caches.up(),
             Ok(Signal::Gap) | Err(RecvError::Lagged(_)) => caches.gap(),
             Err(RecvError::Closed) => return,
         }
@@ -376,13 +441,23 @@ mod tests {
     use super::*;
     use crate::revocation::memory::MemoryStore;
 
+    const SETTINGS: CacheSettings = CacheSettings {
+        ttl: Duration::from_secs(5),
+        max_entries: 1000,
+        family_ttl: Duration::from_secs(60),
+        deadline: Duration::from_secs(1),
+    };
+
     fn cached() -> CachedStore<MemoryStore> {
         CachedStore::new(
             MemoryStore::new(Duration::from_secs(60), None),
-            Duration::from_secs(5),
-            1000,
-            Duration::from_secs(60),
+            SETTINGS,
+            Arc::new(Metrics::new(&[])),
         )
+    }
+
+    fn calls<S: RevocationStore>(c: &CachedStore<S>) -> u64 {
+        c.metrics().store_calls(StoreOp::Check)
     }
 
     fn query(jti: &str) -> Query<'_> {
@@ -399,8 +474,7 @@ mod tests {
         let c = cached();
         assert!(!c.check(&query("a")).await.unwrap().jti);
         assert!(!c.check(&query("a")).await.unwrap().jti);
-        assert_eq!(c.stats().store_calls.load(Ordering::Relaxed), 1);
-        assert_eq!(c.stats().hits.load(Ordering::Relaxed), 1);
+        assert_eq!(calls(&c), 1);
     }
 
     #[tokio::test]
@@ -412,7 +486,7 @@ mod tests {
             .unwrap();
         let st = c.check(&query("a")).await.unwrap();
         assert_eq!(st.user.map(|s| s.version), Some(1));
-        assert_eq!(c.stats().store_calls.load(Ordering::Relaxed), 1);
+        assert_eq!(calls(&c), 1);
     }
 
     #[tokio::test]
@@ -429,11 +503,11 @@ mod tests {
         .unwrap();
         assert!(!c.check(&query("a")).await.unwrap().jti);
         c.caches.gap();
-        let calls = c.stats().store_calls.load(Ordering::Relaxed);
+        let before = calls(&c);
         assert!(c.caches.jti.get("gone").await.is_some_and(|m| m.revoked));
         assert!(c.caches.jti.get("a").await.is_none());
         assert!(!c.check(&query("a")).await.unwrap().jti);
-        assert_eq!(c.stats().store_calls.load(Ordering::Relaxed), calls + 1);
+        assert_eq!(calls(&c), before + 1);
     }
 
     /// The memory store behind a delay, so that concurrent misses really overlap.
@@ -463,9 +537,8 @@ mod tests {
         let slow = Slow(MemoryStore::new(Duration::from_secs(60), None));
         let c = Arc::new(CachedStore::new(
             slow,
-            Duration::from_secs(5),
-            1000,
-            Duration::from_secs(60),
+            SETTINGS,
+            Arc::new(Metrics::new(&[])),
         ));
         let mut tasks = Vec::new();
         for _ in 0..16 {
@@ -475,6 +548,6 @@ mod tests {
         for t in tasks {
             assert!(!t.await.unwrap().unwrap().jti);
         }
-        assert_eq!(c.stats().store_calls.load(Ordering::Relaxed), 1);
+        assert_eq!(calls(&c), 1);
     }
 }

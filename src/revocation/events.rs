@@ -59,12 +59,15 @@ impl Event {
     }
 }
 
-/// What a store tells the cache: an event, or that events may have been missed.
+/// What a store tells the cache: an event, or the state of its subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
     Event(Event),
-    /// The subscription dropped (or was just re-established after a gap): cached "not
-    /// revoked" answers can no longer be trusted beyond their TTL.
+    /// The subscription is (again) established. After a gap, events published in
+    /// between were lost, so the cache forgets its "not revoked" answers once more.
+    Up,
+    /// The subscription dropped: cached "not revoked" answers can no longer be trusted
+    /// beyond their TTL.
     Gap,
 }
 

@@ -215,6 +215,12 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// Invalidation events from every writer (this process's and other replicas'), and
     /// gaps when events may have been missed.
     fn signals(&self) -> broadcast::Receiver<events::Signal>;
+
+    /// True when events never cross a network (the memory store): the event stream is
+    /// then up from the start and cannot drop.
+    fn events_in_process(&self) -> bool {
+        false
+    }
 }
 
 /// The configured store. An enum rather than a trait object: the check path is called
@@ -258,6 +264,10 @@ impl RevocationStore for Store {
             Store::Memory(s) => s.signals(),
             Store::Redis(s) => s.signals(),
         }
+    }
+
+    fn events_in_process(&self) -> bool {
+        matches!(self, Store::Memory(_))
     }
 }
 

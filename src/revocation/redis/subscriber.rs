@@ -1,7 +1,8 @@
 //! The invalidation subscriber: one pub/sub connection per replica on `{prefix}events`.
 //! Every message becomes a [`Signal::Event`]; a dropped connection becomes a
-//! [`Signal::Gap`] (the cache forgets its "not revoked" answers), and so does the
-//! re-subscription after it, since events published in between were lost.
+//! [`Signal::Gap`] (the cache forgets its "not revoked" answers), and every successful
+//! subscription a [`Signal::Up`] (after a gap the cache forgets once more, since events
+//! published in between were lost).
 
 use std::time::Duration;
 
@@ -29,9 +30,9 @@ pub async fn run(
                 backoff = Duration::from_millis(50);
                 if ever_connected {
                     tracing::info!(store = %redacted, "invalidation subscription restored");
-                    let _ = tx.send(Signal::Gap);
                 }
                 ever_connected = true;
+                let _ = tx.send(Signal::Up);
                 let mut stream = pubsub.into_on_message();
                 loop {
                     tokio::select! {
