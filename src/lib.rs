@@ -248,33 +248,46 @@ async fn serve_http(
     Ok(())
 }
 
+/// The tracing filter the configuration asks for. A bare level applies to tokengate's
+/// own events; libraries stay at warn, so that `level: trace` cannot make an HTTP/2
+/// library print request headers (tokens). Audit events are records, not chatter: they
+/// stay on whatever the level. A full filter directive is taken as the operator wrote it.
+pub fn log_directives(config: &config::Log) -> String {
+    match config.level.as_str() {
+        l @ ("trace" | "debug" | "info" | "warn" | "error" | "off") => {
+            format!("warn,tokengate={l},audit=info")
+        }
+        custom => format!("{custom},audit=info"),
+    }
+}
+
 /// Sets up logging from the configuration (`RUST_LOG` overrides the level). The server
 /// logs to stdout; one-shot commands log to stderr so that stdout carries only their
 /// result.
 pub fn init_logging(config: &config::Log, to_stderr: bool) {
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
-    // A bare level applies to tokengate's own events; libraries stay at warn, so that
-    // `level: trace` cannot make an HTTP/2 library print request headers (tokens). Audit
-    // events are records, not chatter: they stay on whatever the level. A full filter
-    // directive, or RUST_LOG, is taken as the operator wrote it.
-    let directives = match config.level.as_str() {
-        l @ ("trace" | "debug" | "info" | "warn" | "error" | "off") => {
-            format!("warn,tokengate={l},audit=info")
-        }
-        custom => format!("{custom},audit=info"),
-    };
+    let directives = log_directives(config);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(directives))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let writer = if to_stderr {
-        BoxMakeWriter::new(std::io::stderr)
+    use std::io::IsTerminal;
+    let (writer, terminal) = if to_stderr {
+        (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        )
     } else {
-        BoxMakeWriter::new(std::io::stdout)
+        (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::stdout().is_terminal(),
+        )
     };
+    // Colour codes only for a person at a terminal, never into a log collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .with_ansi(terminal);
     // A second initialisation (tests) keeps the first subscriber.
     let _ = match config.format {
         config::LogFormat::Json => builder.json().try_init(),
