@@ -226,6 +226,10 @@ pub struct ClaimNames {
     pub tenant_version: String,
     #[serde(default = "c_family")]
     pub family: String,
+    /// Roles for route rules' `require_roles`; a dotted path reaches nested claims
+    /// (e.g. `realm_access.roles`).
+    #[serde(default = "c_roles")]
+    pub roles: String,
 }
 
 impl Default for ClaimNames {
@@ -236,6 +240,7 @@ impl Default for ClaimNames {
             user_version: c_user_version(),
             tenant_version: c_tenant_version(),
             family: c_family(),
+            roles: c_roles(),
         }
     }
 }
@@ -254,6 +259,9 @@ fn c_tenant_version() -> String {
 }
 fn c_family() -> String {
     "fam".into()
+}
+fn c_roles() -> String {
+    "roles".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -374,6 +382,10 @@ pub struct Forward {
     /// gRPC only: put the verified claims in the CheckResponse's `dynamic_metadata`.
     #[serde(default = "yes")]
     pub dynamic_metadata: bool,
+    /// Forward the verified payload, base64url-encoded as in the token, in this header
+    /// (as Envoy jwt_authn's `forward_payload_header`).
+    #[serde(default)]
+    pub payload_header: Option<String>,
 }
 
 impl Default for Forward {
@@ -382,6 +394,7 @@ impl Default for Forward {
             headers: default_forward_headers(),
             remove_authorization: false,
             dynamic_metadata: true,
+            payload_header: None,
         }
     }
 }
@@ -400,12 +413,21 @@ pub struct Route {
     pub path_prefix: String,
     #[serde(default)]
     pub methods: Vec<String>,
+    /// Host (`api.example.com` or `*.example.com`); any host when unset.
+    #[serde(default)]
+    pub host: Option<String>,
     /// Allow without a token.
     #[serde(default)]
     pub exempt: bool,
     /// Scopes the token must carry (space-separated `scope` claim or array `scp`).
     #[serde(default)]
     pub require_scopes: Vec<String>,
+    /// Roles the token must carry (in the claim named by `tokens.claims.roles`).
+    #[serde(default)]
+    pub require_roles: Vec<String>,
+    /// Claim (dotted path) → value the token must carry (equal, or contained in an array).
+    #[serde(default)]
+    pub require_claims: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -658,6 +680,11 @@ impl Config {
         }
         if self.tokens.max_bytes == 0 {
             return bad("tokens.max_bytes".into(), "must be greater than 0");
+        }
+        if let Some(name) = &self.forward.payload_header {
+            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return bad("forward.payload_header".into(), "not a valid header name");
+            }
         }
         for name in self.forward.headers.keys() {
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {

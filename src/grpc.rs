@@ -82,6 +82,7 @@ impl Authorization for AuthzService {
         let req = Request {
             transport: Transport::Grpc,
             method: http.map_or("", |h| h.method.as_str()),
+            host: http.map(|h| h.host.as_str()).filter(|h| !h.is_empty()),
             path,
             headers: &headers,
             required_scopes: attributes
@@ -99,9 +100,10 @@ impl Authorization for AuthzService {
 
 impl AuthzService {
     fn allow(&self, claims: Option<&crate::jwt::Claims>) -> CheckResponse {
-        let forwarding = &self.engine.forwarding;
+        let policy = self.engine.policy();
+        let forwarding = &policy.forwarding;
         let mut ok = OkHttpResponse::default();
-        for (name, value) in self.engine.upstream_headers(claims) {
+        for (name, value) in policy.upstream_headers(claims) {
             match value {
                 Some(value) => ok.headers.push(header(name, value)),
                 None => ok.headers_to_remove.push(name.to_string()),
@@ -126,7 +128,8 @@ impl AuthzService {
     }
 
     fn deny(&self, deny: &Deny) -> CheckResponse {
-        let responses = &self.engine.responses;
+        let policy = self.engine.policy();
+        let responses = &policy.responses;
         let mut headers = vec![header("content-type", "application/json".into())];
         if let Some(challenge) = deny.www_authenticate(&responses.realm) {
             headers.push(header("www-authenticate", challenge));

@@ -83,7 +83,8 @@ impl Server {
         let providers: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let metrics = Arc::new(Metrics::new(&providers));
         let store = build_store(config, metrics.clone())?;
-        let engine = Arc::new(Engine::new(config, verifier, store, metrics.clone()));
+        let policy = decision::Policy::new(config, Arc::new(verifier));
+        let engine = Arc::new(Engine::new(policy, store, metrics.clone()));
         let readiness = Arc::new(Readiness::default());
         readiness.set_keys_loaded();
         let bind = |listener: &'static str, addr: SocketAddr| async move {

@@ -3,13 +3,15 @@
 //! translate to and from these types, so they cannot disagree on a decision.
 
 pub mod extract;
+mod policy;
+mod routes;
 mod verified;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use crate::config::{Config, OnStoreError};
-use crate::jwt::{now_unix, Claims, Verifier};
+use crate::config::OnStoreError;
+use crate::jwt::{now_unix, Claims};
 use crate::metrics::{CacheKind, Metrics, Transport};
 use crate::reason::{Deny, Reason};
 use crate::revocation::cache::CachedStore;
@@ -17,6 +19,7 @@ use crate::revocation::{
     evaluate, Query, Record, RevocationStore, Store, StoreError, Target, Written,
 };
 pub use extract::{Headers, Source};
+pub use policy::{Forwarding, Policy, Responses};
 use verified::VerifiedCache;
 
 /// The facts of one request that the pipeline reads.
@@ -25,6 +28,8 @@ pub struct Request<'a, H> {
     pub method: &'a str,
     /// Path with its query string, as the client sent it.
     pub path: &'a str,
+    /// The original request's host, for host-specific route rules.
+    pub host: Option<&'a str>,
     pub headers: &'a H,
     /// Space-separated scopes required by the Envoy route (`context_extensions`).
     pub required_scopes: Option<&'a str>,
@@ -46,93 +51,33 @@ pub struct Allowed {
     pub fail_open: bool,
 }
 
-/// A route rule, normalised at start.
-#[derive(Debug, Clone)]
-struct Route {
-    prefix: String,
-    methods: Vec<String>,
-    exempt: bool,
-    scopes: Vec<String>,
-}
-
-/// Upstream header ← claim, and what else an allowed request carries.
-#[derive(Debug, Clone)]
-pub struct Forwarding {
-    pub headers: Vec<(String, String)>,
-    pub remove_authorization: bool,
-    pub dynamic_metadata: bool,
-}
-
-/// What rendering a deny needs besides the deny itself.
-#[derive(Debug, Clone)]
-pub struct Responses {
-    pub realm: String,
-    pub retry_after_seconds: u64,
-}
-
-/// Everything the pipeline needs, built once from the configuration.
+/// The pipeline: the current policy (swapped whole on reload), the store, the metrics.
 pub struct Engine {
-    verifier: Verifier,
-    verified: Option<VerifiedCache>,
-    max_token_bytes: usize,
+    policy: RwLock<Arc<Policy>>,
     store: CachedStore<Store>,
-    sources: Vec<Source>,
-    routes: Vec<Route>,
-    pub forwarding: Forwarding,
-    pub responses: Responses,
-    on_store_error: OnStoreError,
     metrics: Arc<Metrics>,
 }
 
 impl Engine {
-    pub fn new(
-        config: &Config,
-        verifier: Verifier,
-        store: CachedStore<Store>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(policy: Policy, store: CachedStore<Store>, metrics: Arc<Metrics>) -> Self {
         Engine {
-            verifier,
-            verified: VerifiedCache::new(config.tokens.verified_cache_entries),
-            max_token_bytes: config.tokens.max_bytes,
+            policy: RwLock::new(Arc::new(policy)),
             store,
-            sources: config
-                .tokens
-                .sources
-                .iter()
-                .map(Source::from_config)
-                .collect(),
-            routes: config
-                .routes
-                .iter()
-                .map(|r| Route {
-                    prefix: r.path_prefix.clone(),
-                    methods: r.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
-                    exempt: r.exempt,
-                    scopes: r.require_scopes.clone(),
-                })
-                .collect(),
-            forwarding: Forwarding {
-                headers: config
-                    .forward
-                    .headers
-                    .iter()
-                    .map(|(h, c)| (h.to_ascii_lowercase(), c.clone()))
-                    .collect(),
-                remove_authorization: config.forward.remove_authorization,
-                dynamic_metadata: config.forward.dynamic_metadata,
-            },
-            responses: Responses {
-                realm: config.responses.realm.clone(),
-                retry_after_seconds: config.responses.retry_after_seconds,
-            },
-            on_store_error: config.revocation.on_store_error,
             metrics,
         }
     }
 
-    pub fn verifier(&self) -> &Verifier {
-        &self.verifier
+    /// The policy in force. Hold the `Arc` for the length of one request.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Puts a new policy in force; requests in flight finish with the old one.
+    pub fn replace_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
     }
 
     /// The store with its cache in front: what every check and revocation goes through.
@@ -143,24 +88,26 @@ impl Engine {
     /// The whole pipeline: exemption, token, verification, revocation, requirements.
     pub async fn check<H: Headers>(&self, req: &Request<'_, H>) -> Decision {
         let started = Instant::now();
+        let policy = self.policy();
         let (path, query) = match req.path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (req.path, None),
         };
-        let route = self.route(req.method, path);
+        let route = policy.route(req.method, req.host, path);
         let decision = match route {
             Some(r) if r.exempt => Decision::Allow(Allowed {
                 claims: None,
                 fail_open: false,
             }),
-            _ => match self.authenticate(req.headers, query).await {
+            _ => match self.authenticate_with(&policy, req.headers, query).await {
                 Err(deny) => Decision::Deny(deny),
                 Ok(allowed) => {
                     let claims = allowed.claims.as_deref();
-                    match missing_scopes(route, req.required_scopes, claims) {
+                    let roles = policy.roles_claim.as_str();
+                    match routes::unmet(route, req.required_scopes, claims, roles) {
                         Some(scope) => Decision::Deny(Deny {
                             reason: Reason::InsufficientScope,
-                            scope: Some(scope),
+                            scope: Some(scope).filter(|s| !s.is_empty()),
                         }),
                         None => Decision::Allow(allowed),
                     }
@@ -174,7 +121,7 @@ impl Engine {
         self.metrics
             .decision(req.transport, deny, fail_open, started.elapsed());
         if tracing::enabled!(tracing::Level::DEBUG) {
-            self.log(req, &decision);
+            log(&policy, req, &decision);
         }
         decision
     }
@@ -185,17 +132,30 @@ impl Engine {
         headers: &H,
         query: Option<&str>,
     ) -> Result<Allowed, Deny> {
-        let token = extract::token(&self.sources, headers, query)?;
-        self.authenticate_token(&token).await
+        self.authenticate_with(&self.policy(), headers, query).await
+    }
+
+    async fn authenticate_with<H: Headers>(
+        &self,
+        policy: &Policy,
+        headers: &H,
+        query: Option<&str>,
+    ) -> Result<Allowed, Deny> {
+        let token = extract::token(&policy.sources, headers, query)?;
+        self.authenticate_token_with(policy, &token).await
     }
 
     /// Steps 3–4 for a token given directly (OAuth introspection).
     pub async fn authenticate_token(&self, token: &str) -> Result<Allowed, Deny> {
-        let claims = self.verify(token, now_unix())?;
-        let fail_open = match self.revocation(&claims).await {
+        self.authenticate_token_with(&self.policy(), token).await
+    }
+
+    async fn authenticate_token_with(&self, policy: &Policy, token: &str) -> Result<Allowed, Deny> {
+        let claims = self.verify(policy, token).await?;
+        let fail_open = match self.revocation(policy, &claims).await {
             Ok(None) => false,
             Ok(Some(reason)) => return Err(reason.into()),
-            Err(_) if self.on_store_error == OnStoreError::Allow => true,
+            Err(_) if policy.on_store_error == OnStoreError::Allow => true,
             Err(_) => return Err(Reason::StoreUnavailable.into()),
         };
         Ok(Allowed {
@@ -205,8 +165,8 @@ impl Engine {
     }
 
     /// Step 3 alone: is this a token tokengate would accept, revocation aside?
-    pub fn verify_token(&self, token: &str) -> Result<Arc<Claims>, Reason> {
-        self.verify(token, now_unix())
+    pub async fn verify_token(&self, token: &str) -> Result<Arc<Claims>, Reason> {
+        self.verify(&self.policy(), token).await
     }
 
     /// What the store holds about one identifier, within the store deadline.
@@ -218,26 +178,42 @@ impl Engine {
         self.store.status(kind, id).await
     }
 
-    /// Step 3, with the verified-token cache in front of the signature work.
-    fn verify(&self, token: &str, now: i64) -> Result<Arc<Claims>, Reason> {
-        let cache = match &self.verified {
+    /// Step 3, with the verified-token cache in front of the signature work. A key id
+    /// no provider knows may mean the identity provider rotated its keys: the provider
+    /// refreshes them (rate-limited) and the token gets one more try.
+    async fn verify(&self, policy: &Policy, token: &str) -> Result<Arc<Claims>, Reason> {
+        let cache = match &policy.verified {
             // Oversized tokens are refused by the verifier before anything is hashed.
-            Some(cache) if token.len() <= self.max_token_bytes => cache,
-            _ => return Ok(Arc::new(self.verifier.verify(token, now)?)),
+            Some(cache) if token.len() <= policy.max_token_bytes => Some(cache),
+            _ => None,
         };
-        let key = VerifiedCache::key(token);
-        let hit = cache.get(&key, now);
-        self.metrics.cache(CacheKind::Verified, hit.is_some());
-        if let Some(claims) = hit {
-            return Ok(claims);
+        let key = cache.map(|_| VerifiedCache::key(token));
+        if let (Some(cache), Some(key)) = (cache, &key) {
+            let hit = cache.get(key, now_unix());
+            self.metrics.cache(CacheKind::Verified, hit.is_some());
+            if let Some(claims) = hit {
+                return Ok(claims);
+            }
         }
-        let claims = Arc::new(self.verifier.verify(token, now)?);
-        cache.insert(key, claims.clone(), self.jti_expiry(&claims));
+        let verified = match policy.verifier.verify(token, now_unix()) {
+            Err(Reason::UnknownKey) if policy.verifier.refresh_for_unknown_kid(token).await => {
+                policy.verifier.verify(token, now_unix())
+            }
+            other => other,
+        };
+        let claims = Arc::new(verified?);
+        if let (Some(cache), Some(key)) = (cache, key) {
+            cache.insert(key, claims.clone(), policy.jti_expiry(&claims));
+        }
         Ok(claims)
     }
 
-    async fn revocation(&self, claims: &Claims) -> Result<Option<Reason>, StoreError> {
-        let query = Query::for_claims(claims, self.jti_expiry(claims));
+    async fn revocation(
+        &self,
+        policy: &Policy,
+        claims: &Claims,
+    ) -> Result<Option<Reason>, StoreError> {
+        let query = Query::for_claims(claims, policy.jti_expiry(claims));
         match self.store.check(&query).await {
             Ok(state) => Ok(evaluate(claims, &state)),
             // The store is out of reach, but a revocation this replica already knows of
@@ -265,79 +241,34 @@ impl Engine {
         Ok(written)
     }
 
-    /// When a revoked `jti` may be forgotten: the token's `exp` plus its provider's leeway.
+    /// When a revoked `jti` may be forgotten, under the policy in force.
     pub fn jti_expiry(&self, claims: &Claims) -> i64 {
-        let leeway = self
-            .verifier
-            .providers
-            .get(claims.provider)
-            .map_or(0, |p| p.leeway);
-        claims.exp.saturating_add(leeway)
-    }
-
-    /// The forwarded headers for an allowed request: `Some(value)` to set (overwriting
-    /// any client-sent value), `None` to remove a client-sent header the token does not
-    /// back (so a client can never smuggle its own `x-user-id`).
-    pub fn upstream_headers<'s>(
-        &'s self,
-        claims: Option<&'s Claims>,
-    ) -> impl Iterator<Item = (&'s str, Option<String>)> + 's {
-        self.forwarding.headers.iter().map(move |(header, claim)| {
-            (header.as_str(), claims.and_then(|c| c.header_value(claim)))
-        })
-    }
-
-    fn route(&self, method: &str, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| {
-            path.starts_with(&r.prefix)
-                && (r.methods.is_empty()
-                    || r.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
-        })
-    }
-
-    fn log<H>(&self, req: &Request<'_, H>, decision: &Decision) {
-        let (outcome, reason, provider) = match decision {
-            Decision::Allow(a) => (
-                if a.fail_open {
-                    "allow_fail_open"
-                } else {
-                    "allow"
-                },
-                "",
-                a.claims
-                    .as_ref()
-                    .map_or("", |c| self.verifier.provider_name(c.provider)),
-            ),
-            Decision::Deny(d) => ("deny", d.reason.as_str(), ""),
-        };
-        tracing::debug!(
-            decision = outcome,
-            reason,
-            provider,
-            request_id = req.request_id.unwrap_or(""),
-            method = req.method,
-            "check"
-        );
+        self.policy().jti_expiry(claims)
     }
 }
 
-/// The first required scope the token lacks, or (when several are missing) all of them
-/// space-separated, for the `scope` parameter of the challenge.
-fn missing_scopes(
-    route: Option<&Route>,
-    from_envoy: Option<&str>,
-    claims: Option<&Claims>,
-) -> Option<String> {
-    let required = route
-        .into_iter()
-        .flat_map(|r| r.scopes.iter().map(String::as_str))
-        .chain(from_envoy.into_iter().flat_map(|s| s.split(' ')))
-        .filter(|s| !s.is_empty());
-    let mut all: Vec<&str> = Vec::new();
-    let mut lacking = false;
-    for scope in required {
-        all.push(scope);
-        lacking |= !claims.is_some_and(|c| c.has_scope(scope));
-    }
-    lacking.then(|| all.join(" "))
+/// The debug line of one decision: identifiers and reason, never the token.
+fn log<H>(policy: &Policy, req: &Request<'_, H>, decision: &Decision) {
+    let (outcome, reason, provider) = match decision {
+        Decision::Allow(a) => (
+            if a.fail_open {
+                "allow_fail_open"
+            } else {
+                "allow"
+            },
+            "",
+            a.claims
+                .as_ref()
+                .map_or("", |c| policy.verifier.provider_name(c.provider)),
+        ),
+        Decision::Deny(d) => ("deny", d.reason.as_str(), ""),
+    };
+    tracing::debug!(
+        decision = outcome,
+        reason,
+        provider,
+        request_id = req.request_id.unwrap_or(""),
+        method = req.method,
+        "check"
+    );
 }

@@ -79,6 +79,7 @@ mod tests {
             iat_ms: None,
             exp,
             payload: Default::default(),
+            payload_b64: String::new(),
         })
     }
 

@@ -45,6 +45,9 @@ pub async fn check(
         transport: Transport::Http,
         method,
         path,
+        host: header("x-forwarded-host")
+            .or_else(|| header("x-original-host"))
+            .or_else(|| header("host")),
         headers: &headers,
         required_scopes: None,
         request_id: header("x-request-id"),
@@ -52,9 +55,10 @@ pub async fn check(
     match engine.check(&req).await {
         Decision::Deny(deny) => deny_response(engine, &deny),
         Decision::Allow(allowed) => {
+            let policy = engine.policy();
             let mut response = StatusCode::OK.into_response();
             let out = response.headers_mut();
-            for (name, value) in engine.upstream_headers(allowed.claims.as_deref()) {
+            for (name, value) in policy.upstream_headers(allowed.claims.as_deref()) {
                 // A claim the token lacks is sent empty: proxies copy these headers over
                 // the client's, so an empty value still wipes a spoofed one.
                 let value = value

@@ -59,11 +59,13 @@ pub fn admin_router(state: AppState) -> Router {
 
 /// A deny as an HTTP response: SPEC §2's status, challenge and JSON body.
 pub fn deny_response(engine: &Engine, deny: &Deny) -> Response {
+    let policy = engine.policy();
+    let responses = &policy.responses;
     let status =
         StatusCode::from_u16(deny.reason.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
     let mut response = (status, json_body(deny.body())).into_response();
     let headers = response.headers_mut();
-    if let Some(challenge) = deny.www_authenticate(&engine.responses.realm) {
+    if let Some(challenge) = deny.www_authenticate(&responses.realm) {
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             headers.insert(header::WWW_AUTHENTICATE, v);
         }
@@ -71,7 +73,7 @@ pub fn deny_response(engine: &Engine, deny: &Deny) -> Response {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         headers.insert(
             header::RETRY_AFTER,
-            HeaderValue::from(engine.responses.retry_after_seconds),
+            HeaderValue::from(responses.retry_after_seconds),
         );
     }
     response

@@ -61,7 +61,7 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         );
     };
     let engine = &state.engine;
-    let Ok(claims) = engine.verify_token(token) else {
+    let Ok(claims) = engine.verify_token(token).await else {
         return StatusCode::OK.into_response();
     };
     let actor = claims.user.as_deref();

