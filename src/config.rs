@@ -116,6 +116,57 @@ pub struct Provider {
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
     pub keys: Vec<KeySource>,
+    /// How remote keys (`jwks_uri`, `oidc_discovery`) are refreshed.
+    #[serde(default)]
+    pub jwks: JwksSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksSettings {
+    /// Refresh interval when the response has no `Cache-Control: max-age`.
+    #[serde(default = "jwks_refresh")]
+    pub refresh_seconds: u64,
+    /// Bounds applied to `max-age`.
+    #[serde(default = "jwks_min")]
+    pub min_refresh_seconds: u64,
+    #[serde(default = "jwks_max")]
+    pub max_refresh_seconds: u64,
+    /// At most one early fetch per this many seconds for tokens naming an unknown `kid`,
+    /// so that garbage kids cannot make tokengate hammer the identity provider.
+    #[serde(default = "jwks_unknown_kid")]
+    pub unknown_kid_min_interval_seconds: u64,
+    /// Timeout of one fetch.
+    #[serde(default = "jwks_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        Self {
+            refresh_seconds: jwks_refresh(),
+            min_refresh_seconds: jwks_min(),
+            max_refresh_seconds: jwks_max(),
+            unknown_kid_min_interval_seconds: jwks_unknown_kid(),
+            timeout_ms: jwks_timeout(),
+        }
+    }
+}
+
+fn jwks_refresh() -> u64 {
+    300
+}
+fn jwks_min() -> u64 {
+    30
+}
+fn jwks_max() -> u64 {
+    86_400
+}
+fn jwks_unknown_kid() -> u64 {
+    30
+}
+fn jwks_timeout() -> u64 {
+    2_000
 }
 
 fn default_leeway() -> u64 {
@@ -145,6 +196,12 @@ pub struct KeySource {
     /// Local JWKS document (RFC 7517).
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// Remote JWKS, fetched at start and refreshed (see the provider's `jwks`).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Find the JWKS through OIDC discovery: `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub oidc_discovery: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -622,6 +679,8 @@ impl Config {
                     key.secret_env.is_some(),
                     key.secret_file.is_some(),
                     key.jwks_file.is_some(),
+                    key.jwks_uri.is_some(),
+                    key.oidc_discovery,
                 ]
                 .iter()
                 .filter(|x| **x)
@@ -629,7 +688,18 @@ impl Config {
                 if set != 1 {
                     return bad(
                         format!("{at}.keys[{k}]"),
-                        "set exactly one of public_key_file, secret_env, secret_file, jwks_file",
+                        "set exactly one of public_key_file, secret_env, secret_file, jwks_file, jwks_uri, oidc_discovery",
+                    );
+                }
+                if let Some(uri) = &key.jwks_uri {
+                    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+                        return bad(format!("{at}.keys[{k}].jwks_uri"), "must be an http(s) URL");
+                    }
+                }
+                if key.oidc_discovery && p.issuer.is_none() {
+                    return bad(
+                        format!("{at}.keys[{k}].oidc_discovery"),
+                        "needs the provider's issuer",
                     );
                 }
                 if key.private_key_file.is_some() && key.public_key_file.is_none() {

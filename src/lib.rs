@@ -12,6 +12,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod ops;
 pub mod reason;
+pub mod reload;
 pub mod revocation;
 pub mod shutdown;
 
@@ -61,6 +62,8 @@ pub struct Addrs {
 /// A configured server with its listeners bound, ready to [`run`](Server::run).
 pub struct Server {
     engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    config: Config,
     readiness: Arc<Readiness>,
     admin_api: config::AdminApi,
     introspection_clients: Arc<Vec<http::oauth::Client>>,
@@ -86,7 +89,6 @@ impl Server {
         let policy = decision::Policy::new(config, Arc::new(verifier));
         let engine = Arc::new(Engine::new(policy, store, metrics.clone()));
         let readiness = Arc::new(Readiness::default());
-        readiness.set_keys_loaded();
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -98,6 +100,8 @@ impl Server {
         };
         Ok(Server {
             engine,
+            metrics,
+            config: config.clone(),
             readiness,
             admin_api: config.admin_api.clone(),
             introspection_clients: Arc::new(load_clients(&config.oauth)?),
@@ -125,6 +129,16 @@ impl Server {
     /// the grace period) and returns.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let addrs = self.addrs();
+        reload::start_keys(&self.engine.policy().verifier, &self.metrics, &shutdown);
+        if let Some(path) = self.config.source.clone() {
+            reload::watch(
+                path,
+                self.config.clone(),
+                self.engine.clone(),
+                self.metrics.clone(),
+                shutdown.clone(),
+            );
+        }
         let state = AppState {
             engine: self.engine.clone(),
             readiness: self.readiness.clone(),

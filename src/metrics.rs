@@ -88,6 +88,7 @@ pub struct Metrics {
     pub invalidation_gaps: IntCounter,
     pub subscription_up: IntGauge,
     jwks_refresh: IntCounterVec,
+    reloads: IntCounterVec,
 }
 
 /// Which local cache a lookup went to.
@@ -218,6 +219,17 @@ impl Metrics {
                 jwks_refresh.with_label_values(&[p, r]);
             }
         }
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "tokengate_config_reloads_total",
+                "Configuration reloads by result.",
+            ),
+            &["result"],
+        )
+        .expect("static metric definition");
+        for r in ["ok", "error"] {
+            reloads.with_label_values(&[r]);
+        }
         let build_info = IntGaugeVec::new(
             Opts::new("tokengate_build_info", "Build information; always 1."),
             &["version"],
@@ -237,6 +249,7 @@ impl Metrics {
         reg(Box::new(invalidation_gaps.clone()));
         reg(Box::new(subscription_up.clone()));
         reg(Box::new(jwks_refresh.clone()));
+        reg(Box::new(reloads.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -253,7 +266,13 @@ impl Metrics {
             invalidation_gaps,
             subscription_up,
             jwks_refresh,
+            reloads,
         }
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads.with_label_values(&[result]).inc();
     }
 
     /// Records one decision.

@@ -9,18 +9,13 @@ use axum::response::{IntoResponse, Response};
 use super::{json_body, AppState};
 use crate::revocation::RevocationStore;
 
-/// What readiness waits for besides the store answering.
+/// What readiness waits for besides keys and the store.
 #[derive(Debug, Default)]
 pub struct Readiness {
-    keys_loaded: AtomicBool,
     shutting_down: AtomicBool,
 }
 
 impl Readiness {
-    pub fn set_keys_loaded(&self) {
-        self.keys_loaded.store(true, Ordering::Release);
-    }
-
     /// Readiness turns 503 at SIGTERM so that endpoints stop sending new traffic while
     /// in-flight requests finish.
     pub fn set_shutting_down(&self) {
@@ -34,7 +29,9 @@ pub async fn healthz() -> Response {
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let mut not_ready: Vec<&str> = Vec::new();
-    if !state.readiness.keys_loaded.load(Ordering::Acquire) {
+    let policy = state.engine.policy();
+    let waiting = policy.verifier.waiting();
+    if !waiting.is_empty() {
         not_ready.push("keys");
     }
     let store = state.engine.store().ping();
@@ -52,9 +49,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
     let ready = not_ready.is_empty();
     let mut body = serde_json::json!({ "ready": ready, "not_ready": not_ready });
-    if let (Some(problem), Some(map)) = (store_problem, body.as_object_mut()) {
-        // Store errors name the (redacted) URL and the cause, never a password.
-        map.insert("store".into(), problem.into());
+    if let Some(map) = body.as_object_mut() {
+        if let Some(problem) = store_problem {
+            // Store errors name the (redacted) URL and the cause, never a password.
+            map.insert("store".into(), problem.into());
+        }
+        if !waiting.is_empty() {
+            map.insert("keys".into(), serde_json::json!({ "waiting_for": waiting }));
+        }
     }
     let body = body.to_string();
     let status = if ready {

@@ -59,34 +59,66 @@ pub enum KeyMiss {
     WrongFamily,
 }
 
-impl KeySet {
-    /// Chooses the key for a token: by `kid` when the token names one, else the only key
-    /// of the algorithm's family. Linear scans: providers hold a handful of keys.
-    pub fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&VerifyKey, KeyMiss> {
-        let family = alg.family();
-        match kid {
-            Some(kid) => {
-                let mut named = self.verify.iter().filter(|k| k.kid.as_deref() == Some(kid));
-                let first = named.clone().next().ok_or(KeyMiss::Unknown)?;
-                named
-                    .find(|k| k.family == family)
-                    .ok_or(if first.family == family {
-                        KeyMiss::Unknown
-                    } else {
-                        KeyMiss::WrongFamily
-                    })
-            }
-            None => {
-                let mut fitting = self.verify.iter().filter(|k| k.family == family);
-                match (fitting.next(), fitting.next()) {
-                    (Some(key), None) => Ok(key),
-                    (None, _) if !self.verify.is_empty() => Err(KeyMiss::WrongFamily),
-                    _ => Err(KeyMiss::Unknown),
-                }
+/// Chooses the key for a token among `keys`: by `kid` when the token names one, else the
+/// only key of the algorithm's family. Linear scans: providers hold a handful of keys.
+pub fn select<'k, I>(keys: I, kid: Option<&str>, alg: Algorithm) -> Result<&'k VerifyKey, KeyMiss>
+where
+    I: Iterator<Item = &'k VerifyKey> + Clone,
+{
+    let family = alg.family();
+    match kid {
+        Some(kid) => {
+            let mut named = keys.filter(|k| k.kid.as_deref() == Some(kid));
+            let first = named.clone().next().ok_or(KeyMiss::Unknown)?;
+            named
+                .find(|k| k.family == family)
+                .ok_or(if first.family == family {
+                    KeyMiss::Unknown
+                } else {
+                    KeyMiss::WrongFamily
+                })
+        }
+        None => {
+            let any = keys.clone().next().is_some();
+            let mut fitting = keys.filter(|k| k.family == family);
+            match (fitting.next(), fitting.next()) {
+                (Some(key), None) => Ok(key),
+                (None, _) if any => Err(KeyMiss::WrongFamily),
+                _ => Err(KeyMiss::Unknown),
             }
         }
     }
+}
 
+/// Parses a JWKS document into verification keys, skipping keys tokengate cannot use
+/// (other key types, encryption keys) rather than refusing the whole set.
+pub fn parse_jwks(bytes: &[u8]) -> Result<Vec<VerifyKey>, String> {
+    let set: JwkSet = serde_json::from_slice(bytes).map_err(|e| format!("not a JWKS: {e}"))?;
+    let keys: Vec<VerifyKey> = set
+        .keys
+        .iter()
+        .filter(|jwk| {
+            !matches!(
+                jwk.common.public_key_use,
+                Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+            )
+        })
+        .filter_map(|jwk| {
+            let key = DecodingKey::from_jwk(jwk).ok()?;
+            Some(VerifyKey {
+                kid: jwk.common.key_id.clone(),
+                family: key.family(),
+                key,
+            })
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err("the JWKS has no usable signing key".into());
+    }
+    Ok(keys)
+}
+
+impl KeySet {
     /// Loads the keys of provider `index` of the configuration.
     pub fn load(index: usize, provider: &Provider) -> Result<Self, KeyError> {
         let mut set = KeySet::default();
@@ -94,7 +126,11 @@ impl KeySet {
             let at = format!("providers[{index}].keys[{k}]");
             load_source(&at, provider, source, &mut set)?;
         }
-        if set.verify.is_empty() {
+        let remote = provider
+            .keys
+            .iter()
+            .any(|k| k.jwks_uri.is_some() || k.oidc_discovery);
+        if set.verify.is_empty() && !remote {
             return Err(KeyError {
                 field: format!("providers[{index}].keys"),
                 message: "no usable key".into(),
@@ -194,17 +230,9 @@ fn load_source(
         });
     } else if let Some(path) = &source.jwks_file {
         let text = read(path).map_err(|m| err("jwks_file", m))?;
-        let jwks: JwkSet = serde_json::from_slice(&text)
-            .map_err(|e| err("jwks_file", format!("{}: not a JWKS: {e}", path.display())))?;
-        for (j, jwk) in jwks.keys.iter().enumerate() {
-            let key = DecodingKey::from_jwk(jwk)
-                .map_err(|e| err("jwks_file", format!("{}: key {j}: {e}", path.display())))?;
-            set.verify.push(VerifyKey {
-                kid: jwk.common.key_id.clone(),
-                family: key.family(),
-                key,
-            });
-        }
+        let keys =
+            parse_jwks(&text).map_err(|e| err("jwks_file", format!("{}: {e}", path.display())))?;
+        set.verify.extend(keys);
     }
     Ok(())
 }

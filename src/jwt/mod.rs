@@ -1,5 +1,6 @@
 //! JWT verification (SPEC §2 step 3): providers, keys, and the claims revocation needs.
 
+pub mod jwks;
 pub mod keys;
 pub mod mint;
 mod verify;
@@ -21,6 +22,15 @@ pub struct Provider {
     pub algorithms: Vec<Algorithm>,
     pub leeway: i64,
     pub keys: KeySet,
+    /// Keys fetched from a JWKS URL, when the provider has one.
+    pub remote: Option<Arc<jwks::Remote>>,
+}
+
+impl Provider {
+    /// Whether verification can start: static keys, or remote keys fetched once.
+    pub fn ready(&self) -> bool {
+        self.remote.as_ref().is_none_or(|r| r.loaded())
+    }
 }
 
 /// The claims of a verified token that the rest of tokengate reads, plus the whole
@@ -120,6 +130,16 @@ impl Verifier {
     pub fn from_config(config: &Config) -> Result<Self, KeyError> {
         let mut providers = Vec::with_capacity(config.providers.len());
         for (i, p) in config.providers.iter().enumerate() {
+            let remote = p.keys.iter().find_map(|k| {
+                let source = match (&k.jwks_uri, k.oidc_discovery, &p.issuer) {
+                    (Some(uri), _, _) => jwks::Source::Uri(uri.clone()),
+                    (None, true, Some(issuer)) => jwks::Source::Discovery {
+                        issuer: issuer.clone(),
+                    },
+                    _ => return None,
+                };
+                Some(Arc::new(jwks::Remote::new(&p.name, source, p.jwks.clone())))
+            });
             providers.push(Provider {
                 name: p.name.clone(),
                 issuer: p.issuer.clone(),
@@ -127,6 +147,7 @@ impl Verifier {
                 algorithms: p.algorithms.clone(),
                 leeway: i64::try_from(p.leeway_seconds).unwrap_or(i64::MAX),
                 keys: KeySet::load(i, p)?,
+                remote,
             });
         }
         Ok(Self {
@@ -152,8 +173,39 @@ impl Verifier {
     /// After `unknown_key`: lets the token's provider re-fetch its JWKS (rate-limited)
     /// and says whether it is worth verifying again. Static keys never change.
     pub async fn refresh_for_unknown_kid(&self, token: &str) -> bool {
-        let _ = token;
-        false
+        let Some(index) = self.provider_of(token) else {
+            return false;
+        };
+        match &self.providers[index].remote {
+            Some(remote) => remote.refresh_for_unknown_kid().await,
+            None => false,
+        }
+    }
+
+    /// Whether every provider has keys (readiness).
+    pub fn ready(&self) -> bool {
+        self.providers.iter().all(Provider::ready)
+    }
+
+    /// Providers still waiting for their first JWKS.
+    pub fn waiting(&self) -> Vec<&str> {
+        self.providers
+            .iter()
+            .filter(|p| !p.ready())
+            .map(|p| p.name.as_str())
+            .collect()
+    }
+
+    /// Starts the background JWKS refreshers; `observe` records each fetch's outcome.
+    pub fn start(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+        observe: jwks::FetchObserver,
+    ) {
+        for remote in self.providers.iter().filter_map(|p| p.remote.as_ref()) {
+            remote.set_observer(observe.clone());
+            remote.spawn(shutdown.clone());
+        }
     }
 }
 

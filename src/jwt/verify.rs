@@ -71,13 +71,19 @@ impl Verifier {
         if !provider.algorithms.contains(&alg) {
             return Err(Reason::DisallowedAlgorithm);
         }
-        let key = provider
+        let remote = provider.remote.as_ref().map(|r| r.keys());
+        let candidates = provider
             .keys
-            .select(header.kid.as_deref(), alg)
-            .map_err(|miss| match miss {
-                KeyMiss::Unknown => Reason::UnknownKey,
-                KeyMiss::WrongFamily => Reason::DisallowedAlgorithm,
-            })?;
+            .verify
+            .iter()
+            .chain(remote.iter().flat_map(|k| k.iter()));
+        let key =
+            super::keys::select(candidates, header.kid.as_deref(), alg).map_err(
+                |miss| match miss {
+                    KeyMiss::Unknown => Reason::UnknownKey,
+                    KeyMiss::WrongFamily => Reason::DisallowedAlgorithm,
+                },
+            )?;
         let message = &token[..h64.len() + 1 + p64.len()];
         match jsonwebtoken::crypto::verify(s64, message.as_bytes(), &key.key, alg) {
             Ok(true) => {}
@@ -143,6 +149,14 @@ impl Verifier {
             payload,
             payload_b64: p64.to_string(),
         })
+    }
+
+    /// Which provider a token belongs to, judging by its unverified payload.
+    pub(super) fn provider_of(&self, token: &str) -> Option<usize> {
+        let p64 = token.split('.').nth(1)?;
+        let payload: Map<String, Value> =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p64).ok()?).ok()?;
+        self.choose_provider(&payload).ok()
     }
 
     /// With one provider, that one (its `iss` is still checked later when configured).
