@@ -63,7 +63,7 @@ impl Verifier {
             return Err(Reason::Malformed);
         }
         let payload_bytes = URL_SAFE_NO_PAD.decode(p64).map_err(|_| Reason::Malformed)?;
-        let payload: Map<String, Value> =
+        let UniqueClaims(payload) =
             serde_json::from_slice(&payload_bytes).map_err(|_| Reason::Malformed)?;
 
         let index = self.choose_provider(&payload)?;
@@ -171,6 +171,37 @@ impl Verifier {
             .iter()
             .position(|p| p.issuer.as_deref().is_some_and(|i| Some(i) == iss))
             .ok_or(Reason::WrongIssuer)
+    }
+}
+
+/// A claims object that refuses duplicate names. RFC 7519 lets a parser take the last
+/// of two `sub`s, but the service behind tokengate may take the first: a token that
+/// means two things to two parsers is refused (`malformed`).
+struct UniqueClaims(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueClaims {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Claims;
+        impl<'de> serde::de::Visitor<'de> for Claims {
+            type Value = UniqueClaims;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<UniqueClaims, A::Error> {
+                let mut map = Map::new();
+                while let Some((k, v)) = a.next_entry::<String, Value>()? {
+                    if map.contains_key(&k) {
+                        return Err(serde::de::Error::custom("duplicate claim"));
+                    }
+                    map.insert(k, v);
+                }
+                Ok(UniqueClaims(map))
+            }
+        }
+        d.deserialize_map(Claims)
     }
 }
 
