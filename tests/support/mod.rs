@@ -5,6 +5,7 @@
 
 pub mod envoy;
 pub mod procs;
+pub mod proxy;
 pub mod redis;
 
 use std::collections::HashMap;
