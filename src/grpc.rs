@@ -68,93 +68,97 @@ impl Authorization for AuthzService {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let check = request.into_inner();
-        let attributes = check.attributes.as_ref();
-        let http = attributes
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref());
-        let headers = EnvoyHeaders {
-            map: http.map(|h| &h.headers),
-            raw: http.and_then(|h| h.header_map.as_ref()),
-        };
-        let path = http.map_or("", |h| h.path.as_str());
-        let request_id = http.map(|h| h.id.as_str()).filter(|s| !s.is_empty());
-        let req = Request {
-            transport: Transport::Grpc,
-            method: http.map_or("", |h| h.method.as_str()),
-            host: http.map(|h| h.host.as_str()).filter(|h| !h.is_empty()),
-            path,
-            headers: &headers,
-            required_scopes: attributes
-                .and_then(|a| a.context_extensions.get(REQUIRE_SCOPES_KEY))
-                .map(String::as_str),
-            request_id,
-        };
-        let decision = self.engine.check(&req).await;
-        Ok(Response::new(match decision {
-            Decision::Allow(allowed) => self.allow(allowed.claims.as_deref()),
-            Decision::Deny(deny) => self.deny(&deny),
-        }))
+        Ok(Response::new(
+            check_once(&self.engine, request.into_inner()).await,
+        ))
     }
 }
 
-impl AuthzService {
-    fn allow(&self, claims: Option<&crate::jwt::Claims>) -> CheckResponse {
-        let policy = self.engine.policy();
-        let forwarding = &policy.forwarding;
-        let mut ok = OkHttpResponse::default();
-        for (name, value) in policy.upstream_headers(claims) {
-            match value {
-                Some(value) => ok.headers.push(header(name, value)),
-                None => ok.headers_to_remove.push(name.to_string()),
-            }
-        }
-        if forwarding.remove_authorization {
-            ok.headers_to_remove.push("authorization".into());
-        }
-        let dynamic_metadata = claims
-            .filter(|_| forwarding.dynamic_metadata)
-            .map(|c| to_struct(&c.payload));
-        CheckResponse {
-            // Envoy treats a response without an OK status as a deny.
-            status: Some(rpc::Status {
-                code: 0,
-                message: String::new(),
-                details: Vec::new(),
-            }),
-            http_response: Some(HttpResponse::OkResponse(ok)),
-            dynamic_metadata,
+/// One Check, from the request Envoy sent to the response it gets (also the fuzz
+/// target's entry point).
+pub async fn check_once(engine: &Engine, check: CheckRequest) -> CheckResponse {
+    let attributes = check.attributes.as_ref();
+    let http = attributes
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref());
+    let headers = EnvoyHeaders {
+        map: http.map(|h| &h.headers),
+        raw: http.and_then(|h| h.header_map.as_ref()),
+    };
+    let path = http.map_or("", |h| h.path.as_str());
+    let request_id = http.map(|h| h.id.as_str()).filter(|s| !s.is_empty());
+    let req = Request {
+        transport: Transport::Grpc,
+        method: http.map_or("", |h| h.method.as_str()),
+        host: http.map(|h| h.host.as_str()).filter(|h| !h.is_empty()),
+        path,
+        headers: &headers,
+        required_scopes: attributes
+            .and_then(|a| a.context_extensions.get(REQUIRE_SCOPES_KEY))
+            .map(String::as_str),
+        request_id,
+    };
+    match engine.check(&req).await {
+        Decision::Allow(allowed) => allow(engine, allowed.claims.as_deref()),
+        Decision::Deny(deny) => deny_response(engine, &deny),
+    }
+}
+
+fn allow(engine: &Engine, claims: Option<&crate::jwt::Claims>) -> CheckResponse {
+    let policy = engine.policy();
+    let forwarding = &policy.forwarding;
+    let mut ok = OkHttpResponse::default();
+    for (name, value) in policy.upstream_headers(claims) {
+        match value {
+            Some(value) => ok.headers.push(header(name, value)),
+            None => ok.headers_to_remove.push(name.to_string()),
         }
     }
+    if forwarding.remove_authorization {
+        ok.headers_to_remove.push("authorization".into());
+    }
+    let dynamic_metadata = claims
+        .filter(|_| forwarding.dynamic_metadata)
+        .map(|c| to_struct(&c.payload));
+    CheckResponse {
+        // Envoy treats a response without an OK status as a deny.
+        status: Some(rpc::Status {
+            code: 0,
+            message: String::new(),
+            details: Vec::new(),
+        }),
+        http_response: Some(HttpResponse::OkResponse(ok)),
+        dynamic_metadata,
+    }
+}
 
-    fn deny(&self, deny: &Deny) -> CheckResponse {
-        let policy = self.engine.policy();
-        let responses = &policy.responses;
-        let mut headers = vec![header("content-type", "application/json".into())];
-        if let Some(challenge) = deny.www_authenticate(&responses.realm) {
-            headers.push(header("www-authenticate", challenge));
-        }
-        if deny.reason.http_status() == 503 {
-            headers.push(header(
-                "retry-after",
-                responses.retry_after_seconds.to_string(),
-            ));
-        }
-        CheckResponse {
-            status: Some(rpc::Status {
-                code: deny.reason.grpc_code(),
-                message: deny.reason.as_str().to_string(),
-                details: Vec::new(),
+fn deny_response(engine: &Engine, deny: &Deny) -> CheckResponse {
+    let policy = engine.policy();
+    let responses = &policy.responses;
+    let mut headers = vec![header("content-type", "application/json".into())];
+    if let Some(challenge) = deny.www_authenticate(&responses.realm) {
+        headers.push(header("www-authenticate", challenge));
+    }
+    if deny.reason.http_status() == 503 {
+        headers.push(header(
+            "retry-after",
+            responses.retry_after_seconds.to_string(),
+        ));
+    }
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: deny.reason.grpc_code(),
+            message: deny.reason.as_str().to_string(),
+            details: Vec::new(),
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(deny.reason.http_status()),
             }),
-            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-                status: Some(HttpStatus {
-                    code: i32::from(deny.reason.http_status()),
-                }),
-                headers,
-                body: deny.body(),
-            })),
-            dynamic_metadata: None,
-        }
+            headers,
+            body: deny.body(),
+        })),
+        dynamic_metadata: None,
     }
 }
 
