@@ -78,6 +78,12 @@ impl Policy {
         }
     }
 
+    /// True with `on_store_error: allow`: a store outage does not stop this replica
+    /// from answering, so it must not stop it from being ready either.
+    pub fn fails_open(&self) -> bool {
+        self.on_store_error == OnStoreError::Allow
+    }
+
     /// Loads keys from files (no network) and builds the policy: for tests and tools.
     pub fn load(config: &Config) -> Result<Self, KeyError> {
         Ok(Policy::new(

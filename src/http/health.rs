@@ -41,7 +41,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             Ok(Err(e)) => Some(e.to_string()),
             Err(_) => Some("store did not answer a ping within 500 ms".to_string()),
         };
-    if store_problem.is_some() {
+    // Fail-open replicas answer (allow) through a store outage: taking them out of
+    // the Service would turn the outage into downtime after all. The body still says.
+    if store_problem.is_some() && !policy.fails_open() {
         not_ready.push("store");
     }
     if state.readiness.shutting_down.load(Ordering::Acquire) {
