@@ -137,8 +137,9 @@ fn from_query<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
     })
 }
 
-/// Minimal percent-decoding for a query value; JWTs rarely need it, so borrow when we can.
-fn percent_decode(v: &str) -> Cow<'_, str> {
+/// Minimal percent-decoding (query values, paths for route matching); borrows when there
+/// is nothing to decode. Invalid UTF-8 after decoding is replaced, never an error.
+pub(crate) fn percent_decode(v: &str) -> Cow<'_, str> {
     if !v.contains('%') {
         return Cow::Borrowed(v);
     }

@@ -93,18 +93,19 @@ impl Engine {
             Some((p, q)) => (p, Some(q)),
             None => (req.path, None),
         };
-        let route = policy.route(req.method, req.host, path);
-        let decision = match route {
-            Some(r) if r.exempt => Decision::Allow(Allowed {
+        let matched = policy.routes_for(req.method, req.host, path);
+        let decision = if matched.exempt() {
+            Decision::Allow(Allowed {
                 claims: None,
                 fail_open: false,
-            }),
-            _ => match self.authenticate_with(&policy, req.headers, query).await {
+            })
+        } else {
+            match self.authenticate_with(&policy, req.headers, query).await {
                 Err(deny) => Decision::Deny(deny),
                 Ok(allowed) => {
                     let claims = allowed.claims.as_deref();
                     let roles = policy.roles_claim.as_str();
-                    match routes::unmet(route, req.required_scopes, claims, roles) {
+                    match matched.unmet(req.required_scopes, claims, roles) {
                         Some(scope) => Decision::Deny(Deny {
                             reason: Reason::InsufficientScope,
                             scope: Some(scope).filter(|s| !s.is_empty()),
@@ -112,7 +113,7 @@ impl Engine {
                         None => Decision::Allow(allowed),
                     }
                 }
-            },
+            }
         };
         let (deny, fail_open) = match &decision {
             Decision::Allow(a) => (None, a.fail_open),

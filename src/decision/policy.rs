@@ -92,8 +92,13 @@ impl Policy {
         ))
     }
 
-    pub(super) fn route(&self, method: &str, host: Option<&str>, path: &str) -> Option<&Route> {
-        routes::find(&self.routes, method, host, path)
+    pub(super) fn routes_for(
+        &self,
+        method: &str,
+        host: Option<&str>,
+        path: &str,
+    ) -> routes::Matched<'_> {
+        routes::Matched::find(&self.routes, method, host, path)
     }
 
     /// When a revoked `jti` may be forgotten: the token's `exp` plus its provider's leeway.

@@ -3,6 +3,7 @@
 //! configured admin scope. Validation errors are 400 with a body naming the field.
 
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -146,11 +147,16 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
 pub async fn status(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((kind, id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
     if let Err(r) = authorize(&state, &headers).await {
         return r;
     }
+    // Authentication first: an unauthenticated caller learns nothing, not even that
+    // its path was malformed.
+    let Ok(Path((kind, id))) = path else {
+        return bad_request("id", "must be valid UTF-8 once percent-decoded");
+    };
     let Some(kind) = Kind::parse(&kind) else {
         return bad_request("kind", "one of jti, user, tenant, family");
     };

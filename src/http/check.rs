@@ -25,8 +25,17 @@ pub async fn check(
 ) -> Response {
     let engine = &state.engine;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // Header values may carry raw non-ASCII bytes (nginx passes the path as typed): read
+    // them lossily rather than ignore them, or a path the proxy named would silently
+    // become the check request's own path and dodge the route rules.
+    let lossy = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+    };
+    let original = lossy("x-original-uri").or_else(|| lossy("x-forwarded-uri"));
     let stripped;
-    let path = match header("x-original-uri").or_else(|| header("x-forwarded-uri")) {
+    let path: &str = match &original {
         Some(p) => p,
         None => {
             let path = uri.path().strip_prefix(PREFIX).unwrap_or("");
@@ -38,9 +47,8 @@ pub async fn check(
             &stripped
         }
     };
-    let method = header("x-original-method")
-        .or_else(|| header("x-forwarded-method"))
-        .unwrap_or(method.as_str());
+    let original_method = lossy("x-original-method").or_else(|| lossy("x-forwarded-method"));
+    let method = original_method.as_deref().unwrap_or(method.as_str());
     let req = Request {
         transport: Transport::Http,
         method,
@@ -58,14 +66,25 @@ pub async fn check(
             let policy = engine.policy();
             let mut response = StatusCode::OK.into_response();
             let out = response.headers_mut();
+            let mut remove: Vec<&str> = Vec::new();
             for (name, value) in policy.upstream_headers(allowed.claims.as_deref()) {
                 // A claim the token lacks is sent empty: proxies copy these headers over
-                // the client's, so an empty value still wipes a spoofed one.
-                let value = value
-                    .and_then(|v| HeaderValue::from_str(&v).ok())
-                    .unwrap_or_else(|| HeaderValue::from_static(""));
+                // the client's, so an empty value still wipes a spoofed one. Envoy also
+                // honours x-envoy-auth-headers-to-remove and drops it altogether.
+                let value = value.and_then(|v| HeaderValue::from_str(&v).ok());
+                if value.is_none() {
+                    remove.push(name);
+                }
                 if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                    out.insert(name, value);
+                    out.insert(name, value.unwrap_or_else(|| HeaderValue::from_static("")));
+                }
+            }
+            if policy.forwarding.remove_authorization {
+                remove.push("authorization");
+            }
+            if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
+                if !remove.is_empty() {
+                    out.insert("x-envoy-auth-headers-to-remove", v);
                 }
             }
             response

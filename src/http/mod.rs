@@ -37,6 +37,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/logout-all", post(auth::logout_all))
         .route(check::PREFIX, any(check::check))
+        // `/authz/` is what Envoy's path_prefix makes of a client's `/`
+        .route(&format!("{}/", check::PREFIX), any(check::check))
         .route(&format!("{}/{{*rest}}", check::PREFIX), any(check::check))
         .route("/v1/oauth/revoke", post(oauth::revoke))
         .route("/v1/oauth/introspect", post(oauth::introspect))
