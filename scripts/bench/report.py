@@ -1,0 +1,538 @@
+#!/usr/bin/env python3
+"""Turns the runs recorded by scripts/bench.sh into docs/performance.md.
+
+Every run's raw output is parsed here and its answers verified: a run whose answers were
+not all allows (loadgen tally, h2load byte count and status codes, wrk tally) is marked
+invalid and left out of the medians; a ratio computed from invalid runs is not shown.
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--results", required=True)
+ap.add_argument("--work", required=True)
+ap.add_argument("--out", required=True)
+ap.add_argument("--elapsed", type=int, default=0)
+ap.add_argument("--build-seconds", type=int, default=0)
+ap.add_argument("--criterion-dir", default="target/criterion")
+ap.add_argument("--settings", default="")
+args = ap.parse_args()
+
+runs = [json.loads(l) for l in open(args.results) if l.strip()]
+W = args.work
+
+
+def read(path):
+    try:
+        return open(path, errors="replace").read()
+    except OSError:
+        return ""
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                pass
+    return None
+
+
+def foreign(r):
+    """Share of the machine's CPU used by processes other than the ones measured."""
+    ours = sum(r["cpu_s"].values()) + r["client_cpu_s"]
+    total = r["wall_s"] * r["ncpu"]
+    return max(0.0, (r["machine_busy_s"] - ours) / total) if total > 0 else 0.0
+
+
+# ------------------------------------------------------------------ parsing
+loadgen_sizes = {}  # (alg, target) -> response message size seen by loadgen
+
+for r in runs:
+    text = read(r["out"])
+    r["valid"] = False
+    r["why"] = ""
+    tool = r.get("tool")
+    if tool == "loadgen":
+        j = last_json(text)
+        r["j"] = j
+        if not j:
+            r["why"] = "no output (rc %d)" % r["rc"]
+            continue
+        r["requests"] = j["sent"]
+        r["rps"] = j["ok_rps"]
+        r["p50_us"], r["p99_us"] = j["p50_us"], j["p99_us"]
+        sizes = list(j.get("response_sizes", {}).keys())
+        if len(sizes) == 1:
+            loadgen_sizes[(r.get("alg"), r.get("target"))] = int(sizes[0])
+        r["valid"] = bool(j.get("all_allowed")) and r["rc"] == 0
+        if not r["valid"]:
+            r["why"] = "ok %s of %s, denied %s, errors %s%s" % (
+                j["ok"], j["sent"], j["denied"], j["errors"],
+                ", stopped by time" if j.get("stopped_by_time") else "")
+    elif tool in ("h2load", "h2load-h1"):
+        n = int(r.get("requests", 0))
+        m = re.search(r"finished in [^,]+, ([\d.]+) req/s", text)
+        done = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", text)
+        codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+        data = re.search(r"\((\d+)\) data", text)
+        mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", text)
+        if not (m and done and codes):
+            r["why"] = "unparsed h2load output (rc %d)" % r["rc"]
+            continue
+        r["rps"] = float(m.group(1))
+        r["requests"] = int(done.group(4))
+        r["mean_latency"] = mean.group(1) if mean else ""
+        ok2xx = int(codes.group(1))
+        r["valid"] = int(done.group(4)) == n and ok2xx == n and r["rc"] == 0
+        if not r["valid"]:
+            r["why"] = "%s succeeded, %s 2xx of %d" % (done.group(4), ok2xx, n)
+        r["data_bytes"] = int(data.group(1)) if data else -1
+    elif tool == "wrk":
+        m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+        t = re.search(r"TALLY ok=(\d+) bad=(\d+) first_bad_status=(\d+) p50_us=(\d+) p99_us=(\d+)", text)
+        sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+        if not (m and t):
+            r["why"] = "unparsed wrk output (rc %d)" % r["rc"]
+            continue
+        ok, bad = int(t.group(1)), int(t.group(2))
+        r["rps"] = float(m.group(1))
+        r["requests"] = ok + bad
+        r["p50_us"], r["p99_us"] = int(t.group(4)), int(t.group(5))
+        budget = int(r.get("budget", 0) or 0)
+        errs = sum(int(x) for x in sock.groups()) if sock else 0
+        r["valid"] = ok > 0 and bad == 0 and errs == 0 and (budget == 0 or ok + bad < budget)
+        if not r["valid"]:
+            r["why"] = "ok %d, not 2xx %d (first %s), socket errors %d%s" % (
+                ok, bad, t.group(3), errs,
+                ", request budget reached" if budget and ok + bad >= budget else "")
+    elif tool in ("propagation", "cache_memory"):
+        j = last_json(text)
+        r["j"] = j
+        r["valid"] = bool(j) and r["rc"] == 0 and j.get("valid", True)
+        if not r["valid"]:
+            r["why"] = "rc %d: %s" % (r["rc"], text.strip()[-300:])
+
+# h2load gRPC runs: every answer must be the allow, byte for byte.
+for r in runs:
+    if r.get("tool") == "h2load" and r["valid"]:
+        size = loadgen_sizes.get((r.get("alg"), r.get("target")))
+        n = int(r["requests"])
+        if size is None:
+            r["valid"] = False
+            r["why"] = "no reference response size"
+        elif r["data_bytes"] != n * (5 + size):
+            r["valid"] = False
+            r["why"] = "response bytes %d != %d x %d (an answer was not the allow)" % (
+                r["data_bytes"], n, 5 + size)
+        else:
+            r["verified"] = "%d B x %d" % (5 + size, n)
+
+# ------------------------------------------------------------------ aggregation
+
+
+def select(**kw):
+    return [r for r in runs if all(str(r.get(k)) == str(v) for k, v in kw.items())]
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def agg(rs, key):
+    ok = [r for r in rs if r["valid"]]
+    return med([r.get(key) for r in ok]), len(ok), len(rs)
+
+
+def cpu_us(rs, proc):
+    vals = [r["cpu_s"].get(proc, 0.0) / r["requests"] * 1e6 for r in rs if r["valid"] and r.get("requests")]
+    return med(vals)
+
+
+def fmt(v, digits=0, suffix=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and digits:
+        return f"{v:,.{digits}f}{suffix}"
+    return f"{v:,.0f}{suffix}"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def verdict(value, target, higher_is_better=True):
+    if value is None:
+        return "not measured"
+    ok = value >= target if higher_is_better else value <= target
+    return "met" if ok else "**not met**"
+
+
+def validity(rs):
+    bad = [r for r in rs if not r["valid"]]
+    if not rs:
+        return "no runs"
+    if not bad:
+        return "all %d verified" % len(rs)
+    return "%d of %d INVALID: %s" % (len(bad), len(rs), "; ".join(sorted({b["why"] for b in bad})))
+
+
+def max_foreign(rs):
+    return max((foreign(r) for r in rs), default=0.0)
+
+
+summary = []  # (measure, value, target text, verdict)
+sections = []
+algs = []
+for r in runs:
+    if r.get("section") == "warm" and r.get("alg") not in algs:
+        algs.append(r["alg"])
+
+# 1. warm throughput
+if algs:
+    rows = ["| algorithm | load generator | bare (checks/s) | tokengate (checks/s) | ratio | bare CPU µs/check | tokengate CPU µs/check | answers | other CPU |",
+            "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    for alg in algs:
+        for tool in ("h2load", "loadgen"):
+            b = select(section="warm", alg=alg, target="bare", tool=tool)
+            t = select(section="warm", alg=alg, target="tokengate", tool=tool)
+            distinct = max([(r.get("j") or {}).get("distinct_requests", 0) for r in b + t] or [0])
+            desc = "h2load, 1 token" if tool == "h2load" else "loadgen, %s tokens" % fmt(distinct)
+            (rb, _, _), (rt, _, _) = agg(b, "rps"), agg(t, "rps")
+            q = ratio(rt, rb)
+            redis = sum(r["redis_calls"] for r in t)
+            rows.append("| %s | %s | %s | %s | **%s** | %s | %s | %s%s | %.0f%% |" % (
+                alg, desc, fmt(rb), fmt(rt), fmt(q, 2) if q else "n/a",
+                fmt(cpu_us(b, "bare"), 1), fmt(cpu_us(t, "tokengate"), 1),
+                validity(b + t), "; Redis calls %d" % redis if redis else "",
+                100 * max_foreign(b + t)))
+            summary.append(("Warm-cache throughput %s (%s)" % (alg, desc), fmt(q, 2) + "×" if q else "n/a",
+                            "≥ 0.90× bare", verdict(q, 0.90)))
+    sections.append(("1. Warm-cache gRPC throughput vs the bare server", """
+Every Check carries a valid token whose verification and revocation answers are already
+cached (each set was sent once before measuring; the cache TTL of the bench config is
+300 s, so no entry expires during a run; the Redis call count during tokengate's runs
+shows it: nothing reached Redis). *h2load* sends one token's request for the whole run
+(the lean C client leaves the servers the most CPU); its answers are verified by their
+exact byte count (every answer must be the allow's size). *loadgen*
+(`examples/loadgen.rs`, a tonic client) cycles through the 10,000 distinct tokens and
+decodes and tallies every answer. Ratios are medians over the repetitions; *CPU µs/check*
+is the server process's CPU time divided by the checks answered (independent of the
+client). *Other CPU* is the largest share of the machine used by processes outside the
+benchmark during these runs (noise).
+""", "\n".join(rows)))
+
+# profile
+perf_self = read(os.path.join(W, "perf-self.txt")).rstrip()
+perf_children = read(os.path.join(W, "perf-children.txt")).rstrip()
+if perf_self:
+    sections.append(("Where tokengate's time goes (perf, warm ES256, h2load)", """
+`perf record -F 999 --call-graph dwarf -p <tokengate>` during an h2load run like the ones above. First
+the functions with the most time *inclusive* of what they call (user-space frames, at
+least 1%), then the hottest functions by *self* time (all frames). Percentages are of
+tokengate's samples (its CPU time), not of wall time.
+""", "```\n" + perf_children[:6000] + "\n```\n\n```\n" + perf_self[:6000] + "\n```"))
+
+# 2. latency
+lat_algs = [a for a in algs] or sorted({r.get("alg") for r in select(section="latency")})
+if select(section="latency"):
+    rows = ["| algorithm | bare p50 µs | tokengate p50 µs | bare p99 µs | tokengate p99 µs | p99 ratio | answers |",
+            "|---|---:|---:|---:|---:|---:|---|"]
+    for alg in lat_algs:
+        b = select(section="latency", alg=alg, target="bare")
+        t = select(section="latency", alg=alg, target="tokengate")
+        if not b and not t:
+            continue
+        b50, t50 = agg(b, "p50_us")[0], agg(t, "p50_us")[0]
+        b99, t99 = agg(b, "p99_us")[0], agg(t, "p99_us")[0]
+        q = ratio(t99, b99)
+        rows.append("| %s | %s | %s | %s | %s | **%s** | %s |" % (
+            alg, fmt(b50, 1), fmt(t50, 1), fmt(b99, 1), fmt(t99, 1), fmt(q, 2), validity(b + t)))
+        summary.append(("One-in-flight p99 %s" % alg, fmt(q, 2) + "× bare" if q else "n/a",
+                        "≤ 1.15× bare", verdict(q, 1.15, higher_is_better=False)))
+    sections.append(("2. One request in flight: latency vs the bare server", """
+One HTTP/2 connection, one Check at a time (loadgen `--connections 1 --inflight 1`),
+warm caches, cycling through the 10,000 tokens; client-side latency of every Check,
+percentiles per run, medians over the repetitions.
+""", "\n".join(rows)))
+
+# 3. all-miss
+miss = select(section="miss")
+if miss:
+    rows = ["| algorithm | bare (checks/s) | tokengate (checks/s) | ratio | Redis calls per check | tokengate CPU µs/check | redis-server CPU µs/check | answers | other CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for alg in sorted({r["alg"] for r in miss}, key=lambda a: ["ES256", "HS256", "RS256", "EdDSA"].index(a) if a in ("ES256", "HS256", "RS256", "EdDSA") else 9):
+        b = select(section="miss", alg=alg, target="bare")
+        t = select(section="miss", alg=alg, target="tokengate")
+        rb, rt = agg(b, "rps")[0], agg(t, "rps")[0]
+        q = ratio(rt, rb)
+        calls = med([r["redis_calls"] / r["requests"] for r in t if r["valid"] and r.get("requests")])
+        rows.append("| %s | %s | %s | **%s** | %s | %s | %s | %s | %.0f%% |" % (
+            alg, fmt(rb), fmt(rt), fmt(q, 2), fmt(calls, 2), fmt(cpu_us(t, "tokengate"), 1),
+            fmt(cpu_us(t, "redis"), 1), validity(b + t), 100 * max_foreign(b + t)))
+        summary.append(("All-miss (Redis) throughput %s" % alg, fmt(q, 2) + "×" if q else "n/a",
+                        "≥ 0.50× bare", verdict(q, 0.50)))
+    sections.append(("3. Every check misses the cache and goes to Redis", """
+Every Check carries a token never seen before (its own `jti` and `sub`, minted for this
+run: the verified-token cache misses, the signature is verified, and the revocation
+check is one Redis round trip; the Redis column counts EVALSHA/EVAL calls made during
+the run, per check). loadgen, same connections and concurrency as section 1.
+""", "\n".join(rows)))
+
+# 4. HTTP mode direct
+authz = read(os.path.join(W, "authz-present.txt")).split()
+http = select(section="http")
+if authz and authz[0] != "1":
+    sections.append(("4. HTTP check mode (`/authz`)", "", "tokengate's HTTP check mode is absent (`/authz` answered %s to a valid token): HTTP rows skipped." % (authz[1] if len(authz) > 1 else "?")))
+elif http:
+    b = select(section="http", target="bare")
+    t = select(section="http", target="tokengate")
+    rb, rt = agg(b, "rps")[0], agg(t, "rps")[0]
+    grpc_t = agg(select(section="warm", alg="ES256", target="tokengate", tool="h2load"), "rps")[0]
+    rows = ["| | bare HTTP 200 (req/s) | tokengate `/authz` (req/s) | ratio | tokengate CPU µs/check | tokengate gRPC, same token (h2load) | answers |",
+            "|---|---:|---:|---:|---:|---:|---|",
+            "| ES256, HTTP/1.1 | %s | %s | **%s** | %s | %s | %s |" % (
+                fmt(rb), fmt(rt), fmt(ratio(rt, rb), 2), fmt(cpu_us(t, "tokengate"), 1),
+                fmt(grpc_t), validity(b + t))]
+    sections.append(("4. HTTP check mode (`/authz`) directly", """
+h2load `--h1` (one token, `authorization` header) against tokengate's HTTP listener
+`/authz/api/items` and against the bare server's HTTP listener (200 to everything);
+answers verified by status code (every one must be 2xx).
+""", "\n".join(rows)))
+
+# 5. Envoy
+env = select(section="envoy")
+if env:
+    cases = []
+    for r in env:
+        if r["case"] not in cases:
+            cases.append(r["case"])
+    stats = {}
+    for c in cases:
+        rs = select(section="envoy", case=c)
+        stats[c] = dict(rps=agg(rs, "rps")[0], p50=agg(rs, "p50_us")[0], p99=agg(rs, "p99_us")[0],
+                        envoy=cpu_us(rs, "envoy-" + c),
+                        authz=cpu_us(rs, "tokengate") if "tokengate" in c else (cpu_us(rs, "bare") if "bare" in c else None),
+                        valid=validity(rs), foreign=max_foreign(rs))
+    desc = {
+        "none": "Envoy alone (no authorization)",
+        "grpc-bare": "Envoy → ext_authz gRPC → bare server",
+        "grpc-tokengate": "Envoy → ext_authz gRPC → tokengate",
+        "http-bare": "Envoy → ext_authz HTTP → bare server",
+        "http-tokengate": "Envoy → ext_authz HTTP → tokengate `/authz`",
+        "jwt-authn": "Envoy jwt_authn (ES256, no cache)",
+        "jwt-authn-cache": "Envoy jwt_authn (ES256, jwt_cache_config)",
+    }
+    rows = ["| path | req/s | vs Envoy → bare (same mode) | vs Envoy alone | p50 µs | p99 µs | Envoy CPU µs/req | authz server CPU µs/req | answers | other CPU |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    none = stats.get("none", {}).get("rps")
+    for c in cases:
+        s = stats[c]
+        ref = None
+        if c.endswith("-tokengate"):
+            ref = stats.get(c.replace("tokengate", "bare"), {}).get("rps")
+        rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |" % (
+            desc.get(c, c), fmt(s["rps"]), ("**%s**" % fmt(ratio(s["rps"], ref), 2)) if ref else "",
+            fmt(ratio(s["rps"], none), 2), fmt(s["p50"]), fmt(s["p99"]),
+            fmt(s["envoy"], 1), fmt(s["authz"], 1), s["valid"], 100 * s["foreign"]))
+    g = stats.get("grpc-tokengate", {}).get("rps")
+    extra = []
+    if g:
+        q = ratio(g, stats.get("grpc-bare", {}).get("rps"))
+        summary.append(("Through Envoy, gRPC: Envoy → tokengate vs Envoy → bare", fmt(q, 2) + "×" if q else "n/a", "≥ 0.95×", verdict(q, 0.95)))
+        if "http-tokengate" in stats:
+            q2 = ratio(stats["http-tokengate"]["rps"], stats.get("http-bare", {}).get("rps"))
+            summary.append(("Through Envoy, HTTP mode: Envoy → tokengate vs Envoy → bare", fmt(q2, 2) + "×" if q2 else "n/a", "≥ 0.95×", verdict(q2, 0.95)))
+            q3 = ratio(stats["http-tokengate"]["rps"], g)
+            extra.append("HTTP ext_authz mode vs gRPC mode (both to tokengate): **%s×**." % fmt(q3, 2))
+            summary.append(("HTTP ext_authz mode vs gRPC mode (through Envoy)", fmt(q3, 2) + "×" if q3 else "n/a", "measured", ""))
+        for c in ("jwt-authn", "jwt-authn-cache"):
+            if c in stats:
+                q4 = ratio(g, stats[c]["rps"])
+                extra.append("Envoy → tokengate (gRPC) vs %s: **%s×**." % (desc[c], fmt(q4, 2)))
+                summary.append(("Envoy → tokengate vs %s" % desc[c], fmt(q4, 2) + "×" if q4 else "n/a", "measured", ""))
+    sections.append(("5. Through a real Envoy", """
+One Envoy per configuration (`--concurrency 1`), a direct 200 as the route's answer (no
+upstream app: only the authorization path differs between rows), HTTP/1.1 load from
+`wrk -t1` over the 10,000 distinct ES256 tokens (`scripts/bench/wrk-tokens.lua`, which
+tallies every status: a run counts only if every answer was 2xx). tokengate's and
+jwt_authn's caches were warmed by one pass over the tokens. jwt_authn forwards `sub` and
+`tid` as headers like tokengate does, but checks no revocation.
+""", "\n".join(rows) + ("\n\n" + "\n".join("- " + e for e in extra) if extra else "")))
+
+# 6. propagation
+prop = select(section="propagation")
+if prop:
+    r = prop[0]
+    j = r.get("j") or {}
+    d = j.get("logout_to_first_deny_on_b", {})
+    a = j.get("logout_to_ack_on_a", {})
+    x = j.get("ack_on_a_to_first_deny_on_b", {})
+    rows = ["| interval | n | p50 ms | p90 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|---:|"]
+    for name, s in (("logout sent to A → first deny on B", d), ("logout sent to A → 200 from A", a),
+                    ("200 from A → first deny on B", x)):
+        rows.append("| %s | %s | %s | %s | %s | %s |" % (name, s.get("n", "n/a"), fmt(s.get("p50_ms"), 2),
+                    fmt(s.get("p90_ms"), 2), fmt(s.get("p99_ms"), 2), fmt(s.get("max_ms"), 2)))
+    rows.append("")
+    rows.append("Revocations: %s, measured %s; B did not allow before logout: %s; logout failed: %s; "
+                "not denied within 2 s: %s; wrong deny reason: %s. %s" % (
+                    j.get("revocations"), j.get("measured"), j.get("not_allowed_before_logout"),
+                    j.get("logout_failed"), j.get("timed_out"), j.get("wrong_reason"),
+                    "Valid." if r["valid"] else "**INVALID** (%s)" % r["why"]))
+    summary.append(("Revocation propagation p99 (logout on A → first deny on B)",
+                    fmt(d.get("p99_ms"), 2, " ms"), "< 50 ms", verdict(d.get("p99_ms"), 50, higher_is_better=False) if r["valid"] else "**invalid run**"))
+    sections.append(("6. Revocation propagation between two replicas", """
+Two tokengate processes (A and B, the bench config with the production cache TTL of 5 s)
+on one redis-server. For each of the revocations: B checks the token (allow; B now caches
+"not revoked"), then `POST /v1/auth/logout` goes to A while B is asked again, one Check in
+flight, until it denies with `jti_revoked` (`examples/propagation.rs`). B's cached answer
+would live 5 s: a deny within milliseconds comes from A's invalidation event. The deny is
+timed when the client *receives* it, so anything that delays B's answers on the wire
+counts too.
+""", "\n".join(rows)))
+
+# 7. memory
+mem = select(section="memory")
+if mem:
+    rows = ["| cache | inserted | entries held | RSS growth | bytes per entry |", "|---|---:|---:|---:|---:|"]
+    for r in mem:
+        j = r.get("j") or {}
+        if not j:
+            rows.append("| %s | | | | INVALID: %s |" % (r.get("mode"), r["why"]))
+            continue
+        grown = j["rss_after_bytes"] - j["rss_before_bytes"]
+        per = j["bytes_per_entry"]
+        label = {"jti": "revocation cache, one `jti` per check",
+                 "token": "revocation cache, realistic tokens (`jti` + own user + 16 tenants): per entry",
+                 "verified": "verified-token cache (claims by SHA-256), HS256 tokens"}.get(j["mode"], j["mode"])
+        rows.append("| %s | %s | %s | %.1f MiB | **%.0f** |" % (
+            label, fmt(j["inserted"]), fmt(j["entries_held"]), grown / 1048576, per))
+        if j["mode"] == "token" and j["inserted"]:
+            rows.append("| … the same per token | | | | %.0f |" % (grown / j["inserted"]))
+        if j["mode"] == "jti":
+            summary.append(("Resident memory per cached revocation entry (%s entries)" % fmt(j["entries_held"]),
+                            "%.0f B" % per, "≤ 300 B", verdict(per, 300, higher_is_better=False)))
+    sections.append(("7. Resident memory per cached entry", """
+`examples/cache_memory.rs`: the store built by `tokengate::build_store` (memory store
+behind the moka cache), filled through `CachedStore::check` with never-seen identifiers
+generated one at a time; the growth of the process's resident set divided by the entries
+the cache reports holding. The verified-token cache row fills it through
+`Engine::verify_token` (its default bound is 100,000 entries).
+""", "\n".join(rows)))
+
+# 8. criterion
+crit = []
+for bj in sorted(glob.glob(os.path.join(args.criterion_dir, "**", "new", "benchmark.json"), recursive=True)):
+    try:
+        b = json.load(open(bj))
+        e = json.load(open(os.path.join(os.path.dirname(bj), "estimates.json")))
+    except (OSError, ValueError):
+        continue
+    mean = e["mean"]["point_estimate"]
+    lo = e["mean"]["confidence_interval"]["lower_bound"]
+    hi = e["mean"]["confidence_interval"]["upper_bound"]
+    crit.append((b.get("full_id") or b.get("title"), mean, lo, hi))
+if crit:
+    order = {"check/hit": 0, "check/verify": 1, "check/miss": 2, "grpc": 3}
+    crit.sort(key=lambda c: (order.get(c[0].rsplit("/", 1)[0], order.get(c[0].split("/")[0], 9)), c[0]))
+    rows = ["| benchmark | mean | 95% CI |", "|---|---:|---|"]
+    for name, mean, lo, hi in crit:
+        rows.append("| `%s` | %.2f µs | %.2f – %.2f µs |" % (name, mean / 1000, lo / 1000, hi / 1000))
+    sections.append(("8. Criterion microbenchmarks of the decision pipeline", """
+`cargo bench --bench decision` (benches/decision.rs), no sockets: `check/hit` is
+`Engine::check` on a token seen before (both caches hit); `check/verify` verifies the
+signature every time (verified-token cache off, revocation cache hit); `check/miss` is a
+never-seen token (signature, revocation cache miss, memory store, inserts); `grpc/hit`
+adds decoding the CheckRequest bytes and building and encoding the CheckResponse
+(`grpc::check_once`); `grpc/bare` is that decode/encode with the bare server's answer.
+""", "\n".join(rows)))
+
+# ------------------------------------------------------------------ commands
+cmds = []
+seen = set()
+for r in runs:
+    key = (r.get("section"), r.get("alg"), r.get("target"), r.get("tool"), r.get("case"), r.get("mode"))
+    if key in seen:
+        continue
+    seen.add(key)
+    cmds.append("# %s" % " ".join("%s=%s" % (k, r[k]) for k in ("section", "alg", "target", "case", "mode", "tool") if r.get(k)))
+    cmds.append(r["cmd"])
+gen = read(os.path.join(W, "gen-command.txt")).strip()
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+cpu_model = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+versions = "; ".join(filter(None, [
+    sh("rustc --version"), sh("h2load --version | head -n1"), sh("wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2"),
+    sh("redis-server --version | cut -d' ' -f1-3"), "envoy " + sh(".tools/bin/envoy --version 2>/dev/null | grep -oE '[0-9]+\\.[0-9]+\\.[0-9]+' | head -n1"),
+]))
+
+out = []
+out.append("# Performance\n")
+out.append("Written by `scripts/bench.sh` on %s in %d s, of which %d s building (%s). Machine: %s, %d cores, %s; load generators, "
+           "servers, Redis and Envoy all share these cores. %s.\n" % (
+               datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), args.elapsed, args.build_seconds, args.settings,
+               cpu_model or platform.processor(), os.cpu_count(), platform.platform(), versions))
+out.append("The ceiling is `examples/bare.rs`: the same stack as tokengate (tokio multi-thread "
+           "runtime, tonic, envoy-types; axum for HTTP), decoding each CheckRequest and answering OK "
+           "without reading it. Every run's answers are verified (see each section); a run whose "
+           "answers were not all allows is INVALID and left out. Numbers from one run on a shared "
+           "machine: re-run with larger knobs (see the script's header) before trusting a difference "
+           "of a few percent.\n")
+out.append("## Summary against the targets\n")
+out.append("| measure | measured | target | verdict |\n|---|---:|---|---|")
+for m, v, t, ver in summary:
+    out.append("| %s | %s | %s | %s |" % (m, v, t, ver))
+out.append("")
+for title, text, table in sections:
+    out.append("## %s\n" % title)
+    if text.strip():
+        out.append(text.strip() + "\n")
+    out.append(table + "\n")
+invalid = [r for r in runs if not r["valid"]]
+if invalid:
+    out.append("## Invalid runs\n")
+    for r in invalid:
+        out.append("- `%s` (%s): %s" % (r["out"], " ".join("%s=%s" % (k, r[k]) for k in ("section", "alg", "target", "case", "tool", "rep") if r.get(k)), r["why"]))
+    out.append("")
+out.append("## Exact commands\n")
+out.append("Run everything (about %d s here, build excluded or not depending on what was already built):\n" % args.elapsed)
+out.append("```sh\nscripts/bench.sh\n```\n")
+out.append("Servers and inputs, as started by the script (`target/bench/` holds the generated files; "
+           "templates in `scripts/bench/`):\n")
+out.append("```sh")
+out.append("redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec")
+out.append("target/release/examples/bare --grpc 127.0.0.1:PORT --http 127.0.0.1:PORT")
+out.append("target/release/tokengate serve --config target/bench/tokengate.yaml   # from scripts/bench/tokengate.yaml")
+out.append(".tools/bin/envoy -c target/bench/envoy-CASE.yaml --concurrency 1 --disable-hot-restart -l warning")
+out.append(gen)
+out.append("```\n")
+out.append("Each measured run (first repetition of each kind; the others are identical):\n")
+out.append("```sh")
+out.extend(cmds)
+out.append("```")
+out.append("")
+if os.path.exists(os.path.join(args.criterion_dir)) and crit:
+    out.append("Criterion: `cargo bench --bench decision`.\n")
+
+os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+with open(args.out, "w") as f:
+    f.write("\n".join(out))
+print("\n".join(out[: 8 + len(summary)]))
