@@ -28,7 +28,11 @@ fn addr(r: &RedisServer) -> SocketAddr {
 async fn a_slow_redis_never_makes_a_check_wait_past_the_deadline() {
     let r = redis().await;
     let proxy = Proxy::start(addr(&r)).await;
-    let s = TestServer::start(&config_yaml(&store_yaml(&proxy.url(), ""))).await;
+    let s = TestServer::start(&config_yaml(&store_yaml(
+        &proxy.url(),
+        "  store_timeout_ms: 50\n",
+    )))
+    .await;
     let mut c = s.grpc().await;
     assert!(check_token(&mut c, &token("ec256", "alice", json!({})))
         .await

@@ -161,7 +161,7 @@ fn background_load(
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_down_fails_closed_within_the_deadline_and_recovers_by_itself() {
     let mut r = redis(false).await;
-    let s = TestServer::start(&yaml(&r.url(), "")).await;
+    let s = TestServer::start(&yaml(&r.url(), "  store_timeout_ms: 50\n")).await;
     let mut c = s.grpc().await;
     assert!(check_token(&mut c, &token("ec256", "alice", json!({})))
         .await

@@ -113,9 +113,12 @@ impl<S: RevocationStore> CachedStore<S> {
             family_ttl,
             deadline,
         } = settings;
+        // LRU for the same reason as the verified-token cache: recency, not long-run
+        // frequency, predicts the next check of an identifier.
         let markers = || {
             Cache::builder()
                 .max_capacity(max_entries)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .expire_after(MarkerExpiry { ttl })
                 .support_invalidation_closures()
                 .build()
@@ -123,6 +126,7 @@ impl<S: RevocationStore> CachedStore<S> {
         let subjects = || {
             Cache::builder()
                 .max_capacity(max_entries)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .time_to_live(ttl)
                 .build()
         };

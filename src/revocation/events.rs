@@ -6,7 +6,10 @@
 //! `{"kind":"jti","id":"…","exp":1700000000}`, `{"kind":"family","id":"…"}`,
 //! `{"kind":"user","id":"…","ver":3,"before":1700000000123}` (same for `tenant`).
 
+use std::sync::Mutex;
+
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use super::{Kind, Subject};
 
@@ -71,6 +74,44 @@ pub enum Signal {
     Gap,
 }
 
+/// The channel a store sends its signals on. The first subscriber (the cache) gets the
+/// receiver made with the channel, so it sees every signal sent since the store was
+/// created, even one sent by a background task before the cache subscribed.
+pub struct Signals {
+    tx: broadcast::Sender<Signal>,
+    first: Mutex<Option<broadcast::Receiver<Signal>>>,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        let (tx, rx) = broadcast::channel(4096);
+        Signals {
+            tx,
+            first: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl Signals {
+    /// Sends to every subscriber; none yet is not an error.
+    pub fn send(&self, signal: Signal) {
+        let _ = self.tx.send(signal);
+    }
+
+    /// A sender for a background task.
+    pub fn sender(&self) -> broadcast::Sender<Signal> {
+        self.tx.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Signal> {
+        self.first
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| self.tx.subscribe())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +133,16 @@ mod tests {
             })
         );
         assert_eq!(Event::from_json(b"garbage"), None);
+    }
+
+    #[test]
+    fn the_first_subscriber_sees_signals_sent_before_it_subscribed() {
+        let s = Signals::default();
+        s.sender().send(Signal::Up).unwrap();
+        assert_eq!(s.subscribe().try_recv(), Ok(Signal::Up));
+        assert!(
+            s.subscribe().try_recv().is_err(),
+            "later subscribers start fresh"
+        );
     }
 }

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, Notify};
+
+use super::events::Signals;
 use tokio::time::Instant;
 
 use super::events::Signal;
@@ -22,7 +24,7 @@ use super::{
 pub struct MemoryStore {
     shared: Arc<Shared>,
     /// In-process invalidation events, so the cache in front works as with Redis.
-    events: broadcast::Sender<Signal>,
+    events: Signals,
 }
 
 struct Shared {
@@ -70,7 +72,7 @@ impl MemoryStore {
         tokio::spawn(purge_task(Arc::downgrade(&shared), shared.wake.clone()));
         MemoryStore {
             shared,
-            events: broadcast::channel(1024).0,
+            events: Signals::default(),
         }
     }
 
@@ -242,8 +244,7 @@ impl RevocationStore for MemoryStore {
             self.shared.wake.notify_one();
         }
         drop(inner);
-        // No receiver (no cache yet) is not an error.
-        let _ = self.events.send(Signal::Event(written.event(target)));
+        self.events.send(Signal::Event(written.event(target)));
         Ok(written)
     }
 

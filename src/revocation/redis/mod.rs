@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use conn::{redacted_url, Target as RedisTarget};
 pub use keys::Keys;
 
-use super::events::{Event, Signal};
+use super::events::{Event, Signal, Signals};
 use super::{
     now_ms, Kind, Query, Record, RevocationStore, State, Status, StoreError, Subject, Target,
     Written,
@@ -50,7 +50,7 @@ pub struct RedisStore {
     keys: Keys,
     family_ttl: u64,
     subject_ttl: u64,
-    events: broadcast::Sender<Signal>,
+    events: Signals,
     shutdown: CancellationToken,
 }
 
@@ -92,7 +92,8 @@ impl RedisStore {
             problem: Mutex::new(format!("connecting to {redacted}")),
         });
         let keys = Keys::new(&revocation.key_prefix);
-        let events = broadcast::channel(4096).0;
+        // Made before the subscriber starts, so its first `Up` cannot be lost.
+        let events = Signals::default();
         let shutdown = CancellationToken::new();
         tokio::spawn(supervise(
             target.clone(),
@@ -104,7 +105,7 @@ impl RedisStore {
             target,
             redacted,
             keys.events(),
-            events.clone(),
+            events.sender(),
             shutdown.clone(),
         ));
         Ok(RedisStore {
