@@ -239,8 +239,8 @@ perf_children = read(os.path.join(W, "perf-children.txt")).rstrip()
 if perf_self:
     sections.append(("Where tokengate's time goes (perf, warm ES256, h2load)", """
 `perf record -F 999 --call-graph dwarf -p <tokengate>` during an h2load run like the ones above. First
-the functions with the most time *inclusive* of what they call (user-space frames, at
-least 1%), then the hottest functions by *self* time (all frames). Percentages are of
+the functions with the most time *inclusive* of what they call (tokengate's own frames,
+the caches, crypto, protobuf and the HTTP/2 and gRPC layers that carry a Check), then the hottest functions by *self* time (all frames). Percentages are of
 tokengate's samples (its CPU time), not of wall time.
 """, "```\n" + perf_children[:6000] + "\n```\n\n```\n" + perf_self[:6000] + "\n```"))
 
