@@ -25,6 +25,19 @@ fn form(body: &[u8]) -> HashMap<String, String> {
     form_urlencoded::parse(body).into_owned().collect()
 }
 
+/// The form parameters of an RFC 7009/7662 request, which must carry a `token`; the
+/// error is the `error_description` of the 400.
+fn token_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, &'static str> {
+    if !is_form(headers) {
+        return Err("expected application/x-www-form-urlencoded");
+    }
+    let params = form(body);
+    match params.get("token") {
+        Some(t) if !t.is_empty() => Ok(params),
+        _ => Err("token is required"),
+    }
+}
+
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let body = json!({"error": error, "error_description": description}).to_string();
     let mut r = (status, json_body(body)).into_response();
@@ -45,21 +58,11 @@ fn is_form(headers: &HeaderMap) -> bool {
 /// gets 503 (§2.2.1). With `token_type_hint=refresh_token`, the token's refresh family
 /// is revoked too.
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if !is_form(&headers) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "expected application/x-www-form-urlencoded",
-        );
-    }
-    let params = form(&body);
-    let Some(token) = params.get("token").filter(|t| !t.is_empty()) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is required",
-        );
+    let params = match token_form(&headers, &body) {
+        Ok(p) => p,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
+    let token = params.get("token").map_or("", String::as_str);
     let engine = &state.engine;
     let Ok(claims) = engine.verify_token(token).await else {
         return StatusCode::OK.into_response();
@@ -152,21 +155,11 @@ pub async fn introspect(
         );
         return r;
     }
-    if !is_form(&headers) {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "expected application/x-www-form-urlencoded",
-        );
-    }
-    let params = form(&body);
-    let Some(token) = params.get("token").filter(|t| !t.is_empty()) else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "token is required",
-        );
+    let params = match token_form(&headers, &body) {
+        Ok(p) => p,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
+    let token = params.get("token").map_or("", String::as_str);
     let body = match state.engine.authenticate_token(token).await {
         Ok(allowed) => {
             let mut out = serde_json::Map::new();
