@@ -167,6 +167,19 @@ impl TestServer {
         format!("http://{}{}", self.addrs.admin, path)
     }
 
+    /// One series (`name{labels}` exactly as exposed) from a fresh scrape; 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = reqwest::get(self.admin_url("/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("scrape body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Stops the server and waits until it has drained.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
