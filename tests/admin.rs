@@ -3,9 +3,7 @@
 
 mod support;
 
-use std::io::Write;
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Value};
 use support::redis::{store_yaml, RedisServer};
@@ -14,41 +12,15 @@ use support::*;
 const ADMIN_SCOPE: &str = "tokengate:admin";
 const INTROSPECTION_SECRET: &str = "introspection-secret-for-tests";
 
-/// Every log line of this test binary, for asserting audit events (the server logs from
-/// its own tasks, so the subscriber must be global).
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = {
-            let buf = buf.clone();
-            move || LogWriter(buf.clone())
-        };
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter("audit=info")
-            .with_writer(writer)
-            .init();
-        buf
-    })
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// Every log line of this test binary, as JSON, for asserting audit events.
+fn logs() -> &'static support::logs::Captured {
+    support::logs::capture("audit=info", true)
 }
 
 /// Audit events (as JSON) whose id is `id`.
 fn audit_events(id: &str) -> Vec<Value> {
-    let bytes = logs().lock().unwrap().clone();
-    String::from_utf8_lossy(&bytes)
+    logs()
+        .text()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["target"] == "audit" && v["fields"]["id"] == id)

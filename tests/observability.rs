@@ -7,7 +7,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Value};
 use support::redis::{store_yaml, RedisServer};
@@ -270,39 +269,12 @@ fn metric_names(expr: &str) -> Vec<String> {
 
 /// The whole log output of this test binary at trace level, with the filter tokengate
 /// builds for `level: trace`.
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = {
-            let buf = buf.clone();
-            move || Sink(buf.clone())
-        };
-        let level = tokengate::config::Log {
-            level: "trace".into(),
-            ..Default::default()
-        };
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                tokengate::log_directives(&level),
-            ))
-            .with_writer(writer)
-            .with_ansi(false)
-            .init();
-        buf
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+fn logs() -> &'static support::logs::Captured {
+    let level = tokengate::config::Log {
+        level: "trace".into(),
+        ..Default::default()
+    };
+    support::logs::capture(&tokengate::log_directives(&level), false)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -348,7 +320,7 @@ async fn no_token_or_piece_of_one_reaches_logs_or_metrics_at_trace_level() {
     );
     tokens.push(out);
 
-    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).to_string();
+    let logs = logs().text();
     assert!(
         logs.contains("revoked"),
         "the capture works: the audit events are in it"
