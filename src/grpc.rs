@@ -13,7 +13,7 @@ use envoy_types::pb::google::protobuf::{value::Kind, ListValue, Struct, Value};
 use envoy_types::pb::google::rpc;
 use tonic::{Response, Status};
 
-use crate::decision::{Decision, Engine, Headers, Request};
+use crate::decision::{Decision, Engine, Headers, Policy, Request};
 use crate::metrics::Transport;
 use crate::reason::Deny;
 
@@ -98,14 +98,14 @@ pub async fn check_once(engine: &Engine, check: CheckRequest) -> CheckResponse {
             .map(String::as_str),
         request_id,
     };
-    match engine.check(&req).await {
-        Decision::Allow(allowed) => allow(engine, allowed.claims.as_deref()),
-        Decision::Deny(deny) => deny_response(engine, &deny),
+    let policy = engine.policy();
+    match engine.check_with(&policy, &req).await {
+        Decision::Allow(allowed) => allow(&policy, allowed.claims.as_deref()),
+        Decision::Deny(deny) => deny_response(&policy, &deny),
     }
 }
 
-fn allow(engine: &Engine, claims: Option<&crate::jwt::Claims>) -> CheckResponse {
-    let policy = engine.policy();
+fn allow(policy: &Policy, claims: Option<&crate::jwt::Claims>) -> CheckResponse {
     let forwarding = &policy.forwarding;
     let mut ok = OkHttpResponse::default();
     for (name, value) in policy.upstream_headers(claims) {
@@ -132,8 +132,7 @@ fn allow(engine: &Engine, claims: Option<&crate::jwt::Claims>) -> CheckResponse 
     }
 }
 
-fn deny_response(engine: &Engine, deny: &Deny) -> CheckResponse {
-    let policy = engine.policy();
+fn deny_response(policy: &Policy, deny: &Deny) -> CheckResponse {
     let responses = &policy.responses;
     let mut headers = vec![header("content-type", "application/json".into())];
     if let Some(challenge) = deny.www_authenticate(&responses.realm) {

@@ -87,8 +87,14 @@ impl Engine {
 
     /// The whole pipeline: exemption, token, verification, revocation, requirements.
     pub async fn check<H: Headers>(&self, req: &Request<'_, H>) -> Decision {
+        self.check_with(&self.policy(), req).await
+    }
+
+    /// [`check`](Self::check) under a policy the caller already holds, so that an
+    /// adapter renders the answer with the same policy that decided it (and loads it
+    /// once per request).
+    pub async fn check_with<H: Headers>(&self, policy: &Policy, req: &Request<'_, H>) -> Decision {
         let started = Instant::now();
-        let policy = self.policy();
         let (path, query) = match req.path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (req.path, None),
@@ -100,7 +106,7 @@ impl Engine {
                 fail_open: false,
             })
         } else {
-            match self.authenticate_with(&policy, req.headers, query).await {
+            match self.authenticate_with(policy, req.headers, query).await {
                 Err(deny) => Decision::Deny(deny),
                 Ok(allowed) => {
                     let claims = allowed.claims.as_deref();
@@ -122,7 +128,7 @@ impl Engine {
         self.metrics
             .decision(req.transport, deny, fail_open, started.elapsed());
         if tracing::enabled!(tracing::Level::DEBUG) {
-            log(&policy, req, &decision);
+            log(policy, req, &decision);
         }
         decision
     }

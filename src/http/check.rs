@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use super::{deny_response, AppState};
+use super::{deny_response_with, AppState};
 use crate::decision::{Decision, Request};
 use crate::metrics::Transport;
 
@@ -60,10 +60,10 @@ pub async fn check(
         required_scopes: None,
         request_id: header("x-request-id"),
     };
-    match engine.check(&req).await {
-        Decision::Deny(deny) => deny_response(engine, &deny),
+    let policy = engine.policy();
+    match engine.check_with(&policy, &req).await {
+        Decision::Deny(deny) => deny_response_with(&policy, &deny),
         Decision::Allow(allowed) => {
-            let policy = engine.policy();
             let mut response = StatusCode::OK.into_response();
             let out = response.headers_mut();
             let mut remove: Vec<&str> = Vec::new();

@@ -61,7 +61,11 @@ pub fn admin_router(state: AppState) -> Router {
 
 /// A deny as an HTTP response: SPEC §2's status, challenge and JSON body.
 pub fn deny_response(engine: &Engine, deny: &Deny) -> Response {
-    let policy = engine.policy();
+    deny_response_with(&engine.policy(), deny)
+}
+
+/// [`deny_response`] under a policy the caller already holds.
+pub fn deny_response_with(policy: &crate::decision::Policy, deny: &Deny) -> Response {
     let responses = &policy.responses;
     let status =
         StatusCode::from_u16(deny.reason.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
