@@ -94,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
                     expires_at: far,
                 })
                 .await?;
-            store.entry_count().await;
+            store.entry_count();
             let before = rss_bytes();
             let token_mode = args.mode == "token";
             let mut jti = String::with_capacity(64);
@@ -127,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
                 let state = store.check(&q).await?;
                 anyhow::ensure!(!state.jti, "fresh jti reported revoked");
             }
-            let held = store.entry_count().await.saturating_sub(1);
+            let held = store.entry_count().saturating_sub(1);
             let after = rss_bytes();
             (before, after, held, "revocation cache entries")
         }

@@ -2,16 +2,24 @@
 //! `CheckResponse`. Nothing is decided here.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use bytes::{BufMut, Bytes};
 use envoy_types::ext_authz::v3::pb::{
-    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
-    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+    CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue,
+    HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::google::protobuf::{value::Kind, ListValue, Struct, Value};
 use envoy_types::pb::google::rpc;
+use prost::Message;
+use tonic::codec::{Codec, EncodeBuf, Encoder};
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
+use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Response, Status};
+use tonic_prost::ProstCodec;
 
 use crate::decision::{Decision, Engine, Headers, Policy, Request};
 use crate::metrics::Transport;
@@ -20,6 +28,14 @@ use crate::reason::Deny;
 /// Key of Envoy's per-route `context_extensions` that adds required scopes.
 pub const REQUIRE_SCOPES_KEY: &str = "tokengate.require_scopes";
 
+/// The gRPC service's full name, as Envoy's `grpc_service` calls it.
+pub const SERVICE_NAME: &str = "envoy.service.auth.v3.Authorization";
+const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+
+/// The ext_authz v3 `Authorization` service. Written out rather than generated so that
+/// an allow for a token seen before is sent as the bytes encoded the first time (kept
+/// with the token's verified claims) instead of being built and encoded again.
+#[derive(Clone)]
 pub struct AuthzService {
     engine: Arc<Engine>,
 }
@@ -27,6 +43,103 @@ pub struct AuthzService {
 impl AuthzService {
     pub fn new(engine: Arc<Engine>) -> Self {
         AuthzService { engine }
+    }
+}
+
+impl NamedService for AuthzService {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl<B> Service<http::Request<B>> for AuthzService
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != CHECK_PATH {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let check = Check(self.engine.clone());
+        Box::pin(async move { Ok(Grpc::new(AnswerCodec).unary(check, req).await) })
+    }
+}
+
+struct Check(Arc<Engine>);
+
+impl UnaryService<CheckRequest> for Check {
+    type Response = Answer;
+    type Future = BoxFuture<Response<Answer>, Status>;
+
+    fn call(&mut self, request: tonic::Request<CheckRequest>) -> Self::Future {
+        let engine = self.0.clone();
+        Box::pin(async move { Ok(Response::new(answer(&engine, request.into_inner()).await)) })
+    }
+}
+
+/// A `CheckResponse`, either already encoded or still to be.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Encoded(Bytes),
+    Message(Box<CheckResponse>),
+}
+
+impl Answer {
+    /// Appends the answer's protobuf encoding to `dst`.
+    pub fn write(&self, dst: &mut impl BufMut) -> Result<(), Status> {
+        let short = || Status::internal("no room to encode the answer");
+        match self {
+            Answer::Encoded(bytes) if dst.remaining_mut() < bytes.len() => Err(short()),
+            Answer::Encoded(bytes) => {
+                dst.put_slice(bytes);
+                Ok(())
+            }
+            Answer::Message(message) => message.encode(dst).map_err(|_| short()),
+        }
+    }
+
+    /// The answer as a message (tests and the fuzz target read it this way).
+    pub fn into_response(self) -> Result<CheckResponse, prost::DecodeError> {
+        match self {
+            Answer::Encoded(bytes) => CheckResponse::decode(bytes),
+            Answer::Message(message) => Ok(*message),
+        }
+    }
+}
+
+/// Decodes `CheckRequest`s as tonic's prost codec does; encodes [`Answer`]s.
+struct AnswerCodec;
+
+struct AnswerEncoder;
+
+impl Codec for AnswerCodec {
+    type Encode = Answer;
+    type Decode = CheckRequest;
+    type Encoder = AnswerEncoder;
+    type Decoder = <ProstCodec<CheckResponse, CheckRequest> as Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        AnswerEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstCodec::<CheckResponse, CheckRequest>::default().decoder()
+    }
+}
+
+impl Encoder for AnswerEncoder {
+    type Item = Answer;
+    type Error = Status;
+
+    fn encode(&mut self, item: Answer, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.write(dst)
     }
 }
 
@@ -62,21 +175,18 @@ impl Headers for EnvoyHeaders<'_> {
     }
 }
 
-#[tonic::async_trait]
-impl Authorization for AuthzService {
-    async fn check(
-        &self,
-        request: tonic::Request<CheckRequest>,
-    ) -> Result<Response<CheckResponse>, Status> {
-        Ok(Response::new(
-            check_once(&self.engine, request.into_inner()).await,
-        ))
-    }
+/// One Check, from the request Envoy sent to the response it gets (also the fuzz
+/// target's entry point), as a message.
+pub async fn check_once(engine: &Engine, check: CheckRequest) -> CheckResponse {
+    let answer = answer(engine, check).await;
+    // Only our own encoding is decoded here: it cannot fail, and if it ever did the
+    // caller would see an empty response, which Envoy reads as a deny.
+    answer.into_response().unwrap_or_default()
 }
 
-/// One Check, from the request Envoy sent to the response it gets (also the fuzz
-/// target's entry point).
-pub async fn check_once(engine: &Engine, check: CheckRequest) -> CheckResponse {
+/// One Check, from the request Envoy sent to the answer it gets. The allow for a
+/// verified token is encoded once and kept with its claims.
+pub async fn answer(engine: &Engine, check: CheckRequest) -> Answer {
     let attributes = check.attributes.as_ref();
     let http = attributes
         .and_then(|a| a.request.as_ref())
@@ -100,8 +210,15 @@ pub async fn check_once(engine: &Engine, check: CheckRequest) -> CheckResponse {
     };
     let policy = engine.policy();
     match engine.check_with(&policy, &req).await {
-        Decision::Allow(allowed) => allow(&policy, allowed.claims.as_deref()),
-        Decision::Deny(deny) => deny_response(&policy, &deny),
+        Decision::Allow(allowed) => match allowed.claims.as_deref() {
+            Some(claims) => Answer::Encoded(
+                claims
+                    .rendered
+                    .get_or_init(|| allow(&policy, Some(claims)).encode_to_vec().into()),
+            ),
+            None => Answer::Message(Box::new(allow(&policy, None))),
+        },
+        Decision::Deny(deny) => Answer::Message(Box::new(deny_response(&policy, &deny))),
     }
 }
 

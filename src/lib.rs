@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -148,10 +147,8 @@ impl Server {
         };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<AuthorizationServer<grpc::AuthzService>>()
-            .await;
-        let authz = AuthorizationServer::new(grpc::AuthzService::new(self.engine.clone()));
+        health_reporter.set_serving::<grpc::AuthzService>().await;
+        let authz = grpc::AuthzService::new(self.engine.clone());
         let grpc_shutdown = shutdown.clone();
         let grpc = tonic::transport::Server::builder()
             .add_service(health_service)

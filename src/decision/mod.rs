@@ -225,7 +225,7 @@ impl Engine {
             Ok(state) => Ok(evaluate(claims, &state)),
             // The store is out of reach, but a revocation this replica already knows of
             // still holds: such a token is denied as revoked, fail-open or not.
-            Err(e) => match evaluate(claims, &self.store.known(&query).await) {
+            Err(e) => match evaluate(claims, &self.store.known(&query)) {
                 Some(reason) => Ok(Some(reason)),
                 None => Err(e),
             },

@@ -52,6 +52,28 @@ pub struct Claims {
     pub payload: Map<String, Value>,
     /// The payload segment exactly as in the token (for `forward.payload_header`).
     pub payload_b64: String,
+    /// The gRPC adapter's encoded allow for these claims, made once per verified token.
+    pub rendered: Rendered,
+}
+
+/// A rendering of [`Claims`] kept with them, so that a token seen again costs no
+/// rendering. Valid under the policy that verified the claims: that policy owns the
+/// verified-token cache they live in, and a reload starts a new one.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered(std::sync::OnceLock<bytes::Bytes>);
+
+impl Rendered {
+    /// The rendering, made by `render` the first time.
+    pub fn get_or_init(&self, render: impl FnOnce() -> bytes::Bytes) -> bytes::Bytes {
+        self.0.get_or_init(render).clone()
+    }
+}
+
+/// A memo, not part of what the claims say.
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Claims {

@@ -15,19 +15,20 @@
 //! A fetch that raced an event (the event arrived while the store call was in flight)
 //! answers from what it fetched but does not cache it: an epoch counter bumped by every
 //! event tells the two apart, so a stale "not revoked" can never overwrite a revocation.
-//! Concurrent misses for the same `jti` share one store call (moka's `try_get_with`).
+//! Concurrent misses for the same identifiers share one store call, errors included.
 //!
 //! Every store call made through here has the store deadline and is counted and timed
 //! in the metrics, so the deadline and its accounting live in one place.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
-use moka::Expiry;
+use quick_cache::sync::Cache;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::OnceCell;
 
 use super::events::{Event, Signal};
 use super::{
@@ -35,56 +36,58 @@ use super::{
 };
 use crate::metrics::{CacheKind, Metrics, StoreOp, StoreOutcome};
 
-/// A cached answer about a `jti` or a family.
-#[derive(Debug, Clone, Copy)]
-struct Marker {
-    revoked: bool,
-    /// For revoked markers: until when the answer matters.
+/// One cached answer about one identifier: whether a `jti` or family is revoked, or
+/// what is known of a user or tenant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slot<V> {
+    value: V,
+    /// When the answer stops being usable: the TTL for "not revoked", the token's
+    /// expiry (at least the TTL) for a revoked marker.
     until: Instant,
+    /// The gap generation it was cached in. A gap bumps the generation, and from then on
+    /// only answers that can never become wrong (revoked markers) are served from an
+    /// older one: forgetting everything else in O(1).
+    generation: u32,
 }
 
-/// Per-entry lifetime: the TTL for "not revoked", the recorded expiry for "revoked".
-struct MarkerExpiry {
-    ttl: Duration,
+/// An answer that stays true whatever events were missed.
+trait Lasting {
+    fn lasting(&self) -> bool;
 }
 
-impl Expiry<Arc<str>, Marker> for MarkerExpiry {
-    fn expire_after_create(&self, _: &Arc<str>, m: &Marker, now: Instant) -> Option<Duration> {
-        Some(self.lifetime(m, now))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Arc<str>,
-        m: &Marker,
-        now: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.lifetime(m, now))
+impl Lasting for bool {
+    fn lasting(&self) -> bool {
+        *self
     }
 }
 
-impl MarkerExpiry {
-    fn lifetime(&self, m: &Marker, now: Instant) -> Duration {
-        if m.revoked {
-            m.until.saturating_duration_since(now).max(self.ttl)
-        } else {
-            self.ttl
-        }
+impl Lasting for Option<Subject> {
+    fn lasting(&self) -> bool {
+        false
     }
 }
+
+type Entries<V> = Cache<Arc<str>, Slot<V>>;
+
+/// The answer of one store call, shared by every concurrent miss for the same query.
+type Shared = Arc<OnceCell<Result<State, StoreError>>>;
 
 struct Caches {
-    jti: Cache<Arc<str>, Marker>,
-    family: Cache<Arc<str>, Marker>,
-    user: Cache<Arc<str>, Option<Subject>>,
-    tenant: Cache<Arc<str>, Option<Subject>>,
+    jti: Entries<bool>,
+    family: Entries<bool>,
+    user: Entries<Option<Subject>>,
+    tenant: Entries<Option<Subject>>,
     /// Bumped by every event and gap; see the module doc.
     epoch: AtomicU64,
+    /// Bumped by every gap; see [`Slot::generation`].
+    generation: AtomicU32,
+    ttl: Duration,
     family_ttl: Duration,
     metrics: Arc<Metrics>,
     /// Whether the event subscription has been up once (a later `Up` follows a gap).
     seen_up: AtomicBool,
+    /// Store calls in flight, by query, so that concurrent misses share one.
+    inflight: Mutex<HashMap<String, Shared>>,
 }
 
 /// A store with the local cache in front.
@@ -92,14 +95,6 @@ pub struct CachedStore<S> {
     store: Arc<S>,
     caches: Arc<Caches>,
     deadline: Duration,
-}
-
-/// Why a shared fetch produced no cacheable answer.
-#[derive(Debug)]
-enum FetchError {
-    Store(StoreError),
-    /// The fetched state raced an event: valid to answer with, not to cache.
-    Raced(State),
 }
 
 impl<S: RevocationStore> CachedStore<S> {
@@ -113,32 +108,22 @@ impl<S: RevocationStore> CachedStore<S> {
             family_ttl,
             deadline,
         } = settings;
-        // LRU for the same reason as the verified-token cache: recency, not long-run
-        // frequency, predicts the next check of an identifier.
-        let markers = || {
-            Cache::builder()
-                .max_capacity(max_entries)
-                .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .expire_after(MarkerExpiry { ttl })
-                .support_invalidation_closures()
-                .build()
-        };
-        let subjects = || {
-            Cache::builder()
-                .max_capacity(max_entries)
-                .eviction_policy(moka::policy::EvictionPolicy::lru())
-                .time_to_live(ttl)
-                .build()
-        };
+        // quick_cache's CLOCK-Pro admits every newcomer (a token is typically checked
+        // again soon after its first check) and keeps about 130 bytes per identifier
+        // at a million entries, against moka's 480 (docs/performance.md).
+        let capacity = usize::try_from(max_entries).unwrap_or(usize::MAX).max(1);
         let caches = Arc::new(Caches {
-            jti: markers(),
-            family: markers(),
-            user: subjects(),
-            tenant: subjects(),
+            jti: Cache::new(capacity),
+            family: Cache::new(capacity),
+            user: Cache::new(capacity),
+            tenant: Cache::new(capacity),
             epoch: AtomicU64::new(0),
+            generation: AtomicU32::new(0),
+            ttl,
             family_ttl,
             metrics,
             seen_up: AtomicBool::new(false),
+            inflight: Mutex::new(HashMap::new()),
         });
         let store = Arc::new(store);
         if store.events_in_process() {
@@ -180,139 +165,175 @@ impl<S: RevocationStore> CachedStore<S> {
         result
     }
 
-    /// Entries currently held, all kinds together (after pending maintenance).
-    pub async fn entry_count(&self) -> u64 {
+    /// Entries currently held, all kinds together (expired ones count until they are
+    /// evicted or overwritten).
+    pub fn entry_count(&self) -> u64 {
         let c = &self.caches;
-        c.jti.run_pending_tasks().await;
-        c.family.run_pending_tasks().await;
-        c.user.run_pending_tasks().await;
-        c.tenant.run_pending_tasks().await;
-        c.jti.entry_count() + c.family.entry_count() + c.user.entry_count() + c.tenant.entry_count()
+        [c.jti.len(), c.family.len(), c.user.len(), c.tenant.len()]
+            .iter()
+            .map(|&n| n as u64)
+            .sum()
     }
 
-    /// Asks the store and caches what it said, unless an event raced the call.
-    async fn fetch(&self, q: &Query<'_>, cache_jti: bool) -> Result<State, FetchError> {
+    /// Asks the store and caches what it said, unless an event raced the call (then the
+    /// answer is returned but not cached).
+    async fn fetch(&self, q: &Query<'_>) -> Result<State, StoreError> {
         let c = &self.caches;
         let epoch = c.epoch.load(Ordering::Acquire);
-        let state = self
-            .timed(StoreOp::Check, self.store.check(q))
-            .await
-            .map_err(FetchError::Store)?;
+        let generation = c.generation.load(Ordering::Acquire);
+        let state = self.timed(StoreOp::Check, self.store.check(q)).await?;
         if c.epoch.load(Ordering::Acquire) != epoch {
-            return Err(FetchError::Raced(state));
+            return Ok(state);
         }
-        let until = instant_at(q.expires_at);
-        if let Some(id) = q.user {
-            c.user.insert(id.into(), state.user).await;
-        }
-        if let Some(id) = q.tenant {
-            c.tenant.insert(id.into(), state.tenant).await;
-        }
-        if let Some(id) = q.family {
-            let m = Marker {
-                revoked: state.family,
-                until,
-            };
-            c.family.insert(id.into(), m).await;
-        }
-        if let (true, Some(id)) = (cache_jti, q.jti) {
-            let m = Marker {
-                revoked: state.jti,
-                until,
-            };
-            c.jti.insert(id.into(), m).await;
+        let now = Instant::now();
+        let short = now + c.ttl;
+        let long = instant_at(q.expires_at).max(short);
+        let subject = |value| Slot {
+            value,
+            until: short,
+            generation,
+        };
+        let marker = |revoked: bool| Slot {
+            value: revoked,
+            until: if revoked { long } else { short },
+            generation,
+        };
+        let user = q.user.map(|id| (id, subject(state.user)));
+        let tenant = q.tenant.map(|id| (id, subject(state.tenant)));
+        let family = q.family.map(|id| (id, marker(state.family)));
+        let jti = q.jti.map(|id| (id, marker(state.jti)));
+        put(&c.user, user);
+        put(&c.tenant, tenant);
+        put(&c.family, family);
+        put(&c.jti, jti);
+        // An event that landed between the check above and these inserts may have been
+        // overwritten by an older answer: take back what was put, and let the next
+        // check ask the store again.
+        if c.epoch.load(Ordering::Acquire) != epoch {
+            take_back(&c.user, user);
+            take_back(&c.tenant, tenant);
+            take_back(&c.family, family);
+            take_back(&c.jti, jti);
         }
         Ok(state)
     }
 
     /// What the cache knows about `q`, missing parts read as "not revoked". When the store
-    /// cannot be reached, a revocation known here must still deny (even fail-open).
-    pub async fn known(&self, q: &Query<'_>) -> State {
+    /// cannot be reached, a revocation known here must still deny (even fail-open). A
+    /// user or tenant cached before a gap still counts: subjects only move forward, so
+    /// an older one can only deny less than the store would.
+    pub fn known(&self, q: &Query<'_>) -> State {
         let c = &self.caches;
-        let marker = |m: Option<Marker>| m.is_some_and(|m| m.revoked);
+        let now = Instant::now();
+        let revoked = |cache: &Entries<bool>, id: Option<&str>| {
+            id.and_then(|id| cache.get(id))
+                .is_some_and(|s| s.value && now <= s.until)
+        };
+        let subject = |cache: &Entries<Option<Subject>>, id: Option<&str>| {
+            id.and_then(|id| cache.get(id))
+                .filter(|s| now <= s.until)
+                .and_then(|s| s.value)
+        };
         State {
-            jti: match q.jti {
-                Some(id) => marker(c.jti.get(id).await),
-                None => false,
-            },
-            family: match q.family {
-                Some(id) => marker(c.family.get(id).await),
-                None => false,
-            },
-            user: match q.user {
-                Some(id) => c.user.get(id).await.flatten(),
-                None => None,
-            },
-            tenant: match q.tenant {
-                Some(id) => c.tenant.get(id).await.flatten(),
-                None => None,
-            },
+            jti: revoked(&c.jti, q.jti),
+            family: revoked(&c.family, q.family),
+            user: subject(&c.user, q.user),
+            tenant: subject(&c.tenant, q.tenant),
         }
     }
 
     /// The answer from the cache alone, when every part of it is cached.
-    async fn lookup(&self, q: &Query<'_>) -> Option<State> {
+    fn lookup(&self, q: &Query<'_>) -> Option<State> {
         let c = &self.caches;
-        let jti = match q.jti {
-            Some(id) => c.jti.get(id).await?.revoked,
-            None => false,
-        };
-        let family = match q.family {
-            Some(id) => c.family.get(id).await?.revoked,
-            None => false,
-        };
-        let user = match q.user {
-            Some(id) => c.user.get(id).await?,
-            None => None,
-        };
-        let tenant = match q.tenant {
-            Some(id) => c.tenant.get(id).await?,
-            None => None,
-        };
+        let now = Instant::now();
+        let generation = c.generation.load(Ordering::Acquire);
         Some(State {
-            jti,
-            user,
-            tenant,
-            family,
+            jti: fresh(&c.jti, q.jti, now, generation)?.unwrap_or(false),
+            family: fresh(&c.family, q.family, now, generation)?.unwrap_or(false),
+            user: fresh(&c.user, q.user, now, generation)?.flatten(),
+            tenant: fresh(&c.tenant, q.tenant, now, generation)?.flatten(),
         })
     }
+
+    /// One store call for every concurrent miss of the same query: the first caller
+    /// fetches, the others wait for its answer (error included). If the fetching caller
+    /// goes away (its request was cancelled), a waiting one takes over.
+    async fn fetch_shared(&self, q: &Query<'_>) -> Result<State, StoreError> {
+        let key = inflight_key(q);
+        let shared = {
+            let mut inflight = self
+                .caches
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            inflight.entry(key.clone()).or_default().clone()
+        };
+        let result = shared.get_or_init(|| self.fetch(q)).await.clone();
+        let mut inflight = self
+            .caches
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if inflight.get(&key).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
+            inflight.remove(&key);
+        }
+        result
+    }
+}
+
+/// A cached answer that may be served now: unexpired, and not from before a gap unless
+/// it is a lasting one. `Some(None)` when there is no identifier to ask about.
+fn fresh<V: Lasting + Copy>(
+    cache: &Entries<V>,
+    id: Option<&str>,
+    now: Instant,
+    generation: u32,
+) -> Option<Option<V>> {
+    let Some(id) = id else {
+        return Some(None);
+    };
+    let slot = cache.get(id)?;
+    let usable = now <= slot.until && (slot.generation == generation || slot.value.lasting());
+    usable.then_some(Some(slot.value))
+}
+
+fn put<V: Copy>(cache: &Entries<V>, entry: Option<(&str, Slot<V>)>) {
+    if let Some((id, slot)) = entry {
+        cache.insert(Arc::from(id), slot);
+    }
+}
+
+fn take_back<V: Copy + PartialEq>(cache: &Entries<V>, entry: Option<(&str, Slot<V>)>) {
+    if let Some((id, slot)) = entry {
+        cache.remove_if(id, |s| *s == slot);
+    }
+}
+
+/// Concurrent misses share a store call only when they ask about the same identifiers.
+fn inflight_key(q: &Query<'_>) -> String {
+    let parts = [q.jti, q.family, q.user, q.tenant];
+    let mut key = String::with_capacity(parts.iter().flatten().map(|p| p.len() + 2).sum());
+    for part in parts {
+        // A length prefix keeps ("ab", "c") and ("a", "bc") apart.
+        if let Some(p) = part {
+            key.push_str(&p.len().to_string());
+            key.push(':');
+            key.push_str(p);
+        }
+        key.push('|');
+    }
+    key
 }
 
 impl<S: RevocationStore> RevocationStore for CachedStore<S> {
     async fn check(&self, q: &Query<'_>) -> Result<State, StoreError> {
         let metrics = &self.caches.metrics;
-        if let Some(state) = self.lookup(q).await {
+        if let Some(state) = self.lookup(q) {
             metrics.cache(CacheKind::Revocation, true);
             return Ok(state);
         }
         metrics.cache(CacheKind::Revocation, false);
-        let Some(jti) = q.jti else {
-            return self.fetch(q, false).await.or_else(raced_ok);
-        };
-        // Coalesce concurrent misses for this token: one caller fetches, the others
-        // wait for its answer.
-        let shared = self
-            .caches
-            .jti
-            .try_get_with(Arc::from(jti), async {
-                let state = self.fetch(q, false).await?;
-                Ok::<_, FetchError>(Marker {
-                    revoked: state.jti,
-                    until: instant_at(q.expires_at),
-                })
-            })
-            .await;
-        match shared {
-            Ok(_) => match self.lookup(q).await {
-                Some(state) => Ok(state),
-                // Evicted or raced between the fetch and now: ask once more, uncached.
-                None => self.fetch(q, false).await.or_else(raced_ok),
-            },
-            Err(e) => match &*e {
-                FetchError::Store(e) => Err(e.clone()),
-                FetchError::Raced(state) => Ok(*state),
-            },
-        }
+        self.fetch_shared(q).await
     }
 
     async fn revoke(&self, target: &Target<'_>, record: &Record) -> Result<Written, StoreError> {
@@ -320,7 +341,7 @@ impl<S: RevocationStore> RevocationStore for CachedStore<S> {
             .timed(StoreOp::Revoke, self.store.revoke(target, record))
             .await?;
         // Read-your-writes on this replica without waiting for the event to come back.
-        self.caches.apply(&written.event(target)).await;
+        self.caches.apply(&written.event(target));
         Ok(written)
     }
 
@@ -338,38 +359,47 @@ impl<S: RevocationStore> RevocationStore for CachedStore<S> {
     }
 }
 
-fn raced_ok(e: FetchError) -> Result<State, StoreError> {
-    match e {
-        FetchError::Store(e) => Err(e),
-        FetchError::Raced(state) => Ok(state),
-    }
-}
-
 impl Caches {
-    async fn apply(&self, event: &Event) {
+    fn apply(&self, event: &Event) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.metrics.invalidation_events.inc();
-        let revoked = |until| Marker {
-            revoked: true,
-            until,
+        let generation = self.generation.load(Ordering::Acquire);
+        let now = Instant::now();
+        let revoked = |until: Instant| Slot {
+            value: true,
+            until: until.max(now + self.ttl),
+            generation,
         };
         match event {
-            Event::Jti { id, exp } => {
-                self.jti
-                    .insert(id.as_str().into(), revoked(instant_at(*exp)))
-                    .await
-            }
-            Event::Family { id } => {
-                let until = Instant::now() + self.family_ttl;
-                self.family.insert(id.as_str().into(), revoked(until)).await
-            }
+            Event::Jti { id, exp } => self
+                .jti
+                .insert(id.as_str().into(), revoked(instant_at(*exp))),
+            Event::Family { id } => self
+                .family
+                .insert(id.as_str().into(), revoked(now + self.family_ttl)),
             Event::User { id, ver, before } => {
-                newest(&self.user, id, Subject::new(*ver, *before)).await
+                self.newest(&self.user, id, Subject::new(*ver, *before))
             }
             Event::Tenant { id, ver, before } => {
-                newest(&self.tenant, id, Subject::new(*ver, *before)).await
+                self.newest(&self.tenant, id, Subject::new(*ver, *before))
             }
         }
+    }
+
+    /// Subjects only move forward; out-of-order events must not move one back. Whatever
+    /// was cached (even before a gap) is a lower bound, and the event is the store's
+    /// state after a write, so the merge is current.
+    fn newest(&self, cache: &Entries<Option<Subject>>, id: &str, s: Subject) {
+        let merged = match cache.get(id).and_then(|slot| slot.value) {
+            Some(old) => Subject::new(old.version.max(s.version), old.before_ms.max(s.before_ms)),
+            None => s,
+        };
+        let slot = Slot {
+            value: Some(merged),
+            until: Instant::now() + self.ttl,
+            generation: self.generation.load(Ordering::Acquire),
+        };
+        cache.insert(id.into(), slot);
     }
 
     fn gap(&self) {
@@ -386,13 +416,11 @@ impl Caches {
         }
     }
 
+    /// Revoked markers stay: they can never become wrong. Everything else may be, and
+    /// stops being served (see [`Slot::generation`]).
     fn forget_not_revoked(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        // Revoked markers stay: they can never become wrong. Everything else may be.
-        let _ = self.jti.invalidate_entries_if(|_, m| !m.revoked);
-        let _ = self.family.invalidate_entries_if(|_, m| !m.revoked);
-        self.user.invalidate_all();
-        self.tenant.invalidate_all();
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -409,15 +437,6 @@ pub struct CacheSettings {
     pub deadline: Duration,
 }
 
-/// Subjects only move forward; out-of-order events must not move one back.
-async fn newest(cache: &Cache<Arc<str>, Option<Subject>>, id: &str, s: Subject) {
-    let merged = match cache.get(id).await.flatten() {
-        Some(old) => Subject::new(old.version.max(s.version), old.before_ms.max(s.before_ms)),
-        None => s,
-    };
-    cache.insert(id.into(), Some(merged)).await;
-}
-
 async fn apply_signals(mut rx: tokio::sync::broadcast::Receiver<Signal>, caches: Weak<Caches>) {
     loop {
         let signal = rx.recv().await;
@@ -425,7 +444,7 @@ async fn apply_signals(mut rx: tokio::sync::broadcast::Receiver<Signal>, caches:
             return;
         };
         match signal {
-            Ok(Signal::Event(e)) => caches.apply(&e).await,
+            Ok(Signal::Event(e)) => caches.apply(&e),
             Ok(Signal::Up) => caches.up(),
             Ok(Signal::Gap) | Err(RecvError::Lagged(_)) => caches.gap(),
             Err(RecvError::Closed) => return,
@@ -508,8 +527,14 @@ mod tests {
         assert!(!c.check(&query("a")).await.unwrap().jti);
         c.caches.gap();
         let before = calls(&c);
-        assert!(c.caches.jti.get("gone").await.is_some_and(|m| m.revoked));
-        assert!(c.caches.jti.get("a").await.is_none());
+        let generation = c.caches.generation.load(Ordering::Acquire);
+        let now = Instant::now();
+        assert_eq!(
+            fresh(&c.caches.jti, Some("gone"), now, generation),
+            Some(Some(true))
+        );
+        assert_eq!(fresh(&c.caches.user, Some("u"), now, generation), None);
+        assert_eq!(fresh(&c.caches.jti, Some("a"), now, generation), None);
         assert!(!c.check(&query("a")).await.unwrap().jti);
         assert_eq!(calls(&c), before + 1);
     }
@@ -553,5 +578,67 @@ mod tests {
             assert!(!t.await.unwrap().unwrap().jti);
         }
         assert_eq!(calls(&c), 1);
+    }
+
+    /// A store that never answers: every call runs into the deadline.
+    struct Stuck(MemoryStore);
+
+    impl RevocationStore for Stuck {
+        async fn check(&self, _: &Query<'_>) -> Result<State, StoreError> {
+            std::future::pending().await
+        }
+        async fn revoke(&self, t: &Target<'_>, r: &Record) -> Result<Written, StoreError> {
+            self.0.revoke(t, r).await
+        }
+        async fn status(&self, k: Kind, id: &str) -> Result<Option<Status>, StoreError> {
+            self.0.status(k, id).await
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
+            self.0.signals()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_misses_share_one_timeout_rather_than_queueing() {
+        let settings = CacheSettings {
+            deadline: Duration::from_millis(200),
+            ..SETTINGS
+        };
+        let stuck = Stuck(MemoryStore::new(Duration::from_secs(60), None));
+        let c = Arc::new(CachedStore::new(
+            stuck,
+            settings,
+            Arc::new(Metrics::new(&[])),
+        ));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move { c.check(&query("same")).await }));
+        }
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), Err(StoreError::Timeout)));
+        }
+        // One shared call: the waiters got its timeout, they did not each take a turn.
+        assert_eq!(calls(&c), 1);
+    }
+
+    #[tokio::test]
+    async fn misses_for_different_identifiers_are_not_shared() {
+        assert_ne!(
+            inflight_key(&Query {
+                jti: Some("ab"),
+                user: Some("c"),
+                ..Query::default()
+            }),
+            inflight_key(&Query {
+                jti: Some("a"),
+                user: Some("bc"),
+                ..Query::default()
+            })
+        );
+        assert_ne!(inflight_key(&query("a")), inflight_key(&query("b")));
     }
 }
