@@ -260,24 +260,41 @@ impl<S: RevocationStore> CachedStore<S> {
     /// goes away (its request was cancelled), a waiting one takes over.
     async fn fetch_shared(&self, q: &Query<'_>) -> Result<State, StoreError> {
         let key = inflight_key(q);
-        let shared = {
-            let mut inflight = self
-                .caches
-                .inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            inflight.entry(key.clone()).or_default().clone()
+        let inflight = &self.caches.inflight;
+        let shared = lock(inflight).entry(key.clone()).or_default().clone();
+        // Leaves the map when this caller is done or cancelled, so that an abandoned
+        // call leaves nothing behind.
+        let _leave = Leave {
+            inflight,
+            key,
+            shared: shared.clone(),
         };
-        let result = shared.get_or_init(|| self.fetch(q)).await.clone();
-        let mut inflight = self
-            .caches
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if inflight.get(&key).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
-            inflight.remove(&key);
+        shared.get_or_init(|| self.fetch(q)).await.clone()
+    }
+}
+
+fn lock(
+    inflight: &Mutex<HashMap<String, Shared>>,
+) -> std::sync::MutexGuard<'_, HashMap<String, Shared>> {
+    inflight.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes a shared call from the in-flight map (unless a newer one took its place).
+struct Leave<'a> {
+    inflight: &'a Mutex<HashMap<String, Shared>>,
+    key: String,
+    shared: Shared,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let mut inflight = lock(self.inflight);
+        if inflight
+            .get(&self.key)
+            .is_some_and(|s| Arc::ptr_eq(s, &self.shared))
+        {
+            inflight.remove(&self.key);
         }
-        result
     }
 }
 
@@ -640,5 +657,30 @@ mod tests {
             })
         );
         assert_ne!(inflight_key(&query("a")), inflight_key(&query("b")));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_miss_leaves_nothing_in_flight() {
+        let stuck = Stuck(MemoryStore::new(Duration::from_secs(60), None));
+        let c = Arc::new(CachedStore::new(
+            stuck,
+            SETTINGS,
+            Arc::new(Metrics::new(&[])),
+        ));
+        let task = {
+            let c = c.clone();
+            tokio::spawn(async move { c.check(&query("abandoned")).await })
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lock(&c.caches.inflight).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the check never reached the store"
+            );
+            tokio::task::yield_now().await;
+        }
+        task.abort();
+        assert!(task.await.is_err_and(|e| e.is_cancelled()));
+        assert!(lock(&c.caches.inflight).is_empty());
     }
 }
