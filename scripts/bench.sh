@@ -10,11 +10,16 @@
 #      examples/loadgen.rs (10,000 distinct tokens, every answer decoded and tallied);
 #   2. one request in flight: p50/p99 latency, tokengate vs bare;
 #   3. all-miss throughput: every Check carries a never-seen token, so every revocation
-#      check goes to Redis (Redis EVALSHA calls are counted to prove it);
+#      check goes to Redis (Redis EVALSHA calls are counted to prove it); and the same
+#      with the signature cache warm: known tokens (the warm set) through a second
+#      tokengate (tokengate-nocache) whose revocation cache TTL is 0, so every Check is
+#      one Redis round trip but no signature verification;
 #   4. HTTP check mode (/authz) directly, h2load --h1, vs the bare server's HTTP 200;
 #   5. through a real Envoy (one worker, HTTP/1 load from wrk over 10,000 distinct ES256
-#      tokens): ext_authz gRPC and HTTP to tokengate and to the bare server, Envoy's own
-#      jwt_authn with and without jwt_cache_config, and Envoy with no authorization;
+#      tokens): ext_authz gRPC and HTTP to tokengate and to the bare server, ext_authz
+#      gRPC to a third tokengate (tokengate-nometa) with `forward: {dynamic_metadata:
+#      false}` (what the claims in dynamic_metadata cost Envoy), Envoy's own jwt_authn
+#      with and without jwt_cache_config, and Envoy with no authorization;
 #   6. revocation propagation between two replicas on one Redis (examples/propagation.rs);
 #   7. resident memory per cached entry at 1 M entries (examples/cache_memory.rs);
 #   8. criterion microbenchmarks of the decision pipeline (benches/decision.rs).
@@ -180,10 +185,14 @@ http_ok() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1")" = 20
 P_REDIS=$BASE
 P_BARE_GRPC=$((BASE + 1)) P_BARE_HTTP=$((BASE + 2))
 P_TG_GRPC=$((BASE + 11)) P_TG_HTTP=$((BASE + 12)) P_TG_ADMIN=$((BASE + 13))
+# tokengate-nocache (section miss) and tokengate-nometa (section envoy).
+P_NC_GRPC=$((BASE + 14)) P_NC_HTTP=$((BASE + 15)) P_NC_ADMIN=$((BASE + 16))
+P_NM_GRPC=$((BASE + 17)) P_NM_HTTP=$((BASE + 18)) P_NM_ADMIN=$((BASE + 19))
 P_A_GRPC=$((BASE + 21)) P_A_HTTP=$((BASE + 22)) P_A_ADMIN=$((BASE + 23))
 P_B_GRPC=$((BASE + 31)) P_B_HTTP=$((BASE + 32)) P_B_ADMIN=$((BASE + 33))
 # Envoy i: listener BASE+40+i, admin BASE+50+i.
 for p in $P_REDIS $P_BARE_GRPC $P_BARE_HTTP $P_TG_GRPC $P_TG_HTTP $P_TG_ADMIN \
+    $P_NC_GRPC $P_NC_HTTP $P_NC_ADMIN $P_NM_GRPC $P_NM_HTTP $P_NM_ADMIN \
     $P_A_GRPC $P_A_HTTP $P_A_ADMIN $P_B_GRPC $P_B_HTTP $P_B_ADMIN $(seq $((BASE + 40)) $((BASE + 58))); do
     port_busy "$p" && die "127.0.0.1:$p is in use (set BENCH_PORT_BASE)"
 done
@@ -201,13 +210,36 @@ start bare "$EX/bare" --grpc "127.0.0.1:$P_BARE_GRPC" --http "127.0.0.1:$P_BARE_
 tg_config "$WORK/tokengate.yaml" $P_TG_GRPC $P_TG_HTTP $P_TG_ADMIN 300
 start tokengate "$BIN/tokengate" serve --config "$WORK/tokengate.yaml"
 wait_until "bare server" 10 port_busy $P_BARE_GRPC
+# Section miss: a second tokengate whose "not revoked" answers are never served from its
+# cache (TTL 0: every Check asks Redis), its verified-token cache on as usual.
+if want miss; then
+    tg_config "$WORK/tokengate-nocache.yaml" $P_NC_GRPC $P_NC_HTTP $P_NC_ADMIN 0
+    start tokengate-nocache "$BIN/tokengate" serve --config "$WORK/tokengate-nocache.yaml"
+fi
+# Section envoy: a third tokengate that leaves the verified claims out of the
+# CheckResponse's dynamic_metadata.
+if want envoy; then
+    tg_config "$WORK/tokengate-nometa.yaml" $P_NM_GRPC $P_NM_HTTP $P_NM_ADMIN 300
+    printf 'forward:\n  dynamic_metadata: false\n' >>"$WORK/tokengate-nometa.yaml"
+    start tokengate-nometa "$BIN/tokengate" serve --config "$WORK/tokengate-nometa.yaml"
+fi
 wait_until "tokengate /readyz" 20 http_ok "http://127.0.0.1:$P_TG_ADMIN/readyz"
+if want miss; then
+    wait_until "tokengate-nocache /readyz" 20 http_ok "http://127.0.0.1:$P_NC_ADMIN/readyz"
+fi
+if want envoy; then
+    wait_until "tokengate-nometa /readyz" 20 http_ok "http://127.0.0.1:$P_NM_ADMIN/readyz"
+fi
 
 # ------------------------------------------------------------------ tokens
 log "minting tokens"
 GEN=("$EX/gen_requests" --keys tests/fixtures/keys --issuer https://issuer.bench --audience bench-api)
 echo "${GEN[*]} --alg ALG --count $TOKENS --tokens $WORK/ALG.tokens --requests $WORK/ALG.grpc --single $WORK/ALG.one.grpc" >"$WORK/gen-command.txt"
-for alg in $(echo "$ALGS ES256" | tr ' ' '\n' | sort -u); do
+# The warm sets: every algorithm of sections 1-2, ES256 (HTTP, Envoy) and, for the
+# signature-cache-warm all-miss runs, every algorithm of section 3.
+warm_algs="$ALGS ES256"
+if want miss; then warm_algs+=" $MISS_ALGS"; fi
+for alg in $(echo "$warm_algs" | tr ' ' '\n' | sort -u); do
     "${GEN[@]}" --alg "$alg" --count "$TOKENS" --tokens "$WORK/$alg.tokens" \
         --requests "$WORK/$alg.grpc" --single "$WORK/$alg.one.grpc"
 done
@@ -284,13 +316,19 @@ PY
 GRPC_PATH=/envoy.service.auth.v3.Authorization/Check
 BARE_URL="http://127.0.0.1:$P_BARE_GRPC"
 TG_URL="http://127.0.0.1:$P_TG_GRPC"
+NC_URL="http://127.0.0.1:$P_NC_GRPC"
 H2LOAD_GRPC=(--header 'content-type: application/grpc' --header 'te: trailers')
 
-warm() { # warm ALG: every token of the set once through tokengate (and the bare server)
-    "$EX/loadgen" --addr "$TG_URL" --requests "$WORK/$1.grpc" --count 1 --warmup \
+warm_tg() { # warm_tg ALG URL NAME: every token of the set once through one tokengate
+    local log="$WORK/logs/warmup-$1.json"
+    [ "$3" = tokengate ] || log="$WORK/logs/warmup-$3-$1.json"
+    "$EX/loadgen" --addr "$2" --requests "$WORK/$1.grpc" --count 1 --warmup \
         --connections "$CONNS" --inflight "$INFLIGHT" --max-seconds "$RUN_LIMIT" \
-        --label "warm-up $1" >"$WORK/logs/warmup-$1.json" ||
-        die "warm-up of $1 tokens was not all allowed: $(cat "$WORK/logs/warmup-$1.json")"
+        --label "warm-up $1 ($3)" >"$log" ||
+        die "warm-up of $1 tokens through $3 was not all allowed: $(cat "$log")"
+}
+warm() { # warm ALG: every token of the set once through tokengate (and the bare server)
+    warm_tg "$1" "$TG_URL" tokengate
     "$EX/loadgen" --addr "$BARE_URL" --requests "$WORK/$1.grpc" --count 1 \
         >/dev/null || die "bare server did not allow"
 }
@@ -350,12 +388,24 @@ fi
 if want miss; then
     for alg in $MISS_ALGS; do
         log "all-miss throughput (Redis), $alg"
+        # Signature-cache-warm variant: the known tokens once through tokengate-nocache
+        # (fills its verified-token cache; its revocation cache keeps nothing).
+        warm_tg "$alg" "$NC_URL" tokengate-nocache
         for rep in $(seq "$REPS"); do
             offset=$(((rep - 1) * MISS_REQUESTS))
             for target in bare tokengate; do
                 measure section=miss alg="$alg" target="$target" tool=loadgen rep="$rep" -- \
                     "$EX/loadgen" --addr "$(url_of $target)" --requests "$WORK/miss-$alg.grpc" \
                     --offset "$offset" --count "$MISS_REQUESTS" --connections "$CONNS" \
+                    --inflight "$INFLIGHT" --max-seconds "$RUN_LIMIT"
+            done
+            for target in bare tokengate; do
+                url=$BARE_URL
+                [ "$target" = tokengate ] && url=$NC_URL
+                measure section=miss-cacheoff alg="$alg" target="$target" tool=loadgen \
+                    rep="$rep" -- \
+                    "$EX/loadgen" --addr "$url" --requests "$WORK/$alg.grpc" \
+                    --count "$MISS_REQUESTS" --connections "$CONNS" \
                     --inflight "$INFLIGHT" --max-seconds "$RUN_LIMIT"
             done
         done
@@ -392,7 +442,7 @@ fi
 if want envoy; then
     log "Envoy: starting one Envoy (1 worker) per configuration"
     JWKS=$(cat "$WORK/jwks.json")
-    envoy_cases=(none grpc-bare grpc-tokengate jwt-authn jwt-authn-cache)
+    envoy_cases=(none grpc-bare grpc-tokengate grpc-tokengate-nometa jwt-authn jwt-authn-cache)
     [ "$AUTHZ_PRESENT" = 1 ] && envoy_cases+=(http-bare http-tokengate)
     i=0
     for case in "${envoy_cases[@]}"; do
@@ -403,6 +453,7 @@ if want envoy; then
             none) tpl=envoy-none.yaml authz=0 ;;
             grpc-bare) tpl=envoy-ext-authz-grpc.yaml authz=$P_BARE_GRPC ;;
             grpc-tokengate) tpl=envoy-ext-authz-grpc.yaml authz=$P_TG_GRPC ;;
+            grpc-tokengate-nometa) tpl=envoy-ext-authz-grpc.yaml authz=$P_NM_GRPC ;;
             http-bare) tpl=envoy-ext-authz-http.yaml authz=$P_BARE_HTTP ;;
             http-tokengate) tpl=envoy-ext-authz-http.yaml authz=$P_TG_HTTP ;;
             jwt-authn) tpl=envoy-jwt-authn.yaml authz=0 cache='# no jwt_cache_config' ;;
@@ -438,6 +489,9 @@ PY
             "http://127.0.0.1:${!v}" -- "$ES_TOKENS" 0 >"$WORK/logs/wrk-warm-$case.txt" 2>&1 || true
         grep -q 'TALLY ok=[1-9][0-9]* bad=0 ' "$WORK/logs/wrk-warm-$case.txt" ||
             log "warning: Envoy $case warm-up had failures: $(grep TALLY "$WORK/logs/wrk-warm-$case.txt")"
+        warm_ok=$(sed -n 's/.*TALLY ok=\([0-9]*\) .*/\1/p' "$WORK/logs/wrk-warm-$case.txt")
+        [ "${warm_ok:-0}" -ge "$TOKENS" ] ||
+            log "warning: Envoy $case warm-up answered ${warm_ok:-0} requests, fewer than the $TOKENS tokens"
     done
     log "Envoy: measuring (${ENVOY_SECONDS}s runs, ${REPS} reps, interleaved)"
     for rep in $(seq "$REPS"); do
