@@ -214,7 +214,7 @@ pub async fn answer(engine: &Engine, check: CheckRequest) -> Answer {
             Some(claims) => Answer::Encoded(
                 claims
                     .rendered
-                    .get_or_init(|| allow(&policy, Some(claims)).encode_to_vec().into()),
+                    .grpc(|| allow(&policy, Some(claims)).encode_to_vec().into()),
             ),
             None => Answer::Message(Box::new(allow(&policy, None))),
         },

@@ -475,3 +475,62 @@ async fn reload_under_load_changes_rules_with_no_failed_request_and_refuses_a_ba
         "the old config keeps serving"
     );
 }
+
+/// An allow is rendered once per verified token and kept with it (gRPC bytes, HTTP
+/// headers): a reload that changes forwarding must still change the answer for a token
+/// that was answered before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_changes_the_forwarded_headers_of_a_token_already_answered() {
+    let dir = support::redis::TempDir::new("reload-forward");
+    let file = dir.0.join("tokengate.yaml");
+    let original = config_yaml(MEMORY_STORE);
+    std::fs::write(&file, &original).unwrap();
+    let s = TestServer::start_config(tokengate::config::Config::load(&file).unwrap()).await;
+    let t = bearer(&token("ec256", "u-42", json!({})));
+    let grpc_answer = || {
+        let (s, t) = (&s, t.clone());
+        async move {
+            let mut c = s.grpc().await;
+            check(
+                &mut c,
+                check_request("GET", "/api/items", &[("authorization", &t)]),
+            )
+            .await
+        }
+    };
+    let http_headers = || {
+        let (url, t) = (s.http_url("/authz/api/items"), t.clone());
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .header("authorization", t)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.headers().clone()
+        }
+    };
+    // Twice each, so that the second answer comes from what was kept.
+    for _ in 0..2 {
+        assert_eq!(grpc_answer().await.header("x-user-id"), Some("u-42"));
+        assert_eq!(http_headers().await.get("x-user-id").unwrap(), "u-42");
+    }
+
+    let renamed = original.replace(
+        "routes:\n",
+        "forward:\n  headers:\n    x-subject: sub\nroutes:\n",
+    );
+    std::fs::write(&file, &renamed).unwrap();
+    wait_for(
+        "the new forwarding to apply",
+        Duration::from_secs(10),
+        || async { grpc_answer().await.header("x-subject") == Some("u-42") },
+    )
+    .await;
+    let a = grpc_answer().await;
+    assert_eq!(a.header("x-user-id"), None, "{a:?}");
+    let h = http_headers().await;
+    assert_eq!(h.get("x-subject").unwrap(), "u-42");
+    assert!(h.get("x-user-id").is_none(), "{h:?}");
+}

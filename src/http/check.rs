@@ -8,22 +8,20 @@
 //! pass through) the headers it uses; the shipped configs do.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{deny_response_with, AppState};
-use crate::decision::{Decision, Request};
+use crate::decision::{Decision, Policy, Request};
+use crate::jwt::Claims;
 use crate::metrics::Transport;
 
 pub const PREFIX: &str = "/authz";
 
-pub async fn check(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+pub async fn check(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let engine = &state.engine;
+    // Read in place: the headers are borrowed, not copied.
+    let (method, uri, headers) = (request.method(), request.uri(), request.headers());
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     // Header values may carry raw non-ASCII bytes (nginx passes the path as typed): read
     // them lossily rather than ignore them, or a path the proxy named would silently
@@ -56,7 +54,7 @@ pub async fn check(
         host: header("x-forwarded-host")
             .or_else(|| header("x-original-host"))
             .or_else(|| header("host")),
-        headers: &headers,
+        headers,
         required_scopes: None,
         request_id: header("x-request-id"),
     };
@@ -65,29 +63,40 @@ pub async fn check(
         Decision::Deny(deny) => deny_response_with(&policy, &deny),
         Decision::Allow(allowed) => {
             let mut response = StatusCode::OK.into_response();
-            let out = response.headers_mut();
-            let mut remove: Vec<&str> = Vec::new();
-            for (name, value) in policy.upstream_headers(allowed.claims.as_deref()) {
-                // A claim the token lacks is sent empty: proxies copy these headers over
-                // the client's, so an empty value still wipes a spoofed one. Envoy also
-                // honours x-envoy-auth-headers-to-remove and drops it altogether.
-                let value = value.and_then(|v| HeaderValue::from_str(&v).ok());
-                if value.is_none() {
-                    remove.push(name);
-                }
-                if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                    out.insert(name, value.unwrap_or_else(|| HeaderValue::from_static("")));
-                }
-            }
-            if policy.forwarding.remove_authorization {
-                remove.push("authorization");
-            }
-            if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
-                if !remove.is_empty() {
-                    out.insert("x-envoy-auth-headers-to-remove", v);
-                }
-            }
+            *response.headers_mut() = match allowed.claims.as_deref() {
+                Some(claims) => claims
+                    .rendered
+                    .http(|| allow_headers(&policy, Some(claims))),
+                None => allow_headers(&policy, None),
+            };
             response
         }
     }
+}
+
+/// The headers of an allow: the forwarded claims, and what the proxy should remove.
+fn allow_headers(policy: &Policy, claims: Option<&Claims>) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    let mut remove: Vec<&str> = Vec::new();
+    for (name, value) in policy.upstream_headers(claims) {
+        // A claim the token lacks is sent empty: proxies copy these headers over the
+        // client's, so an empty value still wipes a spoofed one. Envoy also honours
+        // x-envoy-auth-headers-to-remove and drops it altogether.
+        let value = value.and_then(|v| HeaderValue::from_str(&v).ok());
+        if value.is_none() {
+            remove.push(name);
+        }
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            out.insert(name, value.unwrap_or_else(|| HeaderValue::from_static("")));
+        }
+    }
+    if policy.forwarding.remove_authorization {
+        remove.push("authorization");
+    }
+    if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
+        if !remove.is_empty() {
+            out.insert("x-envoy-auth-headers-to-remove", v);
+        }
+    }
+    out
 }

@@ -56,16 +56,26 @@ pub struct Claims {
     pub rendered: Rendered,
 }
 
-/// A rendering of [`Claims`] kept with them, so that a token seen again costs no
-/// rendering. Valid under the policy that verified the claims: that policy owns the
-/// verified-token cache they live in, and a reload starts a new one.
+/// The adapters' renderings of [`Claims`], kept with them so that a token seen again
+/// costs no rendering. Valid under the policy that verified the claims: that policy owns
+/// the verified-token cache they live in, and a reload starts a new one.
 #[derive(Debug, Clone, Default)]
-pub struct Rendered(std::sync::OnceLock<bytes::Bytes>);
+pub struct Rendered {
+    /// The encoded gRPC `CheckResponse` of an allow.
+    grpc: std::sync::OnceLock<bytes::Bytes>,
+    /// The response headers of an HTTP-mode allow.
+    http: std::sync::OnceLock<axum::http::HeaderMap>,
+}
 
 impl Rendered {
-    /// The rendering, made by `render` the first time.
-    pub fn get_or_init(&self, render: impl FnOnce() -> bytes::Bytes) -> bytes::Bytes {
-        self.0.get_or_init(render).clone()
+    /// The gRPC allow, made by `render` the first time.
+    pub fn grpc(&self, render: impl FnOnce() -> bytes::Bytes) -> bytes::Bytes {
+        self.grpc.get_or_init(render).clone()
+    }
+
+    /// The HTTP allow's headers, made by `render` the first time.
+    pub fn http(&self, render: impl FnOnce() -> axum::http::HeaderMap) -> axum::http::HeaderMap {
+        self.http.get_or_init(render).clone()
     }
 }
 
