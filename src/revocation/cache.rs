@@ -556,12 +556,16 @@ mod tests {
         assert_eq!(calls(&c), before + 1);
     }
 
-    /// The memory store behind a delay, so that concurrent misses really overlap.
-    struct Slow(MemoryStore);
+    /// The memory store with its checks held back: by a delay, so that concurrent misses
+    /// really overlap, or (`None`) forever, so that every check runs into the deadline.
+    struct Held(MemoryStore, Option<Duration>);
 
-    impl RevocationStore for Slow {
+    impl RevocationStore for Held {
         async fn check(&self, q: &Query<'_>) -> Result<State, StoreError> {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            match self.1 {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
+            }
             self.0.check(q).await
         }
         async fn revoke(&self, t: &Target<'_>, r: &Record) -> Result<Written, StoreError> {
@@ -578,44 +582,37 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn concurrent_misses_for_one_token_share_one_store_call() {
-        let slow = Slow(MemoryStore::new(Duration::from_secs(60), None));
-        let c = Arc::new(CachedStore::new(
-            slow,
-            SETTINGS,
+    fn held(delay: Option<Duration>, settings: CacheSettings) -> Arc<CachedStore<Held>> {
+        let store = Held(MemoryStore::new(Duration::from_secs(60), None), delay);
+        Arc::new(CachedStore::new(
+            store,
+            settings,
             Arc::new(Metrics::new(&[])),
-        ));
-        let mut tasks = Vec::new();
-        for _ in 0..16 {
-            let c = c.clone();
-            tasks.push(tokio::spawn(async move { c.check(&query("same")).await }));
-        }
-        for t in tasks {
-            assert!(!t.await.unwrap().unwrap().jti);
-        }
-        assert_eq!(calls(&c), 1);
+        ))
     }
 
-    /// A store that never answers: every call runs into the deadline.
-    struct Stuck(MemoryStore);
+    /// `n` checks of the same token at once, their answers in order.
+    async fn at_once(c: &Arc<CachedStore<Held>>, n: usize) -> Vec<Result<State, StoreError>> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.check(&query("same")).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        answers
+    }
 
-    impl RevocationStore for Stuck {
-        async fn check(&self, _: &Query<'_>) -> Result<State, StoreError> {
-            std::future::pending().await
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_misses_for_one_token_share_one_store_call() {
+        let c = held(Some(Duration::from_millis(50)), SETTINGS);
+        for answer in at_once(&c, 16).await {
+            assert!(!answer.unwrap().jti);
         }
-        async fn revoke(&self, t: &Target<'_>, r: &Record) -> Result<Written, StoreError> {
-            self.0.revoke(t, r).await
-        }
-        async fn status(&self, k: Kind, id: &str) -> Result<Option<Status>, StoreError> {
-            self.0.status(k, id).await
-        }
-        async fn ping(&self) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
-            self.0.signals()
-        }
+        assert_eq!(calls(&c), 1);
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -624,19 +621,9 @@ mod tests {
             deadline: Duration::from_millis(200),
             ..SETTINGS
         };
-        let stuck = Stuck(MemoryStore::new(Duration::from_secs(60), None));
-        let c = Arc::new(CachedStore::new(
-            stuck,
-            settings,
-            Arc::new(Metrics::new(&[])),
-        ));
-        let mut tasks = Vec::new();
-        for _ in 0..8 {
-            let c = c.clone();
-            tasks.push(tokio::spawn(async move { c.check(&query("same")).await }));
-        }
-        for t in tasks {
-            assert!(matches!(t.await.unwrap(), Err(StoreError::Timeout)));
+        let c = held(None, settings);
+        for answer in at_once(&c, 8).await {
+            assert!(matches!(answer, Err(StoreError::Timeout)));
         }
         // One shared call: the waiters got its timeout, they did not each take a turn.
         assert_eq!(calls(&c), 1);
@@ -661,12 +648,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_miss_leaves_nothing_in_flight() {
-        let stuck = Stuck(MemoryStore::new(Duration::from_secs(60), None));
-        let c = Arc::new(CachedStore::new(
-            stuck,
-            SETTINGS,
-            Arc::new(Metrics::new(&[])),
-        ));
+        let c = held(None, SETTINGS);
         let task = {
             let c = c.clone();
             tokio::spawn(async move { c.check(&query("abandoned")).await })
