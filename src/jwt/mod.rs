@@ -52,7 +52,7 @@ pub struct Claims {
     pub payload: Map<String, Value>,
     /// The payload segment exactly as in the token (for `forward.payload_header`).
     pub payload_b64: String,
-    /// The gRPC adapter's encoded allow for these claims, made once per verified token.
+    /// The adapters' renderings of an allow for these claims, made once per verified token.
     pub rendered: Rendered,
 }
 
