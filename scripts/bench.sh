@@ -366,7 +366,7 @@ if want profile && have perf; then
         --percent-limit 0.7 2>/dev/null | grep -E '^ +[0-9]' | sed -E 's/[[:space:]]+$//' | cut -c1-220 >"$WORK/perf-self.txt" || true
     perf report -i "$WORK/perf.data" --children -g none --sort symbol --stdio \
         --percent-limit 0.5 2>/dev/null | grep -E '^ +[0-9]' |
-        grep -E 'tokengate::|moka::|sha2::|jsonwebtoken::|aws_lc|serde_json::|prometheus::|prost::|tonic::codec|Grpc<T>::unary|Streams<B,P>::poll_complete|poll_server' |
+        grep -E 'tokengate::|quick_cache::|sha2::|jsonwebtoken::|aws_lc|serde_json::|prometheus::|prost::|tonic::codec|Grpc<T>::unary|Streams<B,P>::poll_complete|poll_server' |
         sed -E 's/[[:space:]]+$//' | cut -c1-220 | head -n 45 >"$WORK/perf-children.txt" || true
 fi
 
