@@ -53,6 +53,12 @@ pub struct Config {
     #[serde(default)]
     pub routes: Vec<Route>,
     #[serde(default)]
+    pub route_matching: RouteMatching,
+    #[serde(default)]
+    pub http_check: HttpCheck,
+    #[serde(default)]
+    pub csrf: Csrf,
+    #[serde(default)]
     pub responses: Responses,
     #[serde(default)]
     pub admin_api: AdminApi,
@@ -119,6 +125,11 @@ pub struct Provider {
     /// How remote keys (`jwks_uri`, `oidc_discovery`) are refreshed.
     #[serde(default)]
     pub jwks: JwksSettings,
+    /// Accepted values of the JOSE header's `typ` (compared case-insensitively, an
+    /// `application/` prefix ignored, as RFC 7515 §4.1.9 says); empty = any. For an OIDC
+    /// provider, `[at+jwt]` (RFC 9068) keeps ID tokens and refresh tokens out.
+    #[serde(default)]
+    pub token_types: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -487,6 +498,54 @@ pub struct Route {
     pub require_claims: BTreeMap<String, String>,
 }
 
+/// How route rules compare paths.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteMatching {
+    /// Compare path prefixes ignoring ASCII case, for backends that do (IIS, some Spring
+    /// setups): `/ADMIN` then falls under the `/admin` rule.
+    #[serde(default)]
+    pub case_insensitive: bool,
+}
+
+/// The proxy that calls the HTTP-mode check, which decides where the original request's
+/// method, URI and host are read from. Any other forwarded header is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrustedProxy {
+    /// Envoy's HTTP ext_authz: the check request itself (`/authz` + original path, its
+    /// method, its `Host`).
+    #[default]
+    Envoy,
+    /// nginx `auth_request` as the shipped configs set it: `X-Original-Method`,
+    /// `X-Original-URI`, `X-Original-Host`.
+    Nginx,
+    /// ingress-nginx `auth-url`: `X-Original-Method` and `X-Original-URL`
+    /// (`$scheme://$http_host$request_uri`).
+    IngressNginx,
+    /// Traefik `forwardAuth` (`trustForwardHeader: false`): `X-Forwarded-Method`,
+    /// `X-Forwarded-Uri`, `X-Forwarded-Host`.
+    Traefik,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    #[serde(default)]
+    pub proxy: TrustedProxy,
+}
+
+/// Cookie tokens on the state-changing endpoints (logout, logout-all, RFC 7009, admin):
+/// accepted only from requests a browser would not send cross-site unasked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Csrf {
+    /// Origins (`https://app.example.com`) whose requests may carry the cookie token
+    /// with a simple content type.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Responses {
@@ -765,10 +824,35 @@ impl Config {
             if !r.path_prefix.starts_with('/') {
                 return bad(format!("routes[{i}].path_prefix"), "must start with '/'");
             }
+            if !crate::decision::is_canonical_prefix(&r.path_prefix) {
+                return bad(
+                    format!("routes[{i}].path_prefix"),
+                    "must be in canonical form (no percent-encoding, `;`, `\\`, `//`, `.` or `..` segments): requests are matched in canonical form",
+                );
+            }
+            if let Some(host) = &r.host {
+                if host.contains(':') || host.ends_with('.') || host.is_empty() {
+                    return bad(
+                        format!("routes[{i}].host"),
+                        "a host name without port or trailing dot (`api.example.com` or `*.example.com`)",
+                    );
+                }
+            }
             if r.exempt && !r.require_scopes.is_empty() {
                 return bad(
                     format!("routes[{i}]"),
                     "an exempt route cannot require scopes",
+                );
+            }
+        }
+        for (i, origin) in self.csrf.allowed_origins.iter().enumerate() {
+            let ok = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+            });
+            if !ok {
+                return bad(
+                    format!("csrf.allowed_origins[{i}]"),
+                    "an origin: scheme://host[:port], no path (https://app.example.com)",
                 );
             }
         }
@@ -881,6 +965,46 @@ mod tests {
         let text = MINIMAL.replace("- secret_env: X", "- kid: a");
         let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
         assert!(err.contains("providers[0].keys[0]"), "{err}");
+    }
+
+    #[test]
+    fn route_prefixes_must_be_canonical_and_hosts_bare() {
+        for (route, field) in [
+            ("path_prefix: /a/../b", "routes[0].path_prefix"),
+            ("path_prefix: /%61dmin", "routes[0].path_prefix"),
+            ("path_prefix: /admin;x", "routes[0].path_prefix"),
+            ("path_prefix: //admin", "routes[0].path_prefix"),
+            (
+                "{path_prefix: /a, host: \"api.example.com:443\"}",
+                "routes[0].host",
+            ),
+            (
+                "{path_prefix: /a, host: api.example.com.}",
+                "routes[0].host",
+            ),
+        ] {
+            let text = format!("{MINIMAL}routes:\n  - {route}\n");
+            let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+            assert!(err.contains(field), "{route}: {err}");
+        }
+        let ok =
+            format!("{MINIMAL}routes:\n  - path_prefix: /public/\n    host: \"*.example.com\"\n");
+        assert!(Config::parse("t.yaml", &ok).is_ok());
+    }
+
+    #[test]
+    fn trusted_proxy_and_csrf_origins_are_typed() {
+        let text = format!("{MINIMAL}http_check:\n  proxy: apache\n");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("http_check.proxy"), "{err}");
+        let text = format!("{MINIMAL}http_check:\n  proxy: ingress-nginx\n");
+        assert_eq!(
+            Config::parse("t.yaml", &text).unwrap().http_check.proxy,
+            TrustedProxy::IngressNginx
+        );
+        let text = format!("{MINIMAL}csrf:\n  allowed_origins: [\"https://a.example/x\"]\n");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("csrf.allowed_origins[0]"), "{err}");
     }
 
     #[test]

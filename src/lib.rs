@@ -14,6 +14,7 @@ pub mod ops;
 pub mod reason;
 pub mod reload;
 pub mod revocation;
+pub mod secret;
 pub mod shutdown;
 
 use std::net::SocketAddr;
@@ -209,12 +210,9 @@ fn load_clients(oauth: &config::OAuth) -> Result<Vec<http::oauth::Client>, Start
                 (Some(name), _) => std::env::var(name).map_err(|_| {
                     StartError::Secret(format!("{field}.secret_env: {name} is not set"))
                 })?,
-                (None, Some(path)) => std::fs::read_to_string(path)
-                    .map_err(|e| {
-                        StartError::Secret(format!("{field}.secret_file: {}: {e}", path.display()))
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
+                (None, Some(path)) => secret::read_file_string(path).map_err(|e| {
+                    StartError::Secret(format!("{field}.secret_file: {}: {e}", path.display()))
+                })?,
                 (None, None) => String::new(),
             };
             if secret.is_empty() {

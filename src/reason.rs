@@ -9,6 +9,7 @@ use std::fmt;
 pub enum Reason {
     MissingToken,
     Malformed,
+    MalformedRequest,
     BadSignature,
     UnknownKey,
     DisallowedAlgorithm,
@@ -18,17 +19,24 @@ pub enum Reason {
     WrongAudience,
     MissingClaim,
     TokenTooLarge,
+    WrongTokenType,
     JtiRevoked,
     UserRevoked,
     TenantRevoked,
     FamilyRevoked,
     InsufficientScope,
+    CrossSiteRequest,
     StoreUnavailable,
 }
 
 /// Which row of SPEC §2's deny table a reason falls in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyClass {
+    /// 400, `invalid_request`, no challenge: the request itself cannot be judged.
+    BadRequest,
+    /// 403, `access_denied`, no challenge: the credential is fine, the request's
+    /// circumstances are not (a cookie token on a cross-site request).
+    Refused,
     /// 401, `invalid_request`, challenge without error.
     NoToken,
     /// 401, `invalid_token`.
@@ -40,9 +48,10 @@ pub enum DenyClass {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 20] = [
         Reason::MissingToken,
         Reason::Malformed,
+        Reason::MalformedRequest,
         Reason::BadSignature,
         Reason::UnknownKey,
         Reason::DisallowedAlgorithm,
@@ -52,11 +61,13 @@ impl Reason {
         Reason::WrongAudience,
         Reason::MissingClaim,
         Reason::TokenTooLarge,
+        Reason::WrongTokenType,
         Reason::JtiRevoked,
         Reason::UserRevoked,
         Reason::TenantRevoked,
         Reason::FamilyRevoked,
         Reason::InsufficientScope,
+        Reason::CrossSiteRequest,
         Reason::StoreUnavailable,
     ];
 
@@ -64,6 +75,7 @@ impl Reason {
         match self {
             Reason::MissingToken => "missing_token",
             Reason::Malformed => "malformed",
+            Reason::MalformedRequest => "malformed_request",
             Reason::BadSignature => "bad_signature",
             Reason::UnknownKey => "unknown_key",
             Reason::DisallowedAlgorithm => "disallowed_algorithm",
@@ -73,11 +85,13 @@ impl Reason {
             Reason::WrongAudience => "wrong_audience",
             Reason::MissingClaim => "missing_claim",
             Reason::TokenTooLarge => "token_too_large",
+            Reason::WrongTokenType => "wrong_token_type",
             Reason::JtiRevoked => "jti_revoked",
             Reason::UserRevoked => "user_revoked",
             Reason::TenantRevoked => "tenant_revoked",
             Reason::FamilyRevoked => "family_revoked",
             Reason::InsufficientScope => "insufficient_scope",
+            Reason::CrossSiteRequest => "cross_site_request",
             Reason::StoreUnavailable => "store_unavailable",
         }
     }
@@ -88,6 +102,7 @@ impl Reason {
         match self {
             Reason::MissingToken => "A bearer token is required",
             Reason::Malformed => "Token is malformed",
+            Reason::MalformedRequest => "Request is malformed or ambiguous",
             Reason::BadSignature => "Token signature is invalid",
             Reason::UnknownKey => "Token signing key is unknown",
             Reason::DisallowedAlgorithm => "Token algorithm is not allowed",
@@ -97,11 +112,15 @@ impl Reason {
             Reason::WrongAudience => "Token audience is not accepted",
             Reason::MissingClaim => "Token lacks a required claim",
             Reason::TokenTooLarge => "Token is too large",
+            Reason::WrongTokenType => "Token is not an access token of an accepted type",
             Reason::JtiRevoked => "Token has been revoked",
             Reason::UserRevoked => "Token has been revoked for this user",
             Reason::TenantRevoked => "Token has been revoked for this tenant",
             Reason::FamilyRevoked => "Token family has been revoked",
             Reason::InsufficientScope => "Token lacks the required scope",
+            Reason::CrossSiteRequest => {
+                "A cookie token needs a non-simple content type or an allowed Origin"
+            }
             Reason::StoreUnavailable => "Revocation store is unavailable, retry later",
         }
     }
@@ -109,6 +128,8 @@ impl Reason {
     pub const fn class(self) -> DenyClass {
         match self {
             Reason::MissingToken => DenyClass::NoToken,
+            Reason::MalformedRequest => DenyClass::BadRequest,
+            Reason::CrossSiteRequest => DenyClass::Refused,
             Reason::InsufficientScope => DenyClass::Forbidden,
             Reason::StoreUnavailable => DenyClass::Unavailable,
             _ => DenyClass::InvalidToken,
@@ -117,8 +138,9 @@ impl Reason {
 
     pub const fn http_status(self) -> u16 {
         match self.class() {
+            DenyClass::BadRequest => 400,
             DenyClass::NoToken | DenyClass::InvalidToken => 401,
-            DenyClass::Forbidden => 403,
+            DenyClass::Forbidden | DenyClass::Refused => 403,
             DenyClass::Unavailable => 503,
         }
     }
@@ -126,8 +148,9 @@ impl Reason {
     /// `google.rpc.Code` of the CheckResponse status.
     pub const fn grpc_code(self) -> i32 {
         match self.class() {
+            DenyClass::BadRequest => 3,                         // INVALID_ARGUMENT
             DenyClass::NoToken | DenyClass::InvalidToken => 16, // UNAUTHENTICATED
-            DenyClass::Forbidden => 7,                          // PERMISSION_DENIED
+            DenyClass::Forbidden | DenyClass::Refused => 7,     // PERMISSION_DENIED
             DenyClass::Unavailable => 14,                       // UNAVAILABLE
         }
     }
@@ -135,9 +158,10 @@ impl Reason {
     /// OAuth error code of the JSON body (RFC 6750 §3.1).
     pub const fn oauth_error(self) -> &'static str {
         match self.class() {
-            DenyClass::NoToken => "invalid_request",
+            DenyClass::NoToken | DenyClass::BadRequest => "invalid_request",
             DenyClass::InvalidToken => "invalid_token",
             DenyClass::Forbidden => "insufficient_scope",
+            DenyClass::Refused => "access_denied",
             DenyClass::Unavailable => "temporarily_unavailable",
         }
     }
@@ -172,7 +196,7 @@ impl Deny {
         let realm = quotable(realm);
         let r = self.reason;
         match r.class() {
-            DenyClass::Unavailable => None,
+            DenyClass::Unavailable | DenyClass::BadRequest | DenyClass::Refused => None,
             DenyClass::NoToken => Some(format!("Bearer realm=\"{realm}\"")),
             DenyClass::InvalidToken => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",

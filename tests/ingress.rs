@@ -22,7 +22,7 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Stack {
-        let server = TestServer::start(&config_yaml(MEMORY_STORE)).await;
+        let server = TestServer::start(&behind("nginx", &config_yaml(MEMORY_STORE))).await;
         let app = EchoUpstream::start().await;
         let nginx = Nginx::start(server.addrs.http, app.addr).await;
         Stack {

@@ -111,6 +111,9 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403"]
 [[operations]]
 include-path-regex = "^/authz"
 checks.unsupported_method.enabled = false
+# A schema-valid path may still be one tokengate refuses to guess at (an encoded `/`
+# left after one decoding, control bytes): 400 `malformed_request`, documented.
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403"]
 "#;
 
 fn yaml(secret_file: &Path) -> String {

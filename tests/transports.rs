@@ -198,18 +198,20 @@ fn auth(t: &str) -> Vec<(&'static str, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_case_gets_the_same_decision_on_grpc_traefik_and_envoy_http() {
-    let server = TestServer::start(&config_yaml(MEMORY_STORE)).await;
+    let servers = Servers::start().await;
     let now = tokengate::jwt::now_unix();
 
     // Revoked before the table runs: one token by logout, one user by logout-all (the
-    // second token was issued before the cut-off).
+    // second token was issued before the cut-off). Each server has its own memory store.
     let revoked = token("ec256", "carol", json!({}));
-    let (status, body) = logout(&server, "/v1/auth/logout", &revoked).await;
-    assert_eq!(status, 200, "logout: {body}");
     let dave_1 = token("ec256", "dave", json!({}));
     let dave_2 = token("rsa", "dave", json!({"jti": uuid()}));
-    let (status, body) = logout(&server, "/v1/auth/logout-all", &dave_1).await;
-    assert_eq!(status, 200, "logout-all: {body}");
+    for server in [&servers.envoy, &servers.traefik] {
+        let (status, body) = logout(server, "/v1/auth/logout", &revoked).await;
+        assert_eq!(status, 200, "logout: {body}");
+        let (status, body) = logout(server, "/v1/auth/logout-all", &dave_1).await;
+        assert_eq!(status, 200, "logout-all: {body}");
+    }
 
     let bad_signature = {
         let t = token("ec256", "alice", json!({}));
@@ -277,7 +279,7 @@ async fn every_case_gets_the_same_decision_on_grpc_traefik_and_envoy_http() {
         case("revoked, client-sent x-user-id", "GET", "/api/items", spoof(auth(&revoked)), Deny(401, "jti_revoked")),
     ];
     assert!(cases.len() >= 15);
-    assert_agree(&server, &cases).await;
+    assert_agree(&servers, &cases).await;
 }
 
 /// The root path is a path like any other: Envoy's HTTP ext_authz (`path_prefix:
@@ -285,7 +287,7 @@ async fn every_case_gets_the_same_decision_on_grpc_traefik_and_envoy_http() {
 /// `GET /authz/?q=1` for `GET /?q=1`; Traefik and gRPC name `/` directly.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_root_path_gets_the_same_decision_on_every_transport() {
-    let server = TestServer::start(&config_yaml(MEMORY_STORE)).await;
+    let servers = Servers::start().await;
     let valid = token("ec256", "alice", json!({"tid": "acme"}));
     use Expect::{Allow, Deny};
     let cases = vec![
@@ -311,18 +313,35 @@ async fn the_root_path_gets_the_same_decision_on_every_transport() {
             Deny(401, "missing_token"),
         ),
     ];
-    assert_agree(&server, &cases).await;
+    assert_agree(&servers, &cases).await;
+}
+
+/// One tokengate per trusted proxy (`http_check.proxy` is per listener): the default
+/// (Envoy, which also serves gRPC) and one behind Traefik.
+struct Servers {
+    envoy: TestServer,
+    traefik: TestServer,
+}
+
+impl Servers {
+    async fn start() -> Servers {
+        Servers {
+            envoy: TestServer::start(&config_yaml(MEMORY_STORE)).await,
+            traefik: TestServer::start(&behind("traefik", &config_yaml(MEMORY_STORE))).await,
+        }
+    }
 }
 
 /// Runs every case on the three transports; panics listing each case whose gRPC answer
 /// is not what it expects or whose HTTP answers differ from the gRPC one.
-async fn assert_agree(server: &TestServer, cases: &[Case]) {
+async fn assert_agree(servers: &Servers, cases: &[Case]) {
+    let server = &servers.envoy;
     let mut grpc = server.grpc().await;
     let http = reqwest::Client::new();
     let mut failures = Vec::new();
     for c in cases {
         let grpc_out = via_grpc(&mut grpc, c).await;
-        let traefik = via_traefik(&http, server, c).await;
+        let traefik = via_traefik(&http, &servers.traefik, c).await;
         let envoy_http = via_envoy_http(&http, server, c).await;
         let mut wrong = Vec::new();
         if !meets(&grpc_out, c.expect) {

@@ -58,14 +58,26 @@ pub fn token<'a, H: Headers>(
     headers: &'a H,
     query: Option<&'a str>,
 ) -> Result<Cow<'a, str>, Reason> {
+    token_and_source(sources, headers, query).map(|(t, _)| t)
+}
+
+/// [`token`], and the source it came from.
+pub fn token_and_source<'a, H: Headers>(
+    sources: &'a [Source],
+    headers: &'a H,
+    query: Option<&'a str>,
+) -> Result<(Cow<'a, str>, &'a Source), Reason> {
     for source in sources {
         let found = match source {
             Source::Header { name, scheme } => from_header(headers, name, scheme.as_deref())?,
             Source::Cookie(name) => from_cookie(headers, name)?,
-            Source::Query(name) => query.and_then(|q| from_query(q, name)),
+            Source::Query(name) => match query {
+                Some(q) => from_query(q, name)?,
+                None => None,
+            },
         };
         if let Some(token) = found {
-            return Ok(token);
+            return Ok((token, source));
         }
     }
     Err(Reason::MissingToken)
@@ -130,11 +142,52 @@ fn from_cookie<'a, H: Headers>(
     Ok(found)
 }
 
-fn from_query<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| percent_decode(v))
-    })
+/// The token parameter; sent twice is `malformed`, as a repeated header or cookie is:
+/// the service behind may read the other copy.
+fn from_query<'a>(query: &'a str, name: &str) -> Result<Option<Cow<'a, str>>, Reason> {
+    let mut found = None;
+    for pair in query.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(k) == name {
+            if found.is_some() {
+                return Err(Reason::Malformed);
+            }
+            found = Some(percent_decode(v));
+        }
+    }
+    Ok(found)
+}
+
+/// Whether a request that carries its token in a cookie was sent by a page allowed to
+/// use it (docs/security.md, "Cookie tokens and CSRF"): a browser attaches cookies to a
+/// cross-site form post or a simple `fetch` unasked, but sends a non-simple content
+/// type only after a CORS preflight the site allowed, and always names the `Origin` of
+/// a cross-site POST.
+pub fn same_site_intent<H: Headers>(headers: &H, allowed_origins: &[String]) -> bool {
+    let one = |name: &'static str| {
+        let mut v = headers.values(name);
+        match (v.next(), v.next()) {
+            (Some(x), None) => std::str::from_utf8(x).ok(),
+            _ => None,
+        }
+    };
+    let origin_allowed = one("origin").is_some_and(|o| {
+        allowed_origins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(o.trim()))
+    });
+    let non_simple_type = one("content-type").is_some_and(|t| {
+        let essence = t.split(';').next().unwrap_or("").trim();
+        !essence.is_empty()
+            && ![
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
+                "text/plain",
+            ]
+            .iter()
+            .any(|simple| essence.eq_ignore_ascii_case(simple))
+    });
+    origin_allowed || non_simple_type
 }
 
 /// Minimal percent-decoding (query values, paths for route matching); borrows when there
@@ -207,6 +260,42 @@ mod tests {
     }
 
     #[test]
+    fn cookie_requests_need_a_non_simple_type_or_an_allowed_origin() {
+        let allowed = vec!["https://app.example.com".to_string()];
+        for (pairs, ok) in [
+            (vec![], false),
+            (vec![("content-type", "text/plain")], false),
+            (
+                vec![("content-type", "application/x-www-form-urlencoded")],
+                false,
+            ),
+            (
+                vec![("content-type", "Multipart/Form-Data; boundary=x")],
+                false,
+            ),
+            (vec![("content-type", "application/json")], true),
+            (vec![("origin", "https://evil.example")], false),
+            (vec![("origin", "https://app.example.com")], true),
+            (
+                vec![
+                    ("origin", "https://app.example.com"),
+                    ("origin", "https://evil.example"),
+                ],
+                false,
+            ),
+            (
+                vec![
+                    ("content-type", "application/json"),
+                    ("content-type", "text/plain"),
+                ],
+                false,
+            ),
+        ] {
+            assert_eq!(same_site_intent(&map(&pairs), &allowed), ok, "{pairs:?}");
+        }
+    }
+
+    #[test]
     fn two_authorization_headers_are_malformed() {
         let h = map(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
         assert_eq!(token(&bearer(), &h, None), Err(Reason::Malformed));
@@ -227,5 +316,17 @@ mod tests {
             "q.b"
         );
         assert_eq!(token(&sources, &h, Some("a=1")), Err(Reason::MissingToken));
+        for twice in [
+            "access_token=a&access_token=b",
+            "access_token=a&access_token=a",
+            "access_token=a&%61ccess_token=b",
+            "access_token=a&access_token",
+        ] {
+            assert_eq!(
+                token(&sources, &h, Some(twice)),
+                Err(Reason::Malformed),
+                "{twice}"
+            );
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! [`Decision`] out. No transport types live here; the gRPC and HTTP adapters only
 //! translate to and from these types, so they cannot disagree on a decision.
 
+mod canonical;
 pub mod extract;
 mod policy;
 mod routes;
@@ -18,6 +19,7 @@ use crate::revocation::cache::CachedStore;
 use crate::revocation::{
     evaluate, Query, Record, RevocationStore, Store, StoreError, Target, Written,
 };
+pub use canonical::is_canonical_prefix;
 pub use extract::{Headers, Source};
 pub use policy::{Forwarding, Policy, Responses};
 use verified::VerifiedCache;
@@ -95,31 +97,8 @@ impl Engine {
     /// once per request).
     pub async fn check_with<H: Headers>(&self, policy: &Policy, req: &Request<'_, H>) -> Decision {
         let started = Instant::now();
-        let (path, query) = match req.path.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (req.path, None),
-        };
-        let matched = policy.routes_for(req.method, req.host, path);
-        let decision = if matched.exempt() {
-            Decision::Allow(Allowed {
-                claims: None,
-                fail_open: false,
-            })
-        } else {
-            match self.authenticate_with(policy, req.headers, query).await {
-                Err(deny) => Decision::Deny(deny),
-                Ok(allowed) => {
-                    let claims = allowed.claims.as_deref();
-                    let roles = policy.roles_claim.as_str();
-                    match matched.unmet(req.required_scopes, claims, roles) {
-                        Some(scope) => Decision::Deny(Deny {
-                            reason: Reason::InsufficientScope,
-                            scope: Some(scope).filter(|s| !s.is_empty()),
-                        }),
-                        None => Decision::Allow(allowed),
-                    }
-                }
-            }
+        let decision = match self.route_and_authenticate(policy, req).await {
+            Ok(d) | Err(d) => d,
         };
         let (deny, fail_open) = match &decision {
             Decision::Allow(a) => (None, a.fail_open),
@@ -133,13 +112,68 @@ impl Engine {
         decision
     }
 
-    /// Steps 2–4: find, verify and revocation-check the token. Logout uses this directly.
+    /// Steps 1–5 for one request; `Err` carries a decision reached before the token
+    /// was looked at (a request too ambiguous to match against the rules).
+    async fn route_and_authenticate<H: Headers>(
+        &self,
+        policy: &Policy,
+        req: &Request<'_, H>,
+    ) -> Result<Decision, Decision> {
+        let refuse = |reason: Reason| Decision::Deny(reason.into());
+        let (raw, query) = match req.path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (req.path, None),
+        };
+        let path = canonical::path(raw).map_err(refuse)?;
+        let host = req.host.map(canonical::host);
+        let mut methods = [""; 5];
+        let n = canonical::methods(req.method, req.headers, query, &mut methods).map_err(refuse)?;
+        let matched = policy.routes_for(&methods[..n], host.as_deref(), raw, &path);
+        if matched.exempt() {
+            return Ok(Decision::Allow(Allowed {
+                claims: None,
+                fail_open: false,
+            }));
+        }
+        let allowed = self
+            .authenticate_with(policy, req.headers, query)
+            .await
+            .map_err(Decision::Deny)?;
+        let claims = allowed.claims.as_deref();
+        let roles = policy.roles_claim.as_str();
+        Ok(match matched.unmet(req.required_scopes, claims, roles) {
+            Some(scope) => Decision::Deny(Deny {
+                reason: Reason::InsufficientScope,
+                scope: Some(scope).filter(|s| !s.is_empty()),
+            }),
+            None => Decision::Allow(allowed),
+        })
+    }
+
+    /// A deny decided by an adapter before the pipeline could run (a request it cannot
+    /// read), counted like any other decision.
+    pub fn refuse(&self, transport: Transport, reason: Reason) -> Deny {
+        self.metrics
+            .decision(transport, Some(reason), false, std::time::Duration::ZERO);
+        reason.into()
+    }
+
+    /// Steps 2–4 for the state-changing endpoints (logout, logout-all, admin): find,
+    /// verify and revocation-check the token. A token taken from a cookie counts only on
+    /// a request no browser sends cross-site unasked (`cross_site_request` otherwise).
     pub async fn authenticate<H: Headers>(
         &self,
         headers: &H,
         query: Option<&str>,
     ) -> Result<Allowed, Deny> {
-        self.authenticate_with(&self.policy(), headers, query).await
+        let policy = self.policy();
+        let (token, source) = extract::token_and_source(&policy.sources, headers, query)?;
+        if matches!(source, Source::Cookie(_))
+            && !extract::same_site_intent(headers, &policy.csrf_allowed_origins)
+        {
+            return Err(Reason::CrossSiteRequest.into());
+        }
+        self.authenticate_token_with(&policy, &token).await
     }
 
     async fn authenticate_with<H: Headers>(

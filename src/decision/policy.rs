@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use super::routes::{self, Route};
+use super::routes::{self, Route, Routes};
 use super::verified::VerifiedCache;
 use super::Source;
-use crate::config::{Config, OnStoreError};
+use crate::config::{Config, OnStoreError, TrustedProxy};
 use crate::jwt::{Claims, KeyError, Verifier};
 
 /// Upstream header ← claim, and what else an allowed request carries.
@@ -33,11 +33,15 @@ pub struct Policy {
     pub(super) verified: Option<VerifiedCache>,
     pub(super) max_token_bytes: usize,
     pub(super) sources: Vec<Source>,
-    pub(super) routes: Vec<Route>,
+    pub(super) routes: Routes,
     pub(super) roles_claim: String,
     pub forwarding: Forwarding,
     pub responses: Responses,
     pub(super) on_store_error: OnStoreError,
+    /// Where the HTTP-mode check reads the original request from.
+    pub http_proxy: TrustedProxy,
+    /// Origins whose requests may use a cookie token on the state-changing endpoints.
+    pub(super) csrf_allowed_origins: Vec<String>,
 }
 
 impl Policy {
@@ -53,7 +57,10 @@ impl Policy {
                 .iter()
                 .map(Source::from_config)
                 .collect(),
-            routes: config.routes.iter().map(Route::from_config).collect(),
+            routes: Routes::new(
+                config.routes.iter().map(Route::from_config).collect(),
+                config.route_matching.case_insensitive,
+            ),
             roles_claim: config.tokens.claims.roles.clone(),
             forwarding: Forwarding {
                 headers: config
@@ -75,6 +82,8 @@ impl Policy {
                 retry_after_seconds: config.responses.retry_after_seconds,
             },
             on_store_error: config.revocation.on_store_error,
+            http_proxy: config.http_check.proxy,
+            csrf_allowed_origins: config.csrf.allowed_origins.clone(),
         }
     }
 
@@ -92,13 +101,16 @@ impl Policy {
         ))
     }
 
+    /// The rules a request falls under; `host` is canonical, `raw` the path as sent and
+    /// `canonical` its canonical form.
     pub(super) fn routes_for(
         &self,
-        method: &str,
+        methods: &[&str],
         host: Option<&str>,
-        path: &str,
+        raw: &str,
+        canonical: &str,
     ) -> routes::Matched<'_> {
-        routes::Matched::find(&self.routes, method, host, path)
+        routes::Matched::find(&self.routes, methods, host, raw, canonical)
     }
 
     /// When a revoked `jti` may be forgotten: the token's `exp` plus its provider's leeway.
@@ -114,13 +126,18 @@ impl Policy {
     /// The forwarded headers for an allowed request: `Some(value)` to set (overwriting
     /// any client-sent value), `None` to remove a client-sent header the token does not
     /// back (so a client can never smuggle its own `x-user-id`). The verified payload
-    /// comes last when `payload_header` is set.
+    /// comes last when `payload_header` is set. A claim that is no valid header value
+    /// (a control character: CR, LF, NUL, tab…) is treated as absent, on every
+    /// transport alike: never put in a header, and any client copy removed.
     pub fn upstream_headers<'s>(
         &'s self,
         claims: Option<&'s Claims>,
     ) -> impl Iterator<Item = (&'s str, Option<String>)> + 's {
         let mapped = self.forwarding.headers.iter().map(move |(header, claim)| {
-            (header.as_str(), claims.and_then(|c| c.header_value(claim)))
+            let value = claims
+                .and_then(|c| c.header_value(claim))
+                .filter(|v| is_header_value(v));
+            (header.as_str(), value)
         });
         let payload = self
             .forwarding
@@ -129,4 +146,10 @@ impl Policy {
             .map(move |h| (h, claims.map(|c| c.payload_b64.clone())));
         mapped.chain(payload)
     }
+}
+
+/// What both transports can carry as a header value: no ASCII control character. UTF-8
+/// beyond ASCII passes (Envoy and hyper both carry it as opaque bytes).
+pub fn is_header_value(v: &str) -> bool {
+    !v.bytes().any(|b| b.is_ascii_control())
 }

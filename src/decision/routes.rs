@@ -1,9 +1,14 @@
 //! Route rules (SPEC §2 steps 1 and 5): which requests are exempt, and what an allowed
 //! token must carry on a route. Normalised once at load; matching borrows the request.
+//!
+//! A request is judged in every form a server behind tokengate might give it: the path
+//! as sent and its canonical form ([`canonical`]), the request's method and any method a
+//! client asked for through an override header. It is exempt only when every form is
+//! exempt, and the requirements of every form apply: the stricter answer wins.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use super::canonical;
 use crate::config;
 use crate::jwt::Claims;
 
@@ -12,7 +17,8 @@ pub struct Route {
     prefix: String,
     /// Upper-case; empty = every method.
     methods: Vec<String>,
-    /// Lower-case host, or `*.suffix`; `None` = every host.
+    /// Canonical host (lower-case, no port or trailing dot), or `*.suffix`; `None` =
+    /// every host.
     host: Option<String>,
     pub exempt: bool,
     scopes: Vec<String>,
@@ -25,7 +31,7 @@ impl Route {
         Route {
             prefix: r.path_prefix.clone(),
             methods: r.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
-            host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            host: r.host.as_deref().map(|h| canonical::host(h).into_owned()),
             exempt: r.exempt,
             scopes: r.require_scopes.clone(),
             roles: r.require_roles.clone(),
@@ -33,8 +39,9 @@ impl Route {
         }
     }
 
-    fn matches(&self, method: &str, host: Option<&str>, path: &str) -> bool {
-        path.starts_with(&self.prefix)
+    /// `host` is canonical already.
+    fn matches(&self, method: &str, host: Option<&str>, path: &str, ci: bool) -> bool {
+        canonical::prefix_matches(&self.prefix, path, ci)
             && (self.methods.is_empty()
                 || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
             && self
@@ -44,87 +51,99 @@ impl Route {
     }
 }
 
-/// `want` is lower-case; `host` may carry a port and any case.
+/// `want` and `host` are canonical (lower-case, no port, no trailing dot).
 fn host_matches(want: &str, host: &str) -> bool {
-    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
     match want.strip_prefix("*.") {
-        Some(suffix) => host.len().checked_sub(suffix.len() + 1).is_some_and(|i| {
-            host.as_bytes()[i] == b'.' && host[i + 1..].eq_ignore_ascii_case(suffix)
-        }),
-        None => host.eq_ignore_ascii_case(want),
+        Some(suffix) => host
+            .len()
+            .checked_sub(suffix.len() + 1)
+            .is_some_and(|i| host.as_bytes()[i] == b'.' && &host[i + 1..] == suffix),
+        None => host == want,
     }
 }
 
-/// The first rule that matches, if any.
-fn find<'r>(
-    routes: &'r [Route],
-    method: &str,
-    host: Option<&str>,
-    path: &str,
-) -> Option<&'r Route> {
-    routes.iter().find(|r| r.matches(method, host, path))
+/// The rule set: the rules in order and how they compare paths.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    rules: Vec<Route>,
+    /// For backends that ignore case in paths (`route_matching.case_insensitive`).
+    case_insensitive: bool,
 }
 
-/// The path as an origin server is likely to resolve it: percent-decoded, `\` read as
-/// `/`, repeated slashes merged, `.` and `..` segments resolved. Borrowed when there is
-/// nothing to do, which is the common case.
-pub fn normalize(path: &str) -> Cow<'_, str> {
-    if !path.contains(['%', '\\']) && !path.contains("//") && !path.contains("/.") {
-        return Cow::Borrowed(path);
-    }
-    let decoded = super::extract::percent_decode(path).replace('\\', "/");
-    let mut segments: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
+impl Routes {
+    pub fn new(rules: Vec<Route>, case_insensitive: bool) -> Self {
+        Routes {
+            rules,
+            case_insensitive,
         }
     }
-    let mut out = format!("/{}", segments.join("/"));
-    if decoded.ends_with('/') && !segments.is_empty() {
-        out.push('/');
+
+    /// The first rule that matches, if any.
+    fn find(&self, method: &str, host: Option<&str>, path: &str) -> Option<&Route> {
+        self.rules
+            .iter()
+            .find(|r| r.matches(method, host, path, self.case_insensitive))
     }
-    Cow::Owned(out)
 }
 
-/// The rules a request falls under. Matched against the path as sent *and* against its
-/// normalised form, because the proxy and the service behind tokengate may read the
-/// path either way: a request is exempt only when both forms are exempt, and the
-/// requirements of both apply. `/public/../admin` and `/%61dmin` cannot dodge a rule.
+/// Most forms a request can take: two paths × (its method + three override headers +
+/// the `_method` parameter).
+const MAX_FORMS: usize = 10;
+
+/// The rules a request falls under, in each of its forms.
 pub struct Matched<'r> {
-    raw: Option<&'r Route>,
-    normalized: Option<&'r Route>,
+    found: [Option<&'r Route>; MAX_FORMS],
+    len: usize,
 }
 
 impl<'r> Matched<'r> {
-    pub fn find(routes: &'r [Route], method: &str, host: Option<&str>, path: &str) -> Self {
-        let raw = find(routes, method, host, path);
-        let normalized = match normalize(path) {
-            Cow::Borrowed(_) => raw,
-            Cow::Owned(n) => find(routes, method, host, &n),
+    /// `methods` are the request's method and any override; `raw` is the path as sent
+    /// (without query), `canonical` its canonical form; `host` is canonical.
+    pub fn find(
+        routes: &'r Routes,
+        methods: &[&str],
+        host: Option<&str>,
+        raw: &str,
+        canonical: &str,
+    ) -> Self {
+        let mut m = Matched {
+            found: [None; MAX_FORMS],
+            len: 0,
         };
-        Matched { raw, normalized }
+        let paths: &[&str] = if raw == canonical {
+            &[raw]
+        } else {
+            &[raw, canonical]
+        };
+        for method in methods {
+            for path in paths {
+                if m.len < MAX_FORMS {
+                    m.found[m.len] = routes.find(method, host, path);
+                    m.len += 1;
+                }
+            }
+        }
+        m
     }
 
+    /// Exempt only when every form of the request lands on an exempt rule.
     pub fn exempt(&self) -> bool {
-        self.raw.is_some_and(|r| r.exempt) && self.normalized.is_some_and(|r| r.exempt)
+        self.len > 0
+            && self.found[..self.len]
+                .iter()
+                .all(|r| r.is_some_and(|r| r.exempt))
     }
 
-    fn routes(&self) -> impl Iterator<Item = &'r Route> {
-        let second = match (self.raw, self.normalized) {
-            (Some(a), Some(b)) if std::ptr::eq(a, b) => None,
-            (_, b) => b,
-        };
-        self.raw.into_iter().chain(second)
+    /// Each distinct rule that any form of the request matched.
+    fn routes(&self) -> impl Iterator<Item = &'r Route> + '_ {
+        let found = &self.found[..self.len];
+        found.iter().enumerate().filter_map(move |(i, r)| {
+            let r = (*r)?;
+            let seen = found[..i]
+                .iter()
+                .any(|earlier| earlier.is_some_and(|e| std::ptr::eq(e, r)));
+            (!seen).then_some(r)
+        })
     }
 
     /// What the token lacks, as the `scope` parameter of the challenge: the required
@@ -163,25 +182,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalisation_resolves_what_servers_resolve() {
-        for (raw, want) in [
-            ("/api/items", "/api/items"),
-            ("/public/../api/items", "/api/items"),
-            ("/public/%2e%2e/api/items", "/api/items"),
-            ("/public/..%2fapi/items", "/api/items"),
-            ("/%61dmin/users", "/admin/users"),
-            ("//admin/users", "/admin/users"),
-            ("/api/./x/", "/api/x/"),
-            ("/a\\..\\admin", "/admin"),
-            ("/../../etc", "/etc"),
-        ] {
-            assert_eq!(normalize(raw), want, "{raw}");
-        }
-    }
-
-    #[test]
-    fn hosts_match_exactly_or_by_wildcard_and_ignore_ports() {
-        assert!(host_matches("api.example.com", "API.example.com:8443"));
+    fn hosts_match_exactly_or_by_wildcard() {
+        assert!(host_matches("api.example.com", "api.example.com"));
         assert!(host_matches("*.example.com", "a.example.com"));
         assert!(!host_matches("*.example.com", "example.com"));
         assert!(!host_matches("*.example.com", "aexample.com"));

@@ -1,64 +1,58 @@
-//! The HTTP-mode check (SPEC §4) for Envoy's HTTP ext_authz, nginx `auth_request` and
-//! Traefik `forwardAuth`: the same pipeline as gRPC; only where the original request's
-//! method and URI come from differs.
+//! The HTTP-mode check (SPEC §4) for Envoy's HTTP ext_authz, nginx `auth_request`,
+//! ingress-nginx `auth-url` and Traefik `forwardAuth`: the same pipeline as gRPC; only
+//! where the original request's method, URI and host come from differs.
 //!
-//! Precedence: `X-Original-Method`/`X-Original-URI` (nginx), then
-//! `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik), then the request itself with the
-//! `/authz` prefix stripped (Envoy `path_prefix`). The proxy in front must set (not
-//! pass through) the headers it uses; the shipped configs do.
+//! They come from exactly one place, the proxy the operator declared
+//! (`http_check.proxy`, docs/security.md "Trusted forwarded headers"): a client can
+//! send `X-Original-URI` or `X-Forwarded-Uri` through a proxy that does not overwrite
+//! them, so headers of any other proxy are ignored. Each trusted header must be present
+//! exactly once: missing, repeated or self-contradictory values are refused
+//! (`malformed_request`, 400) rather than guessed at.
+
+use std::borrow::Cow;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::{deny_response_with, AppState};
+use crate::config::TrustedProxy;
 use crate::decision::{Decision, Policy, Request};
 use crate::jwt::Claims;
 use crate::metrics::Transport;
+use crate::reason::Reason;
 
 pub const PREFIX: &str = "/authz";
+
+/// The request the proxy asks about.
+struct Original<'a> {
+    method: Cow<'a, str>,
+    /// Path and query.
+    path: Cow<'a, str>,
+    host: Option<Cow<'a, str>>,
+}
 
 pub async fn check(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let engine = &state.engine;
     // Read in place: the headers are borrowed, not copied.
     let (method, uri, headers) = (request.method(), request.uri(), request.headers());
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    // Header values may carry raw non-ASCII bytes (nginx passes the path as typed): read
-    // them lossily rather than ignore them, or a path the proxy named would silently
-    // become the check request's own path and dodge the route rules.
-    let lossy = |name: &str| {
-        headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-    };
-    let original = lossy("x-original-uri").or_else(|| lossy("x-forwarded-uri"));
-    let stripped;
-    let path: &str = match &original {
-        Some(p) => p,
-        None => {
-            let path = uri.path().strip_prefix(PREFIX).unwrap_or("");
-            let path = if path.is_empty() { "/" } else { path };
-            stripped = match uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.to_string(),
-            };
-            &stripped
+    let policy = engine.policy();
+    let original = match original(policy.http_proxy, method, uri, headers) {
+        Ok(o) => o,
+        Err(reason) => {
+            let deny = engine.refuse(Transport::Http, reason);
+            return deny_response_with(&policy, &deny);
         }
     };
-    let original_method = lossy("x-original-method").or_else(|| lossy("x-forwarded-method"));
-    let method = original_method.as_deref().unwrap_or(method.as_str());
     let req = Request {
         transport: Transport::Http,
-        method,
-        path,
-        host: header("x-forwarded-host")
-            .or_else(|| header("x-original-host"))
-            .or_else(|| header("host")),
+        method: &original.method,
+        path: &original.path,
+        host: original.host.as_deref(),
         headers,
         required_scopes: None,
-        request_id: header("x-request-id"),
+        request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()),
     };
-    let policy = engine.policy();
     match engine.check_with(&policy, &req).await {
         Decision::Deny(deny) => deny_response_with(&policy, &deny),
         Decision::Allow(allowed) => {
@@ -74,6 +68,101 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
     }
 }
 
+/// The original request, from where `proxy` puts it and nowhere else.
+fn original<'a>(
+    proxy: TrustedProxy,
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+) -> Result<Original<'a>, Reason> {
+    Ok(match proxy {
+        TrustedProxy::Envoy => {
+            let path = uri.path().strip_prefix(PREFIX).unwrap_or("");
+            let path = if path.is_empty() { "/" } else { path };
+            let path = match uri.query() {
+                Some(q) => Cow::Owned(format!("{path}?{q}")),
+                None => Cow::Borrowed(path),
+            };
+            // HTTP/1.1 names the host in `Host`, HTTP/2 in `:authority`; both present
+            // and different is a request two servers could route differently.
+            let host = optional(headers, "host")?;
+            let authority = uri.authority().map(|a| Cow::Borrowed(a.as_str()));
+            let host = match (host, authority) {
+                (Some(h), Some(a)) if !h.eq_ignore_ascii_case(&a) => {
+                    return Err(Reason::MalformedRequest)
+                }
+                (h, a) => h.or(a),
+            };
+            Original {
+                method: Cow::Borrowed(method.as_str()),
+                path,
+                host,
+            }
+        }
+        TrustedProxy::Nginx => Original {
+            method: single_token(headers, "x-original-method")?,
+            path: required(headers, "x-original-uri")?,
+            host: Some(single_token(headers, "x-original-host")?),
+        },
+        TrustedProxy::IngressNginx => {
+            let url = required(headers, "x-original-url")?;
+            let (host, path) = split_url(&url).ok_or(Reason::MalformedRequest)?;
+            Original {
+                method: single_token(headers, "x-original-method")?,
+                path: Cow::Owned(path.to_string()),
+                host: Some(Cow::Owned(host.to_string())),
+            }
+        }
+        TrustedProxy::Traefik => Original {
+            method: single_token(headers, "x-forwarded-method")?,
+            path: required(headers, "x-forwarded-uri")?,
+            host: Some(single_token(headers, "x-forwarded-host")?),
+        },
+    })
+}
+
+/// The one value of a trusted header, or `None` when absent; sent twice is refused.
+/// Read lossily: nginx passes a path's raw bytes as typed, and a path it named must never
+/// silently become something else.
+fn optional<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<Cow<'a, str>>, Reason> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Reason::MalformedRequest);
+    }
+    Ok(Some(String::from_utf8_lossy(value.as_bytes())))
+}
+
+fn required<'a>(headers: &'a HeaderMap, name: &str) -> Result<Cow<'a, str>, Reason> {
+    optional(headers, name)?.ok_or(Reason::MalformedRequest)
+}
+
+/// A method or host: one value, and no list (`GET, DELETE` or `a.com, b.com` would be
+/// two values merged into one header).
+fn single_token<'a>(headers: &'a HeaderMap, name: &str) -> Result<Cow<'a, str>, Reason> {
+    let value = required(headers, name)?;
+    if value.is_empty() || value.contains(',') {
+        return Err(Reason::MalformedRequest);
+    }
+    Ok(value)
+}
+
+/// `scheme://host[:port]/path?query` → (host, path and query).
+fn split_url(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    let at = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (host, path) = rest.split_at(at);
+    if host.is_empty() || host.contains('@') {
+        return None;
+    }
+    Some((host, if path.is_empty() { "/" } else { path }))
+}
+
 /// The headers of an allow: the forwarded claims, and what the proxy should remove.
 fn allow_headers(policy: &Policy, claims: Option<&Claims>) -> HeaderMap {
     let mut out = HeaderMap::new();
@@ -82,7 +171,7 @@ fn allow_headers(policy: &Policy, claims: Option<&Claims>) -> HeaderMap {
         // A claim the token lacks is sent empty: proxies copy these headers over the
         // client's, so an empty value still wipes a spoofed one. Envoy also honours
         // x-envoy-auth-headers-to-remove and drops it altogether.
-        let value = value.and_then(|v| HeaderValue::from_str(&v).ok());
+        let value = value.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
         if value.is_none() {
             remove.push(name);
         }
@@ -99,4 +188,22 @@ fn allow_headers(policy: &Policy, claims: Option<&Claims>) -> HeaderMap {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_url;
+
+    #[test]
+    fn original_urls_split_into_host_and_path() {
+        assert_eq!(
+            split_url("https://app.example.com/a/b?x=1"),
+            Some(("app.example.com", "/a/b?x=1"))
+        );
+        assert_eq!(split_url("http://h:8080"), Some(("h:8080", "/")));
+        assert_eq!(split_url("http://h?q"), Some(("h", "?q")));
+        assert_eq!(split_url("ftp://h/x"), None);
+        assert_eq!(split_url("/x"), None);
+        assert_eq!(split_url("http://user@h/x"), None);
+    }
 }

@@ -105,21 +105,30 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
     StatusCode::OK.into_response()
 }
 
-/// Constant-time comparison, so that response times do not leak a secret's prefix.
+/// Constant-time comparison, so that response times leak neither a secret's prefix nor
+/// its length: both sides are hashed to 32 bytes first, and the digests compared in full.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// The credentials of an `Authorization: Basic …` header; the scheme is
+/// case-insensitive (RFC 9110 §11.1).
+fn basic_credentials(headers: &HeaderMap) -> Option<Vec<u8>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    STANDARD.decode(rest.trim()).ok()
 }
 
 fn client_ok(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(creds) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .and_then(|b| STANDARD.decode(b.trim()).ok())
-    else {
+    let Some(creds) = basic_credentials(headers) else {
         return false;
     };
     let Some(colon) = creds.iter().position(|b| *b == b':') else {
@@ -161,6 +170,11 @@ pub async fn introspect(
     };
     let token = params.get("token").map_or("", String::as_str);
     let body = match state.engine.authenticate_token(token).await {
+        // `on_store_error: allow` lets a Check through an outage; introspection must not
+        // vouch for a token whose revocation state nobody could read.
+        Ok(allowed) if allowed.fail_open => {
+            return deny_response(&state.engine, &Reason::StoreUnavailable.into())
+        }
         Ok(allowed) => {
             let mut out = serde_json::Map::new();
             if let Some(c) = &allowed.claims {
@@ -178,4 +192,39 @@ pub async fn introspect(
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_scheme_is_case_insensitive() {
+        for v in [
+            "Basic YTpi",
+            "basic YTpi",
+            "BASIC YTpi",
+            "bAsIc\tYTpi",
+            " Basic  YTpi ",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            assert_eq!(basic_credentials(&h).as_deref(), Some(&b"a:b"[..]), "{v:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer YTpi"),
+        );
+        assert_eq!(basic_credentials(&h), None);
+    }
+
+    #[test]
+    fn comparison_is_exact_whatever_the_lengths() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secret", b"secreT"));
+        assert!(!same(b"secret", b"secret\0"));
+        assert!(!same(b"", b"x"));
+        assert!(same(b"", b""));
+    }
 }

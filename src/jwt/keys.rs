@@ -198,13 +198,8 @@ fn load_source(
                     )
                 })?
                 .into_bytes(),
-            (None, Some(path)) => {
-                let mut bytes = read(path).map_err(|m| err("secret_file", m))?;
-                if bytes.last() == Some(&b'\n') {
-                    bytes.pop();
-                }
-                bytes
-            }
+            (None, Some(path)) => crate::secret::read_file(path)
+                .map_err(|e| err("secret_file", format!("{}: {e}", path.display())))?,
             (None, None) => Vec::new(),
         };
         if secret.len() < 32 {

@@ -21,6 +21,8 @@ pub struct Provider {
     pub audiences: Vec<String>,
     pub algorithms: Vec<Algorithm>,
     pub leeway: i64,
+    /// Accepted JOSE `typ` values, lower-case without `application/`; empty = any.
+    pub token_types: Vec<String>,
     pub keys: KeySet,
     /// Keys fetched from a JWKS URL, when the provider has one.
     pub remote: Option<Arc<jwks::Remote>>,
@@ -150,6 +152,15 @@ impl Claims {
     }
 }
 
+/// A `typ` as RFC 7515 §4.1.9 compares it: case-insensitive, `application/` optional.
+pub fn media_type(typ: &str) -> String {
+    let t = typ.trim().to_ascii_lowercase();
+    match t.strip_prefix("application/") {
+        Some(rest) if !rest.contains('/') => rest.to_string(),
+        _ => t,
+    }
+}
+
 /// All providers, the size limit and the claim names: everything verification needs.
 pub struct Verifier {
     pub providers: Vec<Provider>,
@@ -178,6 +189,7 @@ impl Verifier {
                 audiences: p.audiences.clone(),
                 algorithms: p.algorithms.clone(),
                 leeway: i64::try_from(p.leeway_seconds).unwrap_or(i64::MAX),
+                token_types: p.token_types.iter().map(|t| media_type(t)).collect(),
                 keys: KeySet::load(i, p)?,
                 remote,
             });

@@ -25,6 +25,8 @@ struct Header {
     kid: Option<String>,
     #[serde(default)]
     crit: Option<Value>,
+    #[serde(default)]
+    typ: Option<String>,
 }
 
 impl Verifier {
@@ -70,6 +72,14 @@ impl Verifier {
         let provider = &self.providers[index];
         if !provider.algorithms.contains(&alg) {
             return Err(Reason::DisallowedAlgorithm);
+        }
+        if !provider.token_types.is_empty() {
+            // RFC 8725 §3.11: an ID token or a refresh token of the same issuer, signed
+            // with the same keys, must not pass as an access token.
+            let typ = header.typ.as_deref().map(super::media_type);
+            if !typ.is_some_and(|t| provider.token_types.contains(&t)) {
+                return Err(Reason::WrongTokenType);
+            }
         }
         let remote = provider.remote.as_ref().map(|r| r.keys());
         let candidates = provider
@@ -131,6 +141,11 @@ impl Verifier {
             None => None,
             Some(v) => Some(numeric_date_ms(v)?),
         };
+        // A token "issued" in the future would sort after every logout-all cut-off and
+        // escape it; no honest issuer's clock is ahead by more than the leeway.
+        if iat_ms.is_some_and(|iat| iat.div_euclid(1000) > now.saturating_add(provider.leeway)) {
+            return Err(Reason::NotYetValid);
+        }
         let names = &self.claims;
         let jti = id_claim(&payload, "jti")?;
         if self.require_jti && jti.is_none() {

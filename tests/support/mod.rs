@@ -104,6 +104,12 @@ log:
 
 pub const MEMORY_STORE: &str = "  store: memory";
 
+/// `yaml` with the HTTP-mode check trusting `proxy`'s forwarded headers
+/// (`envoy`, `nginx`, `ingress-nginx`, `traefik`).
+pub fn behind(proxy: &str, yaml: &str) -> String {
+    format!("{yaml}http_check:\n  proxy: {proxy}\n")
+}
+
 pub fn parse(yaml: &str) -> Config {
     Config::parse("test.yaml", yaml).expect("test config parses")
 }

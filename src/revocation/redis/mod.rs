@@ -68,8 +68,8 @@ fn password(cfg: &config::Redis) -> Result<Option<String>, String> {
             .map_err(|_| format!("password_env: environment variable {name} is not set"));
     }
     if let Some(path) = &cfg.password_file {
-        return std::fs::read_to_string(path)
-            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+        return crate::secret::read_file_string(path)
+            .map(Some)
             .map_err(|e| format!("password_file: {}: {e}", path.display()));
     }
     Ok(None)
