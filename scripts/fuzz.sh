@@ -10,7 +10,7 @@ secs="${1:-30}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked -q cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -s none
-for target in token check_request; do
+for target in token check_request canonical; do
     mkdir -p "corpus/$target"
     cp -n seeds/"$target"/* "corpus/$target/" 2>/dev/null || true
     echo "fuzz: $target for ${secs}s"

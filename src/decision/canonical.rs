@@ -32,7 +32,8 @@ pub const METHOD_OVERRIDE_PARAM: &str = "_method";
 
 /// The methods whose rules apply: the request's own, then each override a client sent
 /// (an override header, the `_method` query parameter). Written into `out`; returns how
-/// many. An override sent twice, or not readable as text, is `malformed_request`.
+/// many. An override sent twice (or as a list), empty, or not readable as text is
+/// `malformed_request`.
 pub fn methods<'a, H: Headers>(
     method: &'a str,
     headers: &'a H,
@@ -47,9 +48,14 @@ pub fn methods<'a, H: Headers>(
             if values.next().is_some() {
                 return Err(Reason::MalformedRequest);
             }
-            out[n] = std::str::from_utf8(v)
+            let v = std::str::from_utf8(v)
                 .map_err(|_| Reason::MalformedRequest)?
                 .trim();
+            // Two methods merged into one value (`GET,DELETE`) are two overrides.
+            if v.is_empty() || v.contains(',') {
+                return Err(Reason::MalformedRequest);
+            }
+            out[n] = v;
             n += 1;
         }
     }
@@ -59,7 +65,7 @@ pub fn methods<'a, H: Headers>(
         .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
         .filter(|(k, _)| *k == METHOD_OVERRIDE_PARAM);
     if let Some((_, v)) = params.next() {
-        if params.next().is_some() || v.contains('%') {
+        if params.next().is_some() || v.contains(['%', ',']) || v.is_empty() {
             return Err(Reason::MalformedRequest);
         }
         out[n] = v;
@@ -68,56 +74,126 @@ pub fn methods<'a, H: Headers>(
     Ok(n)
 }
 
-/// The canonical path of `raw` (the path without its query string). Borrowed when the
-/// path is already canonical, which is the common case.
-pub fn path(raw: &str) -> Result<Cow<'_, str>, Reason> {
+/// The forms a path may take on the way to a handler, in which every rule is tried: the
+/// path as sent, and its resolution under each combination of the choices servers make
+/// differently — percent-decode once or not, `\\` a separator or not, `;params` dropped
+/// or not, empty segments merged or not (dot segments are always removed). The first
+/// form after the raw one is [`path`]'s. A path that is already canonical has one form
+/// and costs nothing.
+pub enum Forms<'a> {
+    One(&'a str),
+    Many(Vec<String>),
+}
+
+impl Forms<'_> {
+    pub fn iter(&self) -> impl Iterator<Item = &str> + Clone {
+        let (one, many) = match self {
+            Forms::One(p) => (Some(*p), None),
+            Forms::Many(v) => (None, Some(v.iter().map(String::as_str))),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+/// The forms of `raw` (the path without its query string), or the refusal of a path
+/// that cannot be judged.
+pub fn forms(raw: &str) -> Result<Forms<'_>, Reason> {
     let raw = strip_absolute_form(raw);
     if raw.is_empty() {
-        return Ok(Cow::Borrowed("/"));
+        return Ok(Forms::One("/"));
     }
     if !raw.starts_with('/') {
         // `*` or a relative reference: no rule can be matched against it honestly.
         return Err(Reason::MalformedRequest);
     }
     if is_canonical(raw) {
+        return Ok(Forms::One(raw));
+    }
+    let decoded = checked_decode(raw)?;
+    let mut all = vec![raw.to_string()];
+    for source in [decoded.as_ref(), raw] {
+        for backslash in [true, false] {
+            for params in [true, false] {
+                for merge in [true, false] {
+                    let form = resolve(source, backslash, params, merge);
+                    if !all.contains(&form) {
+                        all.push(form);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Forms::Many(all))
+}
+
+/// The canonical path of `raw`: decoded once, `\\` a separator, `;params` dropped,
+/// slashes merged, dot segments removed. Borrowed when the path is already canonical.
+pub fn path(raw: &str) -> Result<Cow<'_, str>, Reason> {
+    let raw = strip_absolute_form(raw);
+    if raw.is_empty() {
+        return Ok(Cow::Borrowed("/"));
+    }
+    if !raw.starts_with('/') {
+        return Err(Reason::MalformedRequest);
+    }
+    if is_canonical(raw) {
         return Ok(Cow::Borrowed(raw));
     }
+    let decoded = checked_decode(raw)?;
+    Ok(Cow::Owned(resolve(&decoded, true, true, true)))
+}
+
+/// One percent-decoding, refusing what servers would read differently.
+fn checked_decode(raw: &str) -> Result<Cow<'_, str>, Reason> {
     if raw.contains('#') {
         // A fragment never reaches a server from a browser; servers differ on whether
         // they cut it off or keep it in the path.
         return Err(Reason::MalformedRequest);
     }
     let decoded = percent_decode(raw);
-    if decoded.bytes().any(|b| b.is_ascii_control()) {
+    if decoded.bytes().any(|b| b.is_ascii_control()) || has_encoded_separator(&decoded) {
         return Err(Reason::MalformedRequest);
     }
-    if has_encoded_separator(&decoded) {
-        return Err(Reason::MalformedRequest);
-    }
-    let decoded = decoded.replace('\\', "/");
+    Ok(decoded)
+}
+
+/// Dot-segment removal (RFC 3986 §5.2.4) under one server's choices.
+fn resolve(path: &str, backslash: bool, params: bool, merge: bool) -> String {
+    let replaced;
+    let path = if backslash && path.contains('\\') {
+        replaced = path.replace('\\', "/");
+        replaced.as_str()
+    } else {
+        path
+    };
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
-    for seg in decoded.split('/').skip(1) {
+    for seg in path.split('/').skip(1) {
         // Path parameters end at the next slash: `/a;x=1/b` is `/a/b`, `/..;/` is `/../`.
-        let seg = seg.split_once(';').map_or(seg, |(s, _)| s);
+        let seg = if params {
+            seg.split_once(';').map_or(seg, |(s, _)| s)
+        } else {
+            seg
+        };
         trailing_slash = matches!(seg, "" | "." | "..");
         match seg {
-            "" | "." => {}
+            "." => {}
+            "" if merge => {}
             ".." => {
                 segments.pop();
             }
             s => segments.push(s),
         }
     }
-    let mut out = String::with_capacity(decoded.len());
+    let mut out = String::with_capacity(path.len());
     for s in &segments {
         out.push('/');
         out.push_str(s);
     }
-    if out.is_empty() || trailing_slash {
+    if out.is_empty() || (trailing_slash && !out.ends_with('/')) {
         out.push('/');
     }
-    Ok(Cow::Owned(out))
+    out
 }
 
 /// Whether a configured path prefix is already what [`path`] makes of it: rules are
@@ -261,6 +337,27 @@ mod tests {
             let once = canon(p).unwrap();
             assert_eq!(canon(&once).unwrap(), once, "idempotent: {p}");
         }
+    }
+
+    #[test]
+    fn forms_cover_servers_that_do_not_decode_strip_or_split_on_backslash() {
+        let forms =
+            |p: &str| -> Vec<String> { forms(p).unwrap().iter().map(str::to_string).collect() };
+        // `..;` is a name to a server that keeps parameters
+        assert!(forms("/p/../admin/..;/..").contains(&"/admin/".to_string()));
+        // `%2e%2e` is a name to a server that does not decode
+        assert!(forms("/p/../admin/%2e%2e/..").contains(&"/admin/".to_string()));
+        // `\` is a name to a server that does not split on it
+        assert!(forms("/%2e%2e%2fadmin/.\\%2E%2e")
+            .iter()
+            .any(|f| f.starts_with("/admin/")));
+        // the path as sent is always one of them, the canonical form the next
+        let f = forms("/public/../admin");
+        assert_eq!(&f[..2], ["/public/../admin", "/admin"]);
+        assert!(matches!(
+            super::forms("/api/items"),
+            Ok(Forms::One("/api/items"))
+        ));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! [`Decision`] out. No transport types live here; the gRPC and HTTP adapters only
 //! translate to and from these types, so they cannot disagree on a decision.
 
-mod canonical;
+pub mod canonical;
 pub mod extract;
 mod policy;
 mod routes;
@@ -124,11 +124,13 @@ impl Engine {
             Some((p, q)) => (p, Some(q)),
             None => (req.path, None),
         };
-        let path = canonical::path(raw).map_err(refuse)?;
+        let forms = canonical::forms(raw).map_err(refuse)?;
         let host = req.host.map(canonical::host);
         let mut methods = [""; 5];
         let n = canonical::methods(req.method, req.headers, query, &mut methods).map_err(refuse)?;
-        let matched = policy.routes_for(&methods[..n], host.as_deref(), raw, &path);
+        let matched = policy
+            .routes_for(&methods[..n], host.as_deref(), forms.iter())
+            .ok_or_else(|| refuse(Reason::MalformedRequest))?;
         if matched.exempt() {
             return Ok(Decision::Allow(Allowed {
                 claims: None,

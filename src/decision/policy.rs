@@ -101,16 +101,15 @@ impl Policy {
         ))
     }
 
-    /// The rules a request falls under; `host` is canonical, `raw` the path as sent and
-    /// `canonical` its canonical form.
-    pub(super) fn routes_for(
+    /// The rules a request falls under; `host` is canonical, `paths` every form of the
+    /// path. `None` when it falls under too many to hold.
+    pub(super) fn routes_for<'p>(
         &self,
         methods: &[&str],
         host: Option<&str>,
-        raw: &str,
-        canonical: &str,
-    ) -> routes::Matched<'_> {
-        routes::Matched::find(&self.routes, methods, host, raw, canonical)
+        paths: impl Iterator<Item = &'p str> + Clone,
+    ) -> Option<routes::Matched<'_>> {
+        routes::Matched::find(&self.routes, methods, host, paths)
     }
 
     /// When a revoked `jti` may be forgotten: the token's `exp` plus its provider's leeway.

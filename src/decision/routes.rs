@@ -86,64 +86,52 @@ impl Routes {
     }
 }
 
-/// Most forms a request can take: two paths × (its method + three override headers +
-/// the `_method` parameter).
-const MAX_FORMS: usize = 10;
+/// Most distinct rules one request can fall under before it is refused as too
+/// ambiguous to judge (a rule set would need that many overlapping rules).
+const MAX_RULES: usize = 8;
 
 /// The rules a request falls under, in each of its forms.
 pub struct Matched<'r> {
-    found: [Option<&'r Route>; MAX_FORMS],
-    len: usize,
+    exempt: bool,
+    found: [Option<&'r Route>; MAX_RULES],
 }
 
 impl<'r> Matched<'r> {
-    /// `methods` are the request's method and any override; `raw` is the path as sent
-    /// (without query), `canonical` its canonical form; `host` is canonical.
-    pub fn find(
+    /// `methods` are the request's method and any override; `paths` every form of its
+    /// path ([`canonical::forms`]); `host` is canonical. `None` when the forms fall
+    /// under more distinct rules than can be held.
+    pub fn find<'p>(
         routes: &'r Routes,
         methods: &[&str],
         host: Option<&str>,
-        raw: &str,
-        canonical: &str,
-    ) -> Self {
+        paths: impl Iterator<Item = &'p str> + Clone,
+    ) -> Option<Self> {
         let mut m = Matched {
-            found: [None; MAX_FORMS],
-            len: 0,
-        };
-        let paths: &[&str] = if raw == canonical {
-            &[raw]
-        } else {
-            &[raw, canonical]
+            exempt: true,
+            found: [None; MAX_RULES],
         };
         for method in methods {
-            for path in paths {
-                if m.len < MAX_FORMS {
-                    m.found[m.len] = routes.find(method, host, path);
-                    m.len += 1;
+            for path in paths.clone() {
+                let route = routes.find(method, host, path);
+                m.exempt &= route.is_some_and(|r| r.exempt);
+                if let Some(r) = route {
+                    if !m.found.iter().flatten().any(|seen| std::ptr::eq(*seen, r)) {
+                        *m.found.iter_mut().find(|slot| slot.is_none())? = Some(r);
+                    }
                 }
             }
         }
-        m
+        Some(m)
     }
 
     /// Exempt only when every form of the request lands on an exempt rule.
     pub fn exempt(&self) -> bool {
-        self.len > 0
-            && self.found[..self.len]
-                .iter()
-                .all(|r| r.is_some_and(|r| r.exempt))
+        self.exempt
     }
 
     /// Each distinct rule that any form of the request matched.
     fn routes(&self) -> impl Iterator<Item = &'r Route> + '_ {
-        let found = &self.found[..self.len];
-        found.iter().enumerate().filter_map(move |(i, r)| {
-            let r = (*r)?;
-            let seen = found[..i]
-                .iter()
-                .any(|earlier| earlier.is_some_and(|e| std::ptr::eq(e, r)));
-            (!seen).then_some(r)
-        })
+        self.found.iter().flatten().copied()
     }
 
     /// What the token lacks, as the `scope` parameter of the challenge: the required
