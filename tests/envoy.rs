@@ -6,6 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::envoy::{echoed, EchoUpstream, Envoy, Scratch};
+use support::procs;
 use support::*;
 
 /// tokengate (memory store), the echo upstream and Envoy in front of both.
@@ -309,4 +310,91 @@ fn envoy_validate_rejects_a_misspelled_field() {
         "a misspelled field validated:\n{output}"
     );
     assert!(output.contains("failure_mode_alow"), "{output}");
+}
+
+/// One request through Envoy with the request target exactly as given; returns the
+/// status and the whole response (the echo upstream answers with the headers and path
+/// it received, so reaching it shows as `"headers"`).
+async fn raw_through(envoy: &Envoy, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(envoy.listener)
+        .await
+        .expect("connect to Envoy");
+    let mut request = format!("GET {target} HTTP/1.1\r\nhost: app.example.com\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("connection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).await.expect("read");
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    (status, text)
+}
+
+/// Through the real Envoy with each shipped config (gRPC and HTTP mode), whose
+/// normalisation runs before ext_authz: no spelling of a scoped path reaches the app
+/// without the scope, a client's forwarded headers name nothing, and what reaches the
+/// app is the path tokengate judged.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_spelling_of_a_path_gets_through_either_shipped_envoy_config() {
+    for config in ["envoy/envoy.yaml", "envoy/envoy-http-mode.yaml"] {
+        let server = TestServer::start(&config_yaml(MEMORY_STORE)).await;
+        let app = EchoUpstream::start().await;
+        let envoy = Envoy::start_config(&procs::repo().join(config), &server.addrs, app.addr).await;
+        let plain = bearer(&token("ec256", "alice", json!({"scope": "read"})));
+        let auth = [("authorization", plain.as_str())];
+        let mut failures = Vec::new();
+        for target in [
+            "/admin/users",
+            "/public/../admin/users",
+            "/public/./../admin/users",
+            "/public/%2e%2e/admin/users",
+            "/public/%2E%2E/admin/users",
+            "/public/..%2fadmin/users",
+            "/public/..%2Fadmin/users",
+            "//admin/users",
+            // (not `/public//../admin`: Envoy resolves the dot segment before merging
+            // slashes, RFC 3986's order, and sends `/public/admin/users`, exempt for both)
+            "/public/..;/admin/users",
+            "/admin;x=1/users",
+            "/%61dmin/users",
+            "/public/%252e%252e/admin/users",
+            "/public%5c..%5cadmin/users",
+        ] {
+            let (status, text) = raw_through(&envoy, target, &auth).await;
+            if status == 200 || text.contains("\"headers\"") {
+                failures.push(format!("{config} {target}: {status}\n{text}"));
+            }
+        }
+        // a client's forwarded headers claiming an exempt path are ignored
+        let lies = [
+            ("authorization", plain.as_str()),
+            ("x-original-uri", "/public/x"),
+            ("x-forwarded-uri", "/public/x"),
+            ("x-original-url", "http://app.example.com/public/x"),
+            ("x-original-method", "GET"),
+            ("x-forwarded-method", "GET"),
+        ];
+        let (status, text) = raw_through(&envoy, "/admin/users", &lies).await;
+        if status != 403 || text.contains("\"headers\"") {
+            failures.push(format!("{config} forwarded-header lies: {status}\n{text}"));
+        }
+        // and the app receives the normalised path that tokengate allowed
+        let (status, text) = raw_through(&envoy, "/api/./items//x/../y", &auth).await;
+        if status != 200 || !text.contains("/api/items/y") {
+            failures.push(format!("{config} normalised path: {status}\n{text}"));
+        }
+        assert!(
+            failures.is_empty(),
+            "{}\nenvoy log:\n{}",
+            failures.join("\n\n"),
+            envoy.log()
+        );
+    }
 }

@@ -251,11 +251,14 @@ async fn client_sent_x_user_id_never_reaches_the_upstream() {
 async fn client_cannot_pick_the_route_tokengate_checks() {
     let stack = Stack::start().await;
     // Headers that name the original request to tokengate: nginx sets X-Original-*
-    // itself, and they take precedence over X-Forwarded-* in tokengate, so claiming an
-    // exempt path gets a protected request nowhere.
+    // itself (proxy_set_header replaces a client's copy: a copy passed through would be
+    // a second value, refused with 400), and tokengate behind nginx reads no
+    // X-Forwarded-*, so claiming an exempt path gets a protected request nowhere.
     let claims = [
         ("x-original-uri", "/public/x"),
         ("x-original-method", "GET"),
+        ("x-original-host", "www.example.com"),
+        ("x-original-url", "http://www.example.com/public/x"),
         ("x-forwarded-uri", "/public/x"),
         ("x-forwarded-method", "GET"),
     ];

@@ -143,19 +143,31 @@ impl Envoy {
     /// Starts Envoy on `envoy/envoy.yaml` with tokengate's gRPC and HTTP listeners at
     /// `tokengate` and the app at `app`; waits until Envoy is ready.
     pub async fn start(tokengate: &tokengate::Addrs, app: SocketAddr) -> Envoy {
-        let template = std::fs::read_to_string(shipped_config()).expect("envoy/envoy.yaml");
+        Self::start_config(&shipped_config(), tokengate, app).await
+    }
+
+    /// [`start`](Self::start) with another shipped configuration that uses the same
+    /// ports (`envoy/envoy-http-mode.yaml`).
+    pub async fn start_config(
+        config: &Path,
+        tokengate: &tokengate::Addrs,
+        app: SocketAddr,
+    ) -> Envoy {
+        let template = std::fs::read_to_string(config).expect("an Envoy config");
         // Envoy's admin and ingress listener bind port 0 (the kernel picks a free
         // port, no race with other tests); the actual ports are read back below.
-        let text = rewrite_ports(
-            &template,
-            &[
-                (ADMIN_PORT, 0),
-                (LISTENER_PORT, 0),
-                (TOKENGATE_GRPC_PORT, tokengate.grpc.port()),
-                (TOKENGATE_HTTP_PORT, tokengate.http.port()),
-                (APP_PORT, app.port()),
-            ],
-        );
+        // The HTTP-mode config has no gRPC cluster: rewrite the ports a config names.
+        let ports: Vec<(u16, u16)> = [
+            (ADMIN_PORT, 0),
+            (LISTENER_PORT, 0),
+            (TOKENGATE_GRPC_PORT, tokengate.grpc.port()),
+            (TOKENGATE_HTTP_PORT, tokengate.http.port()),
+            (APP_PORT, app.port()),
+        ]
+        .into_iter()
+        .filter(|(from, _)| template.contains(&format!("port_value: {from}")))
+        .collect();
+        let text = rewrite_ports(&template, &ports);
         Self::start_text(&text).await
     }
 
