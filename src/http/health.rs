@@ -46,6 +46,7 @@ impl Readiness {
         let mut not_ready: Vec<&str> = Vec::new();
         let policy = engine.policy();
         let waiting = policy.verifier.waiting();
+        let problems = policy.verifier.key_problems();
         if !waiting.is_empty() {
             not_ready.push("keys");
         }
@@ -72,7 +73,15 @@ impl Readiness {
                 map.insert("store".into(), problem.into());
             }
             if !waiting.is_empty() {
-                map.insert("keys".into(), serde_json::json!({ "waiting_for": waiting }));
+                // Fetch errors name the URL without credentials or query.
+                let errors: serde_json::Map<String, serde_json::Value> = problems
+                    .into_iter()
+                    .map(|(name, why)| (name.to_string(), why.into()))
+                    .collect();
+                map.insert(
+                    "keys".into(),
+                    serde_json::json!({ "waiting_for": waiting, "errors": errors }),
+                );
             }
         }
         if let Some(grpc) = self.grpc.get() {
