@@ -8,6 +8,7 @@
 #                                       $REPO/.tools/bin; tests/deploy.rs runs them)
 #   - promtool                         (Debian package prometheus, only if promtool is
 #                                       missing; its daemon is neither started nor enabled)
+#   - node, npm                        (Debian packages nodejs, npm, only if missing)
 #   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/idp.rs
 #                                       runs tests/oidc/provider.mjs with node against it)
 #
@@ -80,6 +81,10 @@ have nginx || pkgs+=(nginx)
 # prometheus package. Its postinst would start and enable the daemon: policy-rc.d below
 # forbids the start, and the unit is disabled again after the install.
 have promtool || pkgs+=(prometheus)
+# node + npm run and install oidc-provider (tests/idp.rs); Debian's Node 18+ suffices
+# for oidc-provider 8.x.
+have node || pkgs+=(nodejs)
+have npm || pkgs+=(npm)
 # The venv needs python3 + its venv/ensurepip modules (Debian splits them out).
 if venv_needed && ! [ -x "$VENV/bin/python" ] && ! python_ok; then
     PYTHON=python3
