@@ -18,7 +18,7 @@ use super::health::Readiness;
 use crate::decision::Engine;
 
 /// How often readiness is re-evaluated for gRPC health.
-pub const POLL: Duration = Duration::from_millis(500);
+pub const POLL: Duration = Duration::from_secs(1);
 
 /// The statuses this replica reports.
 const SERVICES: [&str; 2] = ["", <crate::grpc::AuthzService as NamedService>::NAME];
