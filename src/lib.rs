@@ -148,7 +148,8 @@ impl Server {
         };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<grpc::AuthzService>().await;
+        let (readiness, engine) = (self.readiness.clone(), self.engine.clone());
+        http::grpc_health::follow(health_reporter, readiness, engine, shutdown.clone()).await;
         let authz = grpc::AuthzService::new(self.engine.clone());
         let grpc_shutdown = shutdown.clone();
         let grpc = tonic::transport::Server::builder()

@@ -27,6 +27,9 @@ pub enum Reason {
     InsufficientScope,
     CrossSiteRequest,
     StoreUnavailable,
+    /// The token's provider has no key set yet (its remote JWKS never loaded): the token
+    /// cannot be judged, so it is an outage, never a 401 that makes clients drop it.
+    KeysUnavailable,
 }
 
 /// Which row of SPEC §2's deny table a reason falls in.
@@ -48,7 +51,7 @@ pub enum DenyClass {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::MissingToken,
         Reason::Malformed,
         Reason::MalformedRequest,
@@ -69,6 +72,7 @@ impl Reason {
         Reason::InsufficientScope,
         Reason::CrossSiteRequest,
         Reason::StoreUnavailable,
+        Reason::KeysUnavailable,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -93,6 +97,7 @@ impl Reason {
             Reason::InsufficientScope => "insufficient_scope",
             Reason::CrossSiteRequest => "cross_site_request",
             Reason::StoreUnavailable => "store_unavailable",
+            Reason::KeysUnavailable => "keys_unavailable",
         }
     }
 
@@ -122,6 +127,7 @@ impl Reason {
                 "A cookie token needs a non-simple content type or an allowed Origin"
             }
             Reason::StoreUnavailable => "Revocation store is unavailable, retry later",
+            Reason::KeysUnavailable => "Token signing keys are not loaded yet, retry later",
         }
     }
 
@@ -131,7 +137,7 @@ impl Reason {
             Reason::MalformedRequest => DenyClass::BadRequest,
             Reason::CrossSiteRequest => DenyClass::Refused,
             Reason::InsufficientScope => DenyClass::Forbidden,
-            Reason::StoreUnavailable => DenyClass::Unavailable,
+            Reason::StoreUnavailable | Reason::KeysUnavailable => DenyClass::Unavailable,
             _ => DenyClass::InvalidToken,
         }
     }
@@ -191,7 +197,8 @@ impl From<Reason> for Deny {
 }
 
 impl Deny {
-    /// The `WWW-Authenticate` value (RFC 6750 §3), or `None` for a store outage.
+    /// The `WWW-Authenticate` value (RFC 6750 §3), or `None` for an outage (store or
+    /// keys): a challenge would tell the client its token is bad.
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
         let realm = quotable(realm);
         let r = self.reason;
@@ -278,5 +285,17 @@ mod tests {
         assert!(Deny::from(Reason::StoreUnavailable)
             .www_authenticate("r")
             .is_none());
+    }
+
+    #[test]
+    fn keys_unavailable_is_an_outage_like_the_store() {
+        let r = Reason::KeysUnavailable;
+        assert_eq!(r.as_str(), "keys_unavailable");
+        assert_eq!(r.class(), DenyClass::Unavailable);
+        assert_eq!(r.http_status(), 503);
+        assert_eq!(r.grpc_code(), 14);
+        assert_eq!(r.oauth_error(), "temporarily_unavailable");
+        assert!(Deny::from(r).www_authenticate("r").is_none());
+        assert!(Reason::ALL.contains(&r));
     }
 }

@@ -48,9 +48,14 @@ pub async fn reload(
     let deadline = tokio::time::Instant::now() + KEYS_DEADLINE;
     while !verifier.ready() {
         if tokio::time::Instant::now() >= deadline {
+            let why: Vec<String> = verifier
+                .key_problems()
+                .into_iter()
+                .map(|(name, why)| format!("{name}: {why}"))
+                .collect();
             return Err(format!(
-                "keys of {} did not load within {KEYS_DEADLINE:?}",
-                verifier.waiting().join(", ")
+                "keys did not load within {KEYS_DEADLINE:?}: {}",
+                why.join("; ")
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

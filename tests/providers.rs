@@ -90,6 +90,8 @@ providers:
       min_refresh_seconds: 1
       max_refresh_seconds: {refresh}
       unknown_kid_min_interval_seconds: 60
+      unknown_kid_burst: 2
+      unknown_kid_refill_ms: 60000
       timeout_ms: 500
 log:
   level: warn
@@ -127,7 +129,7 @@ async fn key_rotation_is_followed_without_a_failed_check() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_unknown_kid_flood_costs_the_idp_at_most_one_fetch() {
+async fn an_unknown_kid_flood_costs_the_idp_at_most_the_global_burst() {
     let (idp, url) = start_idp().await;
     *idp.keys.lock().unwrap() = vec![jwk("rsa-private.pem", "a")];
     let s = TestServer::start(&idp_yaml(&url, 600)).await;
@@ -142,8 +144,8 @@ async fn an_unknown_kid_flood_costs_the_idp_at_most_one_fetch() {
     }
     let fetches = idp.hits.load(Ordering::SeqCst) - before;
     assert!(
-        fetches <= 1,
-        "200 garbage kids caused {fetches} JWKS fetches (limit: 1 per 60 s)"
+        fetches <= 2,
+        "200 garbage kids caused {fetches} JWKS fetches (limit: a burst of 2, then 1 per 60 s)"
     );
     assert!(check_token(&mut c, &idp_token("rsa-private.pem", "a", "u"))
         .await
@@ -190,8 +192,135 @@ async fn readiness_waits_for_the_first_jwks() {
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["keys"]["waiting_for"], json!(["idp"]), "{body}");
+    let why = body["keys"]["errors"]["idp"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("http_status") && why.contains("503"),
+        "{body}"
+    );
+    // meanwhile its tokens are an outage, not bad tokens
+    let token = idp_token("rsa-private.pem", "a", "u");
+    let a = check_token(&mut s.grpc().await, &token).await;
+    assert_eq!(a.reason().as_deref(), Some("keys_unavailable"), "{a:?}");
+    assert_eq!((a.grpc_code, a.http_status), (14, Some(503)));
     idp.status.store(200, Ordering::SeqCst);
     s.wait_ready().await;
+    assert!(check_token(&mut s.grpc().await, &token).await.allowed());
+}
+
+/// The public JWK of a fixture EC key, with `kid`.
+fn ec_jwk(kid: &str) -> Value {
+    let key = EncodingKey::from_ec_pem(&read_key("ec256-private.pem")).unwrap();
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+    jwk.common.key_id = Some(kid.into());
+    serde_json::to_value(jwk).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jwks_without_a_key_for_the_algorithms_is_never_installed() {
+    let logs = support::logs::capture("tokengate=warn", false);
+    let (idp, url) = start_idp().await;
+    // RSA keys only, for a provider that allows ES256 only
+    *idp.keys.lock().unwrap() = vec![jwk("rsa-private.pem", "a")];
+    let yaml = idp_yaml(&url, 1).replace("algorithms: [RS256]", "algorithms: [ES256]");
+    let s = TestServer::start_unready(parse(&yaml)).await;
+    wait_for("a refused key set", Duration::from_secs(10), || async {
+        let body: Value = reqwest::get(s.admin_url("/readyz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["keys"]["errors"]["idp"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("no_usable_key") && e.contains("ES256"))
+    })
+    .await;
+    assert_eq!(
+        reqwest::get(s.admin_url("/readyz")).await.unwrap().status(),
+        503
+    );
+    let text = logs.text();
+    assert!(
+        text.lines().any(|l| l.contains("provider=idp")
+            && l.contains("algorithms=ES256")
+            && l.contains("cause=\"no_usable_key\"")),
+        "the log names the provider and its algorithms:\n{text}"
+    );
+    // an ES256 token can be judged by no installed key: an outage, not a 401
+    let key = EncodingKey::from_ec_pem(&read_key("ec256-private.pem")).unwrap();
+    let mut c = claims("u");
+    c["iss"] = IDP.into();
+    let t = sign(
+        json!({"alg": "ES256", "kid": "e"}),
+        c,
+        Algorithm::ES256,
+        &key,
+    );
+    let a = check_token(&mut s.grpc().await, &t).await;
+    assert_eq!(a.reason().as_deref(), Some("keys_unavailable"), "{a:?}");
+
+    // a usable set is installed; a later unusable one does not replace it
+    *idp.keys.lock().unwrap() = vec![ec_jwk("e")];
+    s.wait_ready().await;
+    *idp.keys.lock().unwrap() = vec![jwk("rsa-private.pem", "a")];
+    let errors = "tokengate_jwks_refresh_total{provider=\"idp\",result=\"error\"}";
+    let failed = s.metric(errors).await;
+    wait_for("a refused refresh", Duration::from_secs(10), || async {
+        s.metric(errors).await > failed
+    })
+    .await;
+    assert_eq!(
+        reqwest::get(s.admin_url("/readyz")).await.unwrap().status(),
+        200
+    );
+    assert!(check_token(&mut s.grpc().await, &t).await.allowed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn static_keys_none_usable_with_the_algorithms_keep_readiness_503() {
+    let logs = support::logs::capture("tokengate=warn", false);
+    let dir = std::env::temp_dir().join(format!("tokengate-providers-{}", uuid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("rsa.jwks");
+    std::fs::write(
+        &file,
+        json!({"keys": [jwk("rsa-private.pem", "a")]}).to_string(),
+    )
+    .unwrap();
+    let yaml = format!(
+        r#"
+listen: {{grpc: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0"}}
+providers:
+  - name: static
+    issuer: {IDP}
+    algorithms: [ES256]
+    keys:
+      - jwks_file: {}
+log:
+  level: warn
+"#,
+        file.display()
+    );
+    let s = TestServer::start_unready(parse(&yaml)).await;
+    let resp = reqwest::get(s.admin_url("/readyz")).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["keys"]["waiting_for"], json!(["static"]), "{body}");
+    let why = body["keys"]["errors"]["static"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("no_usable_key") && why.contains("ES256"),
+        "{body}"
+    );
+    let text = logs.text();
+    assert!(
+        text.lines().any(|l| l.contains("provider=static")
+            && l.contains("algorithms=ES256")
+            && l.contains("key_families=RSA")),
+        "logged at load, naming the provider and its algorithms:\n{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,18 +1,31 @@
-//! Liveness and readiness for kubelet probes.
+//! Liveness and readiness: the one readiness computation, answered on `/readyz` for
+//! kubelet probes and published to gRPC health (`grpc.health.v1`) for Envoy's health
+//! checks, so that the two can never disagree about whether this replica should get
+//! traffic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::grpc_health::GrpcHealth;
 use super::{json_body, AppState};
+use crate::decision::Engine;
 use crate::revocation::RevocationStore;
 
-/// What readiness waits for besides keys and the store.
-#[derive(Debug, Default)]
+/// What readiness waits for besides keys and the store, and where it is published.
+#[derive(Default)]
 pub struct Readiness {
     shutting_down: AtomicBool,
+    grpc: OnceLock<GrpcHealth>,
+}
+
+/// One readiness verdict: whether to take traffic, and the body that says why not.
+pub struct Report {
+    pub ready: bool,
+    pub body: serde_json::Value,
 }
 
 impl Readiness {
@@ -21,6 +34,61 @@ impl Readiness {
     pub fn set_shutting_down(&self) {
         self.shutting_down.store(true, Ordering::Release);
     }
+
+    /// From now on every verdict is also published to gRPC health.
+    pub(super) fn publish_to(&self, grpc: GrpcHealth) {
+        let _ = self.grpc.set(grpc);
+    }
+
+    /// Whether this replica should get traffic: every provider can verify its tokens,
+    /// the store answers (unless fail-open), and it is not shutting down.
+    pub async fn evaluate(&self, engine: &Engine) -> Report {
+        let mut not_ready: Vec<&str> = Vec::new();
+        let policy = engine.policy();
+        let waiting = policy.verifier.waiting();
+        let problems = policy.verifier.key_problems();
+        if !waiting.is_empty() {
+            not_ready.push("keys");
+        }
+        let store = engine.store().ping();
+        let store_problem =
+            match tokio::time::timeout(std::time::Duration::from_millis(500), store).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("store did not answer a ping within 500 ms".to_string()),
+            };
+        // Fail-open replicas answer (allow) through a store outage: taking them out of
+        // the Service would turn the outage into downtime after all. The body still says.
+        if store_problem.is_some() && !policy.fails_open() {
+            not_ready.push("store");
+        }
+        if self.shutting_down.load(Ordering::Acquire) {
+            not_ready.push("shutting_down");
+        }
+        let ready = not_ready.is_empty();
+        let mut body = serde_json::json!({ "ready": ready, "not_ready": not_ready });
+        if let Some(map) = body.as_object_mut() {
+            if let Some(problem) = store_problem {
+                // Store errors name the (redacted) URL and the cause, never a password.
+                map.insert("store".into(), problem.into());
+            }
+            if !waiting.is_empty() {
+                // Fetch errors name the URL without credentials or query.
+                let errors: serde_json::Map<String, serde_json::Value> = problems
+                    .into_iter()
+                    .map(|(name, why)| (name.to_string(), why.into()))
+                    .collect();
+                map.insert(
+                    "keys".into(),
+                    serde_json::json!({ "waiting_for": waiting, "errors": errors }),
+                );
+            }
+        }
+        if let Some(grpc) = self.grpc.get() {
+            grpc.publish(ready).await;
+        }
+        Report { ready, body }
+    }
 }
 
 pub async fn healthz() -> Response {
@@ -28,45 +96,13 @@ pub async fn healthz() -> Response {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let mut not_ready: Vec<&str> = Vec::new();
-    let policy = state.engine.policy();
-    let waiting = policy.verifier.waiting();
-    if !waiting.is_empty() {
-        not_ready.push("keys");
-    }
-    let store = state.engine.store().ping();
-    let store_problem =
-        match tokio::time::timeout(std::time::Duration::from_millis(500), store).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("store did not answer a ping within 500 ms".to_string()),
-        };
-    // Fail-open replicas answer (allow) through a store outage: taking them out of
-    // the Service would turn the outage into downtime after all. The body still says.
-    if store_problem.is_some() && !policy.fails_open() {
-        not_ready.push("store");
-    }
-    if state.readiness.shutting_down.load(Ordering::Acquire) {
-        not_ready.push("shutting_down");
-    }
-    let ready = not_ready.is_empty();
-    let mut body = serde_json::json!({ "ready": ready, "not_ready": not_ready });
-    if let Some(map) = body.as_object_mut() {
-        if let Some(problem) = store_problem {
-            // Store errors name the (redacted) URL and the cause, never a password.
-            map.insert("store".into(), problem.into());
-        }
-        if !waiting.is_empty() {
-            map.insert("keys".into(), serde_json::json!({ "waiting_for": waiting }));
-        }
-    }
-    let body = body.to_string();
-    let status = if ready {
+    let report = state.readiness.evaluate(&state.engine).await;
+    let status = if report.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, json_body(body)).into_response()
+    (status, json_body(report.body.to_string())).into_response()
 }
 
 /// `GET /metrics`: the Prometheus text format.

@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod check;
+pub mod grpc_health;
 mod health;
 pub mod oauth;
 
@@ -29,7 +30,7 @@ pub struct AppState {
     pub introspection_clients: Arc<Vec<oauth::Client>>,
 }
 
-pub use health::Readiness;
+pub use health::{Readiness, Report};
 
 /// Routes of the public HTTP listener (SPEC §1).
 pub fn public_router(state: AppState) -> Router {

@@ -54,8 +54,9 @@ fn is_form(headers: &HeaderMap) -> bool {
 }
 
 /// `POST /v1/oauth/revoke` (RFC 7009): revokes the token posted. Unknown, invalid or
-/// expired tokens get 200 as the RFC says (§2.2); a revocation the store did not accept
-/// gets 503 (§2.2.1). With `token_type_hint=refresh_token`, the token's refresh family
+/// expired tokens get 200 as the RFC says (§2.2); a revocation the store did not accept,
+/// or a token that cannot be judged because its provider's keys are not loaded yet, gets
+/// 503 (§2.2.1). With `token_type_hint=refresh_token`, the token's refresh family
 /// is revoked too.
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let params = match token_form(&headers, &body) {
@@ -64,8 +65,12 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     let token = params.get("token").map_or("", String::as_str);
     let engine = &state.engine;
-    let Ok(claims) = engine.verify_token(token).await else {
-        return StatusCode::OK.into_response();
+    let claims = match engine.verify_token(token).await {
+        Ok(claims) => claims,
+        // Keys not loaded: the token may be valid, and a 200 would tell the client it
+        // is revoked when nothing was written.
+        Err(reason @ Reason::KeysUnavailable) => return deny_response(engine, &reason.into()),
+        Err(_) => return StatusCode::OK.into_response(),
     };
     let actor = claims.user.as_deref();
     if let Some(jti) = claims.jti.as_deref() {
@@ -184,8 +189,9 @@ pub async fn introspect(
             out.insert("token_type".into(), "Bearer".into());
             Value::Object(out)
         }
-        // An outage is not an inactive token: clients would throw valid tokens away.
-        Err(d) if d.reason == Reason::StoreUnavailable => return deny_response(&state.engine, &d),
+        // An outage (store or keys) is not an inactive token: clients would throw valid
+        // tokens away.
+        Err(d) if d.reason.http_status() == 503 => return deny_response(&state.engine, &d),
         Err(_) => json!({"active": false}),
     };
     let mut r = (StatusCode::OK, json_body(body.to_string())).into_response();

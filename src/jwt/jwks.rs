@@ -3,19 +3,30 @@
 //! key id nobody knows — the identity provider may just have rotated.
 //!
 //! - The refresh interval honours `Cache-Control: max-age` within configured bounds.
-//! - A failed fetch keeps the last good keys; the next try comes sooner (backoff).
-//! - Early fetches for unknown kids are rate-limited (one per
-//!   `unknown_kid_min_interval_seconds`), so a flood of garbage kids costs the identity
-//!   provider at most that many requests; concurrent requests share one fetch.
+//! - A failed fetch keeps the last good keys; the next try comes sooner (backoff), and
+//!   sooner still while no key set was ever loaded (checks answer 503 until then).
+//! - Early fetches for unknown kids are budgeted per kid and globally
+//!   ([`kid_budget`](super::kid_budget)); concurrent requests share one fetch.
+//! - A key set none of whose keys suits the provider's algorithms, or a discovery
+//!   document naming another issuer, is a failed fetch: nothing is installed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use jsonwebtoken::Algorithm;
 use tokio::sync::{Mutex, Notify};
 
-use super::keys::{parse_jwks, VerifyKey};
+use super::fetch::{self, FetchError};
+use super::keys::VerifyKey;
+use super::kid_budget::{KidBudget, Verdict};
 use crate::config::JwksSettings;
+
+/// Longest wait between tries while no key set was ever loaded: until then every token
+/// of the provider is answered 503, so the first success should not wait for long.
+const FIRST_LOAD_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between tries once keys are loaded (they keep working meanwhile).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Where the JWKS lives.
 #[derive(Debug, Clone)]
@@ -28,10 +39,11 @@ pub enum Source {
 }
 
 impl Source {
-    fn describe(&self) -> &str {
+    /// For logs: the URL without credentials or query.
+    fn describe(&self) -> String {
         match self {
-            Source::Uri(u) => u,
-            Source::Discovery { issuer } => issuer,
+            Source::Uri(u) => fetch::redact(u),
+            Source::Discovery { issuer } => fetch::redact(issuer),
         }
     }
 }
@@ -39,39 +51,61 @@ impl Source {
 /// Records fetch outcomes (the metrics, without this module knowing them).
 pub type FetchObserver = Arc<dyn Fn(&str, bool) + Send + Sync>;
 
+/// What started a fetch: the background loop re-reads the discovery document, an
+/// unknown kid reuses the `jwks_uri` it gave (half the requests for the same answer).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Schedule,
+    UnknownKid,
+}
+
 pub struct Remote {
     provider: String,
     source: Source,
     settings: JwksSettings,
+    algorithms: Vec<Algorithm>,
     client: reqwest::Client,
     keys: RwLock<Arc<Vec<VerifyKey>>>,
     loaded: AtomicBool,
     /// Bumped on every successful fetch: lets concurrent unknown-kid callers see that a
     /// fetch happened while they waited.
     generation: AtomicU64,
-    /// Serialises fetches and remembers when the last unknown-kid fetch happened.
-    fetching: Mutex<Option<Instant>>,
+    /// Serialises fetches and holds the unknown-kid budget.
+    fetching: Mutex<KidBudget>,
+    /// Why the last fetch failed; cleared by a success.
+    last_error: RwLock<Option<FetchError>>,
+    /// The `jwks_uri` the last discovery document gave.
+    discovered: RwLock<Option<String>>,
     wake: Notify,
     observer: RwLock<Option<FetchObserver>>,
 }
 
 impl Remote {
-    pub fn new(provider: &str, source: Source, settings: JwksSettings) -> Self {
+    pub fn new(
+        provider: &str,
+        source: Source,
+        settings: JwksSettings,
+        algorithms: Vec<Algorithm>,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_millis(settings.timeout_ms))
             .user_agent(concat!("tokengate/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
+        let budget = KidBudget::new(&settings, Instant::now());
         Remote {
             provider: provider.to_string(),
             source,
             settings,
+            algorithms,
             client,
             keys: RwLock::new(Arc::new(Vec::new())),
             loaded: AtomicBool::new(false),
             generation: AtomicU64::new(0),
-            fetching: Mutex::new(None),
+            fetching: Mutex::new(budget),
+            last_error: RwLock::new(None),
+            discovered: RwLock::new(None),
             wake: Notify::new(),
             observer: RwLock::new(None),
         }
@@ -87,14 +121,22 @@ impl Remote {
         self.loaded.load(Ordering::Acquire)
     }
 
+    /// Why the last fetch failed, if it did.
+    pub fn last_error(&self) -> Option<FetchError> {
+        self.last_error
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn set_observer(&self, observer: FetchObserver) {
         *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
     }
 
     /// Fetches once; on success installs the keys and returns the refresh delay the
-    /// response asked for (`max-age`), if any.
-    async fn fetch(&self) -> Result<Option<u64>, String> {
-        let result = self.fetch_inner().await;
+    /// response asked for (`max-age`), if any. Every failure is logged with its cause.
+    async fn fetch(&self, trigger: Trigger) -> Result<Option<u64>, FetchError> {
+        let result = self.fetch_inner(trigger).await;
         if let Some(observe) = self
             .observer
             .read()
@@ -103,72 +145,109 @@ impl Remote {
         {
             observe(&self.provider, result.is_ok());
         }
-        let (keys, max_age) = result?;
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.loaded.store(true, Ordering::Release);
-        Ok(max_age)
+        match result {
+            Ok((keys, max_age)) => {
+                tracing::debug!(provider = %self.provider, keys = keys.len(), "JWKS fetched");
+                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+                *self.last_error.write().unwrap_or_else(|p| p.into_inner()) = None;
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.loaded.store(true, Ordering::Release);
+                Ok(max_age)
+            }
+            Err(e) => {
+                self.log_failure(&e, trigger);
+                *self.last_error.write().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                Err(e)
+            }
+        }
     }
 
-    async fn fetch_inner(&self) -> Result<(Vec<VerifyKey>, Option<u64>), String> {
+    fn log_failure(&self, e: &FetchError, trigger: Trigger) {
+        let keeping = if self.loaded() {
+            "keeping the last keys"
+        } else {
+            "no keys yet: this provider's tokens are answered 503 keys_unavailable"
+        };
+        let trigger = match trigger {
+            Trigger::Schedule => "schedule",
+            Trigger::UnknownKid => "unknown_kid",
+        };
+        match e {
+            FetchError::NoUsableKey {
+                algorithms, found, ..
+            } => tracing::error!(
+                provider = %self.provider,
+                source = %self.source.describe(),
+                cause = e.cause(),
+                algorithms = %algorithms,
+                key_families = %found,
+                trigger,
+                error = %e,
+                "JWKS has no key usable with the provider's algorithms; {keeping}"
+            ),
+            _ => tracing::warn!(
+                provider = %self.provider,
+                source = %self.source.describe(),
+                cause = e.cause(),
+                trigger,
+                error = %e,
+                "JWKS fetch failed; {keeping}"
+            ),
+        }
+    }
+
+    async fn fetch_inner(
+        &self,
+        trigger: Trigger,
+    ) -> Result<(Vec<VerifyKey>, Option<u64>), FetchError> {
         let uri = match &self.source {
             Source::Uri(u) => u.clone(),
             Source::Discovery { issuer } => {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    issuer.trim_end_matches('/')
-                );
-                let (body, _) = self.get(&url).await?;
-                let doc: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|e| format!("{url}: not a discovery document: {e}"))?;
-                doc.get("jwks_uri")
-                    .and_then(|v| v.as_str())
-                    .ok_or_else(|| format!("{url}: no jwks_uri"))?
-                    .to_string()
+                let known = self
+                    .discovered
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                match known {
+                    Some(uri) if trigger == Trigger::UnknownKid => uri,
+                    _ => {
+                        let uri = fetch::discover(&self.client, issuer).await?;
+                        *self.discovered.write().unwrap_or_else(|p| p.into_inner()) =
+                            Some(uri.clone());
+                        uri
+                    }
+                }
             }
         };
-        let (body, max_age) = self.get(&uri).await?;
-        let keys = parse_jwks(&body).map_err(|e| format!("{uri}: {e}"))?;
-        Ok((keys, max_age))
+        fetch::jwks(&self.client, &uri, &self.algorithms).await
     }
 
-    async fn get(&self, url: &str) -> Result<(Vec<u8>, Option<u64>), String> {
-        let resp = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("{url}: HTTP {}", resp.status()));
-        }
-        let max_age = resp
-            .headers()
-            .get(reqwest::header::CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .and_then(max_age);
-        let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
-        Ok((body.to_vec(), max_age))
-    }
-
-    /// After a token named an unknown `kid`: fetch now unless one was done for that
-    /// reason within the rate limit. True when the keys changed (worth verifying again).
-    pub async fn refresh_for_unknown_kid(&self) -> bool {
+    /// After a token named an unknown `kid` (`None`: it named none and no key fitted):
+    /// fetch now if the budget allows. True when the keys changed meanwhile, by this
+    /// fetch or by one this caller waited for (worth verifying again).
+    pub async fn refresh_for_unknown_kid(&self, kid: Option<&str>) -> bool {
         let seen = self.generation.load(Ordering::Acquire);
-        let mut last = self.fetching.lock().await;
+        let mut budget = self.fetching.lock().await;
         if self.generation.load(Ordering::Acquire) != seen {
-            // Someone fetched while this caller waited.
+            // Someone fetched while this caller waited: share that fetch. Its answer may
+            // predate this caller's kid, so nothing is remembered about the kid; if it
+            // is still unknown, its next token goes through the budget as usual.
             return true;
         }
-        let interval = Duration::from_secs(self.settings.unknown_kid_min_interval_seconds);
-        if last.is_some_and(|t| t.elapsed() < interval) {
-            return false;
+        match budget.admit(kid, Instant::now()) {
+            Verdict::Fetch => {}
+            verdict => {
+                tracing::debug!(provider = %self.provider, ?verdict, "unknown kid: no early JWKS fetch");
+                return false;
+            }
         }
-        *last = Some(Instant::now());
-        match self.fetch().await {
+        match self.fetch(Trigger::UnknownKid).await {
+            // Absent still? Then the budget remembers it was looked for.
             Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(provider = %self.provider, error = %e, "JWKS fetch after an unknown kid failed; keeping the last keys");
+            Err(_) => {
+                // Nothing was learnt about the kid: it may ask again (global budget
+                // permitting) rather than be refused for the whole per-kid interval.
+                budget.forget(kid);
                 false
             }
         }
@@ -184,7 +263,7 @@ impl Remote {
                 let Some(remote) = weak.upgrade() else { return };
                 let wait = {
                     let _serial = remote.fetching.lock().await;
-                    match remote.fetch().await {
+                    match remote.fetch(Trigger::Schedule).await {
                         Ok(max_age) => {
                             backoff = Duration::from_millis(500);
                             let s = &remote.settings;
@@ -194,11 +273,15 @@ impl Remote {
                             );
                             Duration::from_secs(secs.max(1))
                         }
-                        Err(e) => {
-                            tracing::warn!(provider = %remote.provider, source = %remote.source.describe(), error = %e, "JWKS fetch failed; keeping the last keys");
+                        Err(_) => {
+                            let cap = if remote.loaded() {
+                                MAX_BACKOFF
+                            } else {
+                                FIRST_LOAD_MAX_BACKOFF
+                            };
                             let wait = backoff
                                 .min(Duration::from_secs(remote.settings.refresh_seconds.max(1)));
-                            backoff = (backoff * 2).min(Duration::from_secs(30));
+                            backoff = (backoff * 2).min(cap);
                             wait
                         }
                     }
@@ -220,22 +303,13 @@ impl Remote {
     }
 }
 
-/// `max-age` of a Cache-Control value.
-fn max_age(cache_control: &str) -> Option<u64> {
-    cache_control.split(',').find_map(|d| {
-        let (k, v) = d.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("max-age")
-            .then(|| v.trim().parse().ok())?
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn max_age_is_read_from_cache_control() {
-        assert_eq!(super::max_age("public, max-age=3600"), Some(3600));
-        assert_eq!(super::max_age("no-cache"), None);
-        assert_eq!(super::max_age("Max-Age = 60"), Some(60));
+        use super::fetch::max_age;
+        assert_eq!(max_age("public, max-age=3600"), Some(3600));
+        assert_eq!(max_age("no-cache"), None);
+        assert_eq!(max_age("Max-Age = 60"), Some(60));
     }
 }

@@ -1,7 +1,9 @@
 //! JWT verification (SPEC §2 step 3): providers, keys, and the claims revocation needs.
 
+pub mod fetch;
 pub mod jwks;
 pub mod keys;
+mod kid_budget;
 pub mod mint;
 mod verify;
 
@@ -28,10 +30,36 @@ pub struct Provider {
     pub remote: Option<Arc<jwks::Remote>>,
 }
 
+/// Whether a provider can verify its tokens, and if not, why (readiness says it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    Ready,
+    /// Remote keys were never loaded; the last fetch's failure, if one happened.
+    Waiting(Option<fetch::FetchError>),
+    /// Only static keys, and none of them suits the provider's algorithms.
+    NoUsableKey,
+}
+
 impl Provider {
-    /// Whether verification can start: static keys, or remote keys fetched once.
+    /// Whether verification can start: a usable static key and no remote set, or remote
+    /// keys fetched once (a remote set is only ever installed with a usable key in it).
+    pub fn key_state(&self) -> KeyState {
+        match &self.remote {
+            Some(r) if r.loaded() => KeyState::Ready,
+            Some(r) => KeyState::Waiting(r.last_error()),
+            None if fetch::usable(&self.keys.verify, &self.algorithms) => KeyState::Ready,
+            None => KeyState::NoUsableKey,
+        }
+    }
+
     pub fn ready(&self) -> bool {
-        self.remote.as_ref().is_none_or(|r| r.loaded())
+        self.key_state() == KeyState::Ready
+    }
+
+    /// True while the provider's remote keys were never loaded: a token it cannot match
+    /// to a key is then not known to be bad, only not checkable yet.
+    fn awaiting_keys(&self) -> bool {
+        self.remote.as_ref().is_some_and(|r| !r.loaded())
     }
 }
 
@@ -181,8 +209,22 @@ impl Verifier {
                     },
                     _ => return None,
                 };
-                Some(Arc::new(jwks::Remote::new(&p.name, source, p.jwks.clone())))
+                Some(Arc::new(jwks::Remote::new(
+                    &p.name,
+                    source,
+                    p.jwks.clone(),
+                    p.algorithms.clone(),
+                )))
             });
+            let keys = KeySet::load(i, p)?;
+            if remote.is_none() && !fetch::usable(&keys.verify, &p.algorithms) {
+                tracing::error!(
+                    provider = %p.name,
+                    algorithms = %fetch::names(&p.algorithms),
+                    key_families = %fetch::families(&keys.verify),
+                    "provider has no key usable with its algorithms: its tokens cannot be verified and readiness stays 503"
+                );
+            }
             providers.push(Provider {
                 name: p.name.clone(),
                 issuer: p.issuer.clone(),
@@ -190,7 +232,7 @@ impl Verifier {
                 algorithms: p.algorithms.clone(),
                 leeway: i64::try_from(p.leeway_seconds).unwrap_or(i64::MAX),
                 token_types: p.token_types.iter().map(|t| media_type(t)).collect(),
-                keys: KeySet::load(i, p)?,
+                keys,
                 remote,
             });
         }
@@ -214,14 +256,18 @@ impl Verifier {
         self.providers.get(index).map_or("", |p| p.name.as_str())
     }
 
-    /// After `unknown_key`: lets the token's provider re-fetch its JWKS (rate-limited)
-    /// and says whether it is worth verifying again. Static keys never change.
+    /// After `unknown_key`: lets the token's provider re-fetch its JWKS (budgeted per
+    /// kid and globally) and says whether it is worth verifying again. Static keys never
+    /// change.
     pub async fn refresh_for_unknown_kid(&self, token: &str) -> bool {
         let Some(index) = self.provider_of(token) else {
             return false;
         };
         match &self.providers[index].remote {
-            Some(remote) => remote.refresh_for_unknown_kid().await,
+            Some(remote) => {
+                let kid = verify::header_kid(token);
+                remote.refresh_for_unknown_kid(kid.as_deref()).await
+            }
             None => false,
         }
     }
@@ -231,12 +277,33 @@ impl Verifier {
         self.providers.iter().all(Provider::ready)
     }
 
-    /// Providers still waiting for their first JWKS.
+    /// Providers whose tokens cannot be verified yet (readiness).
     pub fn waiting(&self) -> Vec<&str> {
         self.providers
             .iter()
             .filter(|p| !p.ready())
             .map(|p| p.name.as_str())
+            .collect()
+    }
+
+    /// Each provider that is not ready, with why, for the readiness body: the last fetch
+    /// failure's text (URL without credentials), or the missing usable key.
+    pub fn key_problems(&self) -> Vec<(&str, String)> {
+        self.providers
+            .iter()
+            .filter_map(|p| {
+                let why = match p.key_state() {
+                    KeyState::Ready => return None,
+                    KeyState::Waiting(Some(e)) => e.to_string(),
+                    KeyState::Waiting(None) => "waiting for the first JWKS fetch".to_string(),
+                    KeyState::NoUsableKey => format!(
+                        "no_usable_key: no configured key is usable with the provider's algorithms [{}] (keys: {})",
+                        fetch::names(&p.algorithms),
+                        fetch::families(&p.keys.verify)
+                    ),
+                };
+                Some((p.name.as_str(), why))
+            })
             .collect()
     }
 

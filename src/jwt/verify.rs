@@ -87,13 +87,17 @@ impl Verifier {
             .verify
             .iter()
             .chain(remote.iter().flat_map(|k| k.iter()));
-        let key =
-            super::keys::select(candidates, header.kid.as_deref(), alg).map_err(
-                |miss| match miss {
-                    KeyMiss::Unknown => Reason::UnknownKey,
-                    KeyMiss::WrongFamily => Reason::DisallowedAlgorithm,
-                },
-            )?;
+        let key = super::keys::select(candidates, header.kid.as_deref(), alg).map_err(|miss| {
+            if provider.awaiting_keys() {
+                // The key may well be in the set not loaded yet: not a bad token, an
+                // outage (503), so that clients keep it and retry.
+                return Reason::KeysUnavailable;
+            }
+            match miss {
+                KeyMiss::Unknown => Reason::UnknownKey,
+                KeyMiss::WrongFamily => Reason::DisallowedAlgorithm,
+            }
+        })?;
         let message = &token[..h64.len() + 1 + p64.len()];
         match jsonwebtoken::crypto::verify(s64, message.as_bytes(), &key.key, alg) {
             Ok(true) => {}
@@ -188,6 +192,13 @@ impl Verifier {
             .position(|p| p.issuer.as_deref().is_some_and(|i| Some(i) == iss))
             .ok_or(Reason::WrongIssuer)
     }
+}
+
+/// The unverified `kid` of a token's header, for the unknown-kid fetch budget.
+pub(super) fn header_kid(token: &str) -> Option<String> {
+    let h64 = token.split('.').next()?;
+    let header: Header = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h64).ok()?).ok()?;
+    header.kid
 }
 
 /// A claims object that refuses duplicate names. RFC 7519 lets a parser take the last

@@ -6,6 +6,7 @@
 pub mod envoy;
 pub mod logs;
 pub mod nginx;
+pub mod oidc;
 pub mod procs;
 pub mod proxy;
 pub mod redis;

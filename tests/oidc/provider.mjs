@@ -1,0 +1,93 @@
+// A real OpenID provider for tests/idp.rs: npm `oidc-provider` 8.x (installed by
+// scripts/install-test-deps.sh into .tools/oidc), configured for the client credentials
+// grant with resource indicators, so that its token endpoint issues real JWT access
+// tokens (RFC 9068, `typ: at+jwt`) signed with the key the test names.
+//
+//   node provider.mjs --module DIR --port N --issuer URL \
+//        --key KID=PRIVATE.pem [--key KID=PRIVATE.pem ...] --sign KID [--alg RS256]
+//
+// DIR is the installed oidc-provider package. Keys are PEM private keys turned into the
+// provider's JWKS (the public halves are what it publishes at /jwks). A rotation is a
+// restart on the same port with another --key list: the issuer URL stays the same.
+//
+// For the test's bookkeeping only, GET /__test/hits answers how many times the JWKS and
+// the discovery document were fetched by this process.
+
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+function parseArgs(argv) {
+  const out = { key: [], alg: 'RS256' };
+  for (let i = 0; i < argv.length; i += 2) {
+    const name = argv[i].replace(/^--/, '');
+    const value = argv[i + 1];
+    if (value === undefined) throw new Error(`--${name} needs a value`);
+    if (name === 'key') out.key.push(value); else out[name] = value;
+  }
+  for (const required of ['module', 'port', 'issuer', 'sign']) {
+    if (!out[required]) throw new Error(`--${required} is required`);
+  }
+  return out;
+}
+
+const args = parseArgs(process.argv.slice(2));
+const { default: Provider } = await import(pathToFileURL(join(args.module, 'lib', 'index.js')).href);
+
+const keys = args.key.map((spec) => {
+  const [kid, path] = spec.split('=');
+  const jwk = createPrivateKey(readFileSync(path)).export({ format: 'jwk' });
+  return { ...jwk, kid, use: 'sig', alg: args.alg };
+});
+if (!keys.some((k) => k.kid === args.sign)) throw new Error(`--sign ${args.sign} is not among the keys`);
+
+const RESOURCE = 'https://api.test';
+const provider = new Provider(args.issuer, {
+  jwks: { keys },
+  cookies: { keys: ['tokengate-test-cookie-key'] },
+  ttl: { ClientCredentials: 600 },
+  clients: [{
+    client_id: 'tokengate-test',
+    client_secret: 'tokengate-test-client-secret',
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+  }],
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => RESOURCE,
+      useGrantedResource: () => true,
+      getResourceServerInfo: () => ({
+        scope: 'read write',
+        audience: 'api',
+        accessTokenTTL: 600,
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: args.alg, kid: args.sign } },
+      }),
+    },
+  },
+});
+
+const hits = { jwks: 0, discovery: 0, token: 0 };
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/__test/hits') {
+    ctx.body = hits;
+    return;
+  }
+  if (ctx.path === '/jwks') hits.jwks += 1;
+  if (ctx.path === '/.well-known/openid-configuration') hits.discovery += 1;
+  if (ctx.path === '/token') hits.token += 1;
+  await next();
+});
+
+const server = provider.listen(Number(args.port), '127.0.0.1', () => {
+  console.log(`oidc-provider listening on ${args.issuer} (signing with ${args.sign})`);
+});
+const stop = () => server.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
