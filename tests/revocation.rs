@@ -132,6 +132,11 @@ macro_rules! revocation_suite {
             }
 
             #[tokio::test(flavor = "multi_thread")]
+            async fn ids_shaped_like_scoped_ones_stay_in_their_namespace() {
+                issuers::ids_shaped_like_scoped_ones_stay_in_their_namespace($fixture().await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
             async fn admin_expiry_beyond_ten_years_is_refused() {
                 issuers::admin_expiry_beyond_ten_years_is_refused($fixture().await).await
             }
@@ -443,6 +448,49 @@ mod issuers {
         );
     }
 
+    /// An issuer's token whose ids are crafted to look like another namespace's scoped
+    /// ids (`other:victim`, `other@x`, a trailing `:`) cannot reach that namespace: the
+    /// first `:` ends the namespace, and namespaces contain none.
+    pub async fn ids_shaped_like_scoped_ones_stay_in_their_namespace(store: StoreFixture) {
+        let s = TestServer::start(&yaml(&store, None)).await;
+        let mut c = s.grpc().await;
+        let u = uuid();
+        let victim = format!("victim-{u}");
+        let victims = [
+            Issuer::Other.token(&victim, json!({"tid": victim, "fam": victim})),
+            Issuer::Test.token(&victim, json!({"tid": victim, "fam": victim})),
+        ];
+        let crafted = [
+            format!("other:{victim}"),
+            format!("test:{victim}"),
+            format!("{victim}:"),
+            format!(":{victim}"),
+            format!("other@{victim}"),
+        ];
+        for id in &crafted {
+            let attacker = Issuer::Test.token(id, json!({"tid": id, "fam": id, "jti": id}));
+            assert_eq!(
+                logout(&s, "/v1/auth/logout-all", &attacker).await.0,
+                200,
+                "{id}"
+            );
+            assert_eq!(
+                oauth_revoke(&s, &attacker, "refresh_token").await,
+                200,
+                "{id}"
+            );
+            for body in [json!({"tenant": id}), json!({"user": id})] {
+                let mut body = body;
+                body["provider"] = json!("test");
+                assert_eq!(admin_post(&s, body).await.0, 200, "{id}");
+            }
+        }
+        for t in &victims {
+            let a = check_token(&mut c, t).await;
+            assert!(a.allowed(), "crafted ids reached a victim: {a:?}");
+        }
+    }
+
     /// The same rule on every store: both keep anything up to ten years ahead and
     /// refuse beyond, including values no store could hold.
     pub async fn admin_expiry_beyond_ten_years_is_refused(store: StoreFixture) {
@@ -594,6 +642,24 @@ mod shared {
         // the new release reads the legacy keys: enforced for both issuers
         let s = TestServer::start(&yaml).await;
         assert_all_denied(&s, &ids, issued, "legacy_keys: read").await;
+        // inspection merges the legacy entry too, in every namespace
+        for ns in ["test", "other"] {
+            let status = s
+                .engine
+                .status(
+                    tokengate::revocation::Kind::User,
+                    &format!("{ns}:{}", ids.sub),
+                )
+                .await
+                .expect("store answers");
+            assert_eq!(
+                status,
+                Some(tokengate::revocation::Status::Subject(
+                    tokengate::revocation::Subject::new(3, old_cutoff)
+                )),
+                "{ns}"
+            );
+        }
         s.stop().await;
         // a revocation already in the new layout is merged with, not overwritten
         let newer_cutoff = old_cutoff + 5_000;
