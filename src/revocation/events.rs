@@ -190,8 +190,9 @@ mod tests {
         assert_eq!(Event::signal(future), Some(Signal::Unscoped));
     }
 
-    /// The `Event` of the release before issuer namespaces, verbatim: what an old
-    /// replica runs during a rolling upgrade. It must still read every new event (and
+    /// The `Event` of the release before issuer namespaces (its serde attributes and
+    /// fields as they were, no `deny_unknown_fields`): what an old replica runs during a
+    /// rolling upgrade. It must still read every new event (and
     /// ignore the marker), or the old replica would drop them.
     #[derive(Debug, PartialEq, Deserialize)]
     #[serde(tag = "kind", rename_all = "lowercase")]
