@@ -184,6 +184,7 @@ revocation:
 admin_api:
   enabled: true
   scope: tokengate:admin
+  providers: [dev]
 server:
   shutdown_grace_seconds: 2
 log:

@@ -130,6 +130,18 @@ pub struct Provider {
     /// provider, `[at+jwt]` (RFC 9068) keeps ID tokens and refresh tokens out.
     #[serde(default)]
     pub token_types: Vec<String>,
+    /// Whose users and tokens this provider's revocations reach (issue 13): providers
+    /// with the same namespace share revocations, others never touch each other's.
+    /// Defaults to the provider's `name`.
+    #[serde(default)]
+    pub subject_namespace: Option<String>,
+}
+
+impl Provider {
+    /// The subject namespace in force: the configured one, else the provider's name.
+    pub fn namespace(&self) -> &str {
+        self.subject_namespace.as_deref().unwrap_or(&self.name)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -415,6 +427,22 @@ pub struct Revocation {
     /// cut-off must outlive every token issued before it).
     #[serde(default)]
     pub subject_ttl_seconds: Option<u64>,
+    /// Whether a Redis store also reads the keys of the layout before issuer namespaces
+    /// (docs/operations.md, "Upgrading to issuer-scoped revocations").
+    #[serde(default)]
+    pub legacy_keys: LegacyKeys,
+}
+
+/// Reading of the pre-namespace Redis layout, so that an upgrade keeps every revocation
+/// enforced until `tokengate migrate` has copied it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LegacyKeys {
+    /// Every check also reads the legacy keys of the token's raw ids (same round trip).
+    #[default]
+    Read,
+    /// Only the namespaced layout (after `tokengate migrate`).
+    Off,
 }
 
 impl Default for Revocation {
@@ -428,6 +456,7 @@ impl Default for Revocation {
             store_timeout_ms: default_store_timeout(),
             family_ttl_seconds: default_family_ttl(),
             subject_ttl_seconds: None,
+            legacy_keys: LegacyKeys::Read,
         }
     }
 }
@@ -623,6 +652,10 @@ pub struct AdminApi {
     /// Scope the caller's bearer token must carry.
     #[serde(default = "default_admin_scope")]
     pub scope: String,
+    /// Names of the providers whose tokens may administer: a scope alone is not enough,
+    /// since any trusted issuer can put any scope in its tokens. Required when enabled.
+    #[serde(default)]
+    pub providers: Vec<String>,
 }
 
 impl Default for AdminApi {
@@ -630,6 +663,7 @@ impl Default for AdminApi {
         Self {
             enabled: false,
             scope: default_admin_scope(),
+            providers: Vec::new(),
         }
     }
 }
@@ -763,6 +797,14 @@ impl Config {
             }
             if !names.insert(p.name.as_str()) {
                 return bad(format!("{at}.name"), "duplicate provider name");
+            }
+            if !crate::revocation::scope::valid_namespace(p.namespace()) {
+                let message = if p.subject_namespace.is_some() {
+                    "must be 1 to 64 of A-Z a-z 0-9 . _ -"
+                } else {
+                    "required: the provider's name is not a valid namespace (1 to 64 of A-Z a-z 0-9 . _ -)"
+                };
+                return bad(format!("{at}.subject_namespace"), message);
             }
             if p.algorithms.is_empty() {
                 return bad(
@@ -911,6 +953,20 @@ impl Config {
         if self.admin_api.enabled && self.admin_api.scope.trim().is_empty() {
             return bad("admin_api.scope".into(), "must not be empty");
         }
+        if self.admin_api.enabled && self.admin_api.providers.is_empty() {
+            return bad(
+                "admin_api.providers".into(),
+                "required when admin_api.enabled: the providers whose tokens may administer",
+            );
+        }
+        for (i, name) in self.admin_api.providers.iter().enumerate() {
+            if !names.contains(name.as_str()) {
+                return bad(
+                    format!("admin_api.providers[{i}]"),
+                    "not the name of a configured provider",
+                );
+            }
+        }
         if self.revocation.store == StoreKind::Redis && self.revocation.redis.is_none() {
             return bad(
                 "revocation.redis".into(),
@@ -1049,6 +1105,54 @@ mod tests {
         let text = format!("{MINIMAL}csrf:\n  allowed_origins: [\"https://a.example/x\"]\n");
         let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
         assert!(err.contains("csrf.allowed_origins[0]"), "{err}");
+    }
+
+    #[test]
+    fn subject_namespace_defaults_to_the_name_and_is_validated() {
+        let c = Config::parse("t.yaml", MINIMAL).unwrap();
+        assert_eq!(c.providers[0].namespace(), "dev");
+        let text = MINIMAL.replace(
+            "    algorithms",
+            "    subject_namespace: idp\n    algorithms",
+        );
+        let c = Config::parse("t.yaml", &text).unwrap();
+        assert_eq!(c.providers[0].namespace(), "idp");
+        for bad in ["a:b", "\"\"", "\"a b\""] {
+            let text = MINIMAL.replace(
+                "    algorithms",
+                &format!("    subject_namespace: {bad}\n    algorithms"),
+            );
+            let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+            assert!(err.contains("providers[0].subject_namespace"), "{err}");
+        }
+        // a name that cannot serve as a namespace needs an explicit one
+        let text = MINIMAL.replace("name: dev", "name: \"dev:1\"");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("providers[0].subject_namespace"), "{err}");
+    }
+
+    #[test]
+    fn admin_api_needs_its_providers_by_name() {
+        let text = format!("{MINIMAL}admin_api:\n  enabled: true\n");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("admin_api.providers"), "{err}");
+        let text = format!("{MINIMAL}admin_api:\n  enabled: true\n  providers: [dev, nope]\n");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("admin_api.providers[1]"), "{err}");
+        let text = format!("{MINIMAL}admin_api:\n  enabled: true\n  providers: [dev]\n");
+        assert!(Config::parse("t.yaml", &text).is_ok());
+    }
+
+    #[test]
+    fn legacy_keys_are_read_unless_turned_off() {
+        let c = Config::parse("t.yaml", MINIMAL).unwrap();
+        assert_eq!(c.revocation.legacy_keys, LegacyKeys::Read);
+        let text = format!("{MINIMAL}revocation:\n  legacy_keys: off\n");
+        let c = Config::parse("t.yaml", &text).unwrap();
+        assert_eq!(c.revocation.legacy_keys, LegacyKeys::Off);
+        let text = format!("{MINIMAL}revocation:\n  legacy_keys: write\n");
+        let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+        assert!(err.contains("revocation.legacy_keys"), "{err}");
     }
 
     #[test]

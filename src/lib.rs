@@ -143,6 +143,7 @@ impl Server {
             engine: self.engine.clone(),
             readiness: self.readiness.clone(),
             admin_scope: self.admin_api.scope.clone(),
+            admin_providers: Arc::new(self.admin_api.providers.clone()),
             admin_enabled: self.admin_api.enabled,
             introspection_clients: self.introspection_clients.clone(),
         };

@@ -43,6 +43,21 @@ enum Command {
     Revoke(RevokeArgs),
     /// Show what the configured store holds about one identifier.
     Status(StatusArgs),
+    /// Upgrade the Redis store to issuer-scoped revocations: copy every revocation of the
+    /// previous layout into every configured provider's namespace (a legacy entry cannot
+    /// know its issuer, so it stays enforced for all), then delete it. Idempotent; prints
+    /// counts. See docs/operations.md, "Upgrading to issuer-scoped revocations".
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// Configuration file naming the store and the providers.
+    #[arg(long, short = 'c', default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Only count what would be copied; write and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -69,7 +84,12 @@ struct RevokeArgs {
     config: PathBuf,
     #[command(flatten)]
     target: TargetArgs,
-    /// With --jti: the token's `exp` (unix seconds); the entry is kept until then.
+    /// Whose user, tenant, token or family: the provider (by name) whose namespace is
+    /// meant. Required when providers have different subject namespaces.
+    #[arg(long)]
+    provider: Option<String>,
+    /// With --jti: the token's `exp` (unix seconds, at most 10 years ahead); the entry is
+    /// kept until then.
     #[arg(long, value_name = "UNIX")]
     expires_at: Option<i64>,
     /// Why (recorded with the revocation and in the audit log).
@@ -84,6 +104,10 @@ struct StatusArgs {
     config: PathBuf,
     #[command(flatten)]
     target: TargetArgs,
+    /// Whose identifier: the provider (by name) whose namespace is meant. Required when
+    /// providers have different subject namespaces.
+    #[arg(long)]
+    provider: Option<String>,
 }
 
 #[derive(Args)]
@@ -134,6 +158,7 @@ fn main() -> ExitCode {
         Some(Command::Token(TokenCommand::Mint(args))) => mint_token(args),
         Some(Command::Revoke(args)) => revoke(args),
         Some(Command::Status(args)) => status(args),
+        Some(Command::Migrate(args)) => migrate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -198,18 +223,16 @@ where
     Ok(())
 }
 
-fn target(t: &TargetArgs, expires_at: Option<i64>) -> tokengate::revocation::Target<'_> {
-    use tokengate::revocation::Target;
+/// The kind and id the target group names (clap requires exactly one).
+fn target(t: &TargetArgs) -> (tokengate::revocation::Kind, &str) {
+    use tokengate::revocation::Kind;
     match (&t.jti, &t.user, &t.tenant, &t.family) {
-        (Some(id), ..) => Target::Jti {
-            id,
-            expires_at: expires_at.unwrap_or(0),
-        },
-        (_, Some(id), ..) => Target::User(id),
-        (_, _, Some(id), _) => Target::Tenant(id),
-        (_, _, _, Some(id)) => Target::Family(id),
+        (Some(id), ..) => (Kind::Jti, id),
+        (_, Some(id), ..) => (Kind::User, id),
+        (_, _, Some(id), _) => (Kind::Tenant, id),
+        (_, _, _, Some(id)) => (Kind::Family, id),
         // clap's required group guarantees one of them.
-        (None, None, None, None) => Target::User(""),
+        (None, None, None, None) => (Kind::User, ""),
     }
 }
 
@@ -219,15 +242,27 @@ fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     }
     let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     operate(&args.config, |config| async move {
-        let t = target(&args.target, args.expires_at);
-        tokengate::ops::revoke(&config, t, &args.reason, &actor).await
+        let (kind, id) = target(&args.target);
+        let request = tokengate::ops::Request {
+            kind,
+            id,
+            expires_at: args.expires_at,
+            provider: args.provider.as_deref(),
+        };
+        tokengate::ops::revoke(&config, request, &args.reason, &actor).await
     })
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<()> {
     operate(&args.config, |config| async move {
-        let t = target(&args.target, None);
-        tokengate::ops::status(&config, t.kind(), t.id()).await
+        let (kind, id) = target(&args.target);
+        tokengate::ops::status(&config, kind, id, args.provider.as_deref()).await
+    })
+}
+
+fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    operate(&args.config, |config| async move {
+        tokengate::ops::migrate(&config, args.dry_run).await
     })
 }
 

@@ -1,12 +1,16 @@
-//! `tokengate revoke` and `tokengate status`: operators' access to the configured store
+//! `tokengate revoke`, `status` and `migrate`: operators' access to the configured store
 //! without going through a running tokengate (the same writes, events and audit line).
+//! Identifiers are named as tokens carry them; `--provider` says whose (the namespace of
+//! that provider), and may be left out only when every provider shares one namespace.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::config::{Config, StoreKind};
-use crate::revocation::{audit, Kind, Record, RevocationStore, Target, Written};
+use crate::revocation::{
+    audit, operator_expiry, scope, Kind, Record, RevocationStore, Store, Target, Written,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
@@ -42,20 +46,49 @@ async fn open(
     }
 }
 
+/// The namespace `--provider` names, or the only one configured.
+fn namespace<'c>(config: &'c Config, provider: Option<&str>) -> Result<&'c str, OpsError> {
+    let providers = config
+        .providers
+        .iter()
+        .map(|p| (p.name.as_str(), p.namespace()));
+    scope::resolve(providers, provider)
+        .map_err(|why| OpsError::Invalid(format!("--provider: {}", why.message())))
+}
+
+/// What an operator asks to revoke: a kind, the id as tokens carry it, and for a `jti`
+/// the token's `exp`.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub kind: Kind,
+    pub id: &'a str,
+    pub expires_at: Option<i64>,
+    pub provider: Option<&'a str>,
+}
+
 /// Writes one revocation; returns what was written, as JSON for stdout.
 pub async fn revoke(
     config: &Config,
-    target: Target<'_>,
+    request: Request<'_>,
     reason: &str,
     actor: &str,
 ) -> Result<Value, OpsError> {
-    if let Target::Jti { expires_at, .. } = target {
-        if expires_at <= crate::jwt::now_unix() {
-            return Err(OpsError::Invalid(
-                "--expires-at is in the past: that token is already dead".into(),
-            ));
+    let namespace = namespace(config, request.provider)?;
+    let scoped = scope::scoped(namespace, request.id);
+    let target = match request.kind {
+        Kind::Jti => {
+            let expires_at = request.expires_at.unwrap_or(0);
+            operator_expiry(expires_at, crate::jwt::now_unix())
+                .map_err(|why| OpsError::Invalid(format!("--expires-at {why}")))?;
+            Target::Jti {
+                id: &scoped,
+                expires_at,
+            }
         }
-    }
+        Kind::User => Target::User(&scoped),
+        Kind::Tenant => Target::Tenant(&scoped),
+        Kind::Family => Target::Family(&scoped),
+    };
     let store = open(config).await?;
     let record = Record::now(reason, Some(actor.to_string()));
     let written = store
@@ -63,7 +96,12 @@ pub async fn revoke(
         .await
         .map_err(|e| OpsError::Store(e.to_string()))?;
     audit(&target, reason, Some(actor), "cli");
-    let mut out = json!({"success": true, "kind": target.kind().as_str(), "id": target.id()});
+    let mut out = json!({
+        "success": true,
+        "kind": request.kind.as_str(),
+        "id": request.id,
+        "namespace": namespace,
+    });
     if let (Written::Subject(s), Some(map)) = (written, out.as_object_mut()) {
         map.insert("version".into(), s.version.into());
         map.insert("revoked_before".into(), s.before_ms.into());
@@ -71,15 +109,53 @@ pub async fn revoke(
     Ok(out)
 }
 
-/// Reads what the store holds about one identifier.
-pub async fn status(config: &Config, kind: Kind, id: &str) -> Result<Value, OpsError> {
+/// Reads what the store holds about one identifier of one namespace.
+pub async fn status(
+    config: &Config,
+    kind: Kind,
+    id: &str,
+    provider: Option<&str>,
+) -> Result<Value, OpsError> {
+    let namespace = namespace(config, provider)?;
     let store = open(config).await?;
     let status = store
-        .status(kind, id)
+        .status(kind, &scope::scoped(namespace, id))
         .await
         .map_err(|e| OpsError::Store(e.to_string()))?;
-    Ok(match status {
-        Some(s) => json!({"kind": kind.as_str(), "id": id, "revoked": true, "state": s}),
-        None => json!({"kind": kind.as_str(), "id": id, "revoked": false}),
-    })
+    let mut out = json!({"kind": kind.as_str(), "id": id, "namespace": namespace});
+    out["revoked"] = status.is_some().into();
+    if let Some(s) = status {
+        out["state"] = json!(s);
+    }
+    Ok(out)
+}
+
+/// Copies every revocation of the layout before issuer namespaces into every configured
+/// namespace and deletes the legacy keys (docs/operations.md, "Upgrading to
+/// issuer-scoped revocations"); with `dry_run` only counts them.
+pub async fn migrate(config: &Config, dry_run: bool) -> Result<Value, OpsError> {
+    let mut namespaces: Vec<String> = config
+        .providers
+        .iter()
+        .map(|p| p.namespace().to_string())
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    let store = open(config).await?;
+    let Store::Redis(redis) = store.inner() else {
+        return Err(OpsError::MemoryStore);
+    };
+    let report = redis
+        .migrate(&namespaces, dry_run)
+        .await
+        .map_err(|e| OpsError::Store(e.to_string()))?;
+    tracing::info!(
+        target: "audit",
+        dry_run,
+        written = report.written,
+        deleted = report.deleted,
+        source = "cli",
+        "legacy revocations migrated"
+    );
+    Ok(json!(report))
 }

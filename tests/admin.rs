@@ -30,7 +30,7 @@ fn audit_events(id: &str) -> Vec<Value> {
 
 fn admin_yaml(store: &str, secret_file: &std::path::Path) -> String {
     format!(
-        "{}admin_api:\n  enabled: true\n  scope: {ADMIN_SCOPE}\noauth:\n  introspection_clients:\n    - id: billing\n      secret_file: {}\n",
+        "{}admin_api:\n  enabled: true\n  scope: {ADMIN_SCOPE}\n  providers: [test]\noauth:\n  introspection_clients:\n    - id: billing\n      secret_file: {}\n",
         config_yaml(store),
         secret_file.display()
     )
@@ -166,6 +166,7 @@ async fn each_kind_of_admin_revocation_takes_effect_on_the_next_check_and_is_aud
         let events = audit_events(id);
         assert_eq!(events.len(), 1, "one audit event for {id}: {events:?}");
         let e = &events[0];
+        assert_eq!(e["namespace"], "test", "{e}");
         assert_eq!(e["actor"], "ops-alice");
         assert_eq!(e["source"], "admin");
         assert_eq!(e["reason"], body["reason"].as_str().unwrap_or("admin"));
@@ -182,6 +183,10 @@ async fn each_kind_of_admin_revocation_takes_effect_on_the_next_check_and_is_aud
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["revoked"], true);
+    assert_eq!(
+        (body["namespace"].as_str(), body["id"].as_str()),
+        (Some("test"), Some(jti.as_str()))
+    );
     assert_eq!(body["state"]["record"]["reason"], "leaked");
     assert_eq!(body["state"]["record"]["actor"], "ops-alice");
     let resp = reqwest::Client::new()
@@ -232,6 +237,101 @@ async fn admin_validation_errors_name_the_field() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+}
+
+/// Admin rights come from the providers listed in `admin_api.providers`, never from a
+/// scope alone: any trusted issuer can mint any scope. Sharing a subject namespace
+/// with an admin provider does not make a provider one.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_listed_providers_may_administer_whatever_scope_their_tokens_carry() {
+    use support::issuers::{other_token, two_issuers, with_admin};
+    for namespaces in [None, Some(("idp", "idp"))] {
+        let yaml = with_admin(
+            &two_issuers(&config_yaml(MEMORY_STORE), namespaces),
+            &["test"],
+        );
+        let s = TestServer::start(&yaml).await;
+        let scope = json!({"scope": format!("read {ADMIN_SCOPE}")});
+        let foreign = other_token("ops-alice", scope.clone());
+        let body = json!({"user": "bob", "provider": "test"});
+        let (status, out) = admin_post(&s, Some(&foreign), body.clone()).await;
+        assert_eq!(
+            (status, out["reason"].as_str()),
+            (403, Some("insufficient_scope")),
+            "{namespaces:?}: {out}"
+        );
+        let resp = reqwest::Client::new()
+            .get(s.admin_url("/v1/admin/revocations/user/bob?provider=test"))
+            .bearer_auth(&foreign)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{namespaces:?}");
+        // the same claims from a listed provider administer
+        let (status, out) = admin_post(&s, Some(&admin_token()), body).await;
+        assert_eq!(status, 200, "{namespaces:?}: {out}");
+    }
+}
+
+/// A body two parsers could read two ways is refused before anything is written, at
+/// any depth, with the path of the duplicated key.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_with_duplicate_keys_are_refused_naming_the_key() {
+    let s = setup(MEMORY_STORE).await;
+    let post = |body: &'static str, bearer: Option<String>| {
+        let mut req = reqwest::Client::new()
+            .post(s.server.admin_url("/v1/admin/revocations"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let cases = [
+        (r#"{"user":"dup-a","user":"dup-b"}"#, "user"),
+        (r#"{"user":"dup-a","\u0075ser":"dup-b"}"#, "user"),
+        (r#"{"user":"dup-a","reason":"x","reason":"y"}"#, "reason"),
+        (
+            r#"{"provider":"test","user":"dup-a","provider":"test"}"#,
+            "provider",
+        ),
+        (r#"{"user":"dup-a","reason":{"k":1,"k":2}}"#, "reason.k"),
+        (
+            r#"{"jti":"dup-j","expires_at":1,"expires_at":99999999999}"#,
+            "expires_at",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, out) = post(body, Some(admin_token())).await;
+        assert_eq!(status, 400, "{body}: {out}");
+        assert_eq!(
+            (out["error"].as_str(), out["field"].as_str()),
+            (Some("invalid_request"), Some(field)),
+            "{body}"
+        );
+        // authentication still comes first
+        let (status, _) = post(body, None).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    for id in ["dup-a", "dup-b"] {
+        let resp = reqwest::Client::new()
+            .get(
+                s.server
+                    .admin_url(&format!("/v1/admin/revocations/user/{id}")),
+            )
+            .bearer_auth(admin_token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "nothing was revoked for {id}");
+    }
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -409,6 +509,7 @@ async fn revoke_and_status_commands_write_to_redis_and_every_replica_enforces_th
     assert!(ok, "{stderr}");
     assert_eq!(out["success"], true);
     assert_eq!(out["version"], 1);
+    assert_eq!(out["namespace"], "test", "the only namespace");
     assert!(
         stderr.contains("revoked") && stderr.contains("incident-42") && stderr.contains("ops-bob"),
         "audit line on stderr: {stderr}"
@@ -457,4 +558,81 @@ async fn revoke_and_status_commands_write_to_redis_and_every_replica_enforces_th
         &["revoke", "--user", "x"],
     );
     assert!(!ok && stderr.contains("memory"), "{stderr}");
+    let far = (tokengate::jwt::now_unix() + 20 * 366 * 86_400).to_string();
+    let (ok, _, stderr) = run_cli(
+        &dir.0,
+        &yaml,
+        &["revoke", "--jti", "far-1", "--expires-at", &far],
+    );
+    assert!(!ok && stderr.contains("10 years"), "{stderr}");
+}
+
+/// The commands name identifiers as tokens carry them and the provider whose they are:
+/// with two namespaces `--provider` is required, and each revocation reaches only its
+/// own namespace, also on a running replica.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_and_status_commands_act_in_the_named_providers_namespace() {
+    use support::issuers::{other_token, two_issuers};
+    let r = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap();
+    let yaml = two_issuers(&config_yaml(&store_yaml(&r.url(), "")), None);
+    let s = TestServer::start(&yaml).await;
+    let mut c = s.grpc().await;
+    let dir = support::redis::TempDir::new("cli-ns");
+    let (test, other) = (
+        token("ec256", "ivan", json!({})),
+        other_token("ivan", json!({})),
+    );
+
+    let (ok, _, stderr) = run_cli(&dir.0, &yaml, &["revoke", "--user", "ivan"]);
+    assert!(!ok && stderr.contains("--provider"), "{stderr}");
+    let (ok, _, stderr) = run_cli(
+        &dir.0,
+        &yaml,
+        &["revoke", "--user", "ivan", "--provider", "nope"],
+    );
+    assert!(!ok && stderr.contains("--provider"), "{stderr}");
+
+    let (ok, out, stderr) = run_cli(
+        &dir.0,
+        &yaml,
+        &["revoke", "--user", "ivan", "--provider", "other"],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        (out["namespace"].as_str(), out["id"].as_str()),
+        (Some("other"), Some("ivan"))
+    );
+    assert!(
+        stderr.contains("namespace") && stderr.contains("other"),
+        "audit names it: {stderr}"
+    );
+    wait_for("the replica to deny the other issuer's ivan", std::time::Duration::from_secs(2), || {
+        let (mut c, other) = (c.clone(), other.clone());
+        async move { check_token(&mut c, &other).await.reason().as_deref() == Some("user_revoked") }
+    })
+    .await;
+    assert!(
+        check_token(&mut c, &test).await.allowed(),
+        "the test issuer's ivan is someone else"
+    );
+
+    let (_, out, _) = run_cli(
+        &dir.0,
+        &yaml,
+        &["status", "--user", "ivan", "--provider", "test"],
+    );
+    assert_eq!(
+        (out["revoked"].as_bool(), out["namespace"].as_str()),
+        (Some(false), Some("test"))
+    );
+    let (_, out, _) = run_cli(
+        &dir.0,
+        &yaml,
+        &["status", "--user", "ivan", "--provider", "other"],
+    );
+    assert_eq!(out["revoked"], true, "{out}");
+    let key: String = r.cli(&["exists", "tokengate:user@other:ivan"]);
+    assert_eq!(key.trim(), "1", "the namespaced key");
 }

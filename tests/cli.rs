@@ -107,7 +107,14 @@ fn help_lists_the_subcommands() {
     let out = run(&["--help"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for word in ["serve", "check-config", "token"] {
+    for word in [
+        "serve",
+        "check-config",
+        "token",
+        "revoke",
+        "status",
+        "migrate",
+    ] {
         assert!(
             text.contains(word),
             "--help does not mention {word}:\n{text}"
@@ -126,6 +133,36 @@ fn token_mint_help_lists_its_options() {
             "token mint --help does not mention {word}:\n{text}"
         );
     }
+}
+
+#[test]
+fn revocation_commands_document_provider_and_dry_run() {
+    for (args, words) in [
+        (
+            &["revoke", "--help"][..],
+            &["--provider", "--expires-at"][..],
+        ),
+        (&["status", "--help"][..], &["--provider"][..]),
+        (&["migrate", "--help"][..], &["--dry-run", "--config"][..]),
+    ] {
+        let out = run(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        for word in words {
+            assert!(
+                text.contains(word),
+                "{args:?} does not mention {word}:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn migrate_refuses_the_memory_store_without_panicking() {
+    let out = run(&["migrate", "--config", SHIPPED]);
+    assert!(!out.status.success(), "migrated a memory store");
+    let err = stderr(&out);
+    assert!(err.contains("memory") && !err.contains("panicked"), "{err}");
 }
 
 // ---------------------------------------------------------------------- check-config

@@ -99,12 +99,19 @@ def before_call(context, case, kwargs):
 
 /// schemathesis settings that the command line cannot scope to one operation.
 const ST_CONFIG: &str = r#"
-# POST /v1/admin/revocations: `expires_at` must be in the future, a bound that moves with
-# the clock and that the document therefore states only in words. Valid-by-schema bodies
-# with a past `expires_at` get 400, which is right.
+# POST /v1/admin/revocations: `expires_at` must be in the future and at most 10 years
+# ahead, bounds that move with the clock and that the document therefore states only in
+# words; `provider` must name a configured provider. Valid-by-schema bodies breaking
+# either get 400, which is right.
 [[operations]]
 include-operation-id = "adminRevoke"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403"]
+
+# GET /v1/admin/revocations/{kind}/{id}: `provider` must name a configured provider, a
+# set the document cannot list (it is the deployment's); any other name gets 400.
+[[operations]]
+include-operation-id = "adminRevocationStatus"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404"]
 
 # /authz and /authz/{path} take any method at all (Envoy's HTTP ext_authz asks with the
 # client's method, whatever it is: QUERY, PROPFIND, ...); OpenAPI can only list eight.
@@ -118,7 +125,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403"]
 
 fn yaml(secret_file: &Path) -> String {
     format!(
-        "{}admin_api:\n  enabled: true\n  scope: {ADMIN_SCOPE}\n\
+        "{}admin_api:\n  enabled: true\n  scope: {ADMIN_SCOPE}\n  providers: [test]\n\
          oauth:\n  introspection_clients:\n    - id: {CLIENT_ID}\n      secret_file: {}\n",
         config_yaml(MEMORY_STORE),
         secret_file.display()

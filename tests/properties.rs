@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use tokengate::jwt::Claims;
+use tokengate::jwt::{Claims, Scoped};
 use tokengate::reason::Reason;
 use tokengate::revocation::memory::MemoryStore;
 use tokengate::revocation::{
@@ -106,21 +106,33 @@ proptest! {
             for op in &ops {
                 let r = Record::now("prop", None);
                 match op {
-                    Op::Jti(j) => { store.revoke(&Target::Jti { id: &format!("j{j}"), expires_at: exp }, &r).await.unwrap(); jtis.insert(*j); }
-                    Op::User(u) => { store.revoke(&Target::User(&format!("u{u}")), &r).await.unwrap(); *users.entry(*u).or_default() += 1; }
-                    Op::Tenant(t) => { store.revoke(&Target::Tenant(&format!("t{t}")), &r).await.unwrap(); *tenants.entry(*t).or_default() += 1; }
-                    Op::Family(f) => { store.revoke(&Target::Family(&format!("f{f}")), &r).await.unwrap(); fams.insert(*f); }
+                    Op::Jti(j) => { store.revoke(&Target::Jti { id: &format!("p:j{j}"), expires_at: exp }, &r).await.unwrap(); jtis.insert(*j); }
+                    Op::User(u) => { store.revoke(&Target::User(&format!("p:u{u}")), &r).await.unwrap(); *users.entry(*u).or_default() += 1; }
+                    Op::Tenant(t) => { store.revoke(&Target::Tenant(&format!("p:t{t}")), &r).await.unwrap(); *tenants.entry(*t).or_default() += 1; }
+                    Op::Family(f) => { store.revoke(&Target::Family(&format!("p:f{f}")), &r).await.unwrap(); fams.insert(*f); }
                 }
             }
             // a token "issued after the history": later than every cut-off written
             let after_history = tokengate::revocation::now_ms() + 10_000;
             for t in &toks {
+                let (jti, user) = (format!("j{}", t.jti), format!("u{}", t.user));
+                let tenant = t.tenant.map(|x| format!("t{x}"));
+                let family = t.family.map(|x| format!("f{x}"));
+                let scoped = Scoped::new(
+                    "p",
+                    "p",
+                    Some(&jti),
+                    Some(&user),
+                    tenant.as_deref(),
+                    family.as_deref(),
+                );
                 let claims = Claims {
                     provider: 0,
-                    jti: Some(format!("j{}", t.jti)),
-                    user: Some(format!("u{}", t.user)),
-                    tenant: t.tenant.map(|x| format!("t{x}")),
-                    family: t.family.map(|x| format!("f{x}")),
+                    jti: Some(jti),
+                    user: Some(user),
+                    tenant,
+                    family,
+                    scoped,
                     user_version: t.user_version,
                     tenant_version: None,
                     iat_ms: Some(if t.fresh { after_history } else { before_history }),

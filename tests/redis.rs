@@ -98,43 +98,48 @@ fn commands_since_reset(r: &RedisServer) -> Vec<(String, u64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_warm_token_costs_no_redis_call_and_a_miss_costs_one_round_trip() {
     let r = redis(false).await;
-    let s = TestServer::start(&yaml(&r.url(), "")).await;
-    let mut c = s.grpc().await;
-    let stats = || s.engine.store().metrics().store_calls(StoreOp::Check);
+    // legacy_keys: read (the default) reads the four keys of both layouts, off only the
+    // current ones: one round trip either way.
+    for (legacy, reads) in [("", 6), ("  legacy_keys: off\n", 4)] {
+        let s = TestServer::start(&yaml(&r.url(), legacy)).await;
+        let mut c = s.grpc().await;
+        let stats = || s.engine.store().metrics().store_calls(StoreOp::Check);
 
-    // the first check also loads the script into Redis
-    let warm = token("ec256", "alice", json!({"tid": "acme", "fam": "f1"}));
-    assert!(check_token(&mut c, &warm).await.allowed());
-    let before = stats();
-    for _ in 0..5 {
+        // the first check also loads the script into Redis
+        let warm = token("ec256", "alice", json!({"tid": "acme", "fam": "f1"}));
         assert!(check_token(&mut c, &warm).await.allowed());
-    }
-    assert_eq!(stats(), before, "a cached token makes no store call");
+        let before = stats();
+        for _ in 0..5 {
+            assert!(check_token(&mut c, &warm).await.allowed());
+        }
+        assert_eq!(stats(), before, "a cached token makes no store call");
 
-    r.cli(&["config", "resetstat"]);
-    let fresh = token("ec256", "bob", json!({"tid": "globex", "fam": "f2"}));
-    assert!(check_token(&mut c, &fresh).await.allowed());
-    assert_eq!(stats(), before + 1);
-    // INFO commandstats also counts the commands a script runs inside Redis: the
-    // client sent one EVALSHA (one round trip) and the script did the four reads.
-    let commands: std::collections::BTreeMap<String, u64> =
-        commands_since_reset(&r).into_iter().collect();
-    assert_eq!(commands.get("evalsha"), Some(&1), "{commands:?}");
-    let inside: u64 = commands
-        .iter()
-        .filter(|(name, _)| *name != "evalsha")
-        .map(|(name, n)| {
-            assert!(
-                name == "exists" || name == "hmget",
-                "unexpected {name}: {commands:?}"
-            );
-            n
-        })
-        .sum();
-    assert_eq!(
-        inside, 4,
-        "jti, user, tenant and family read inside the script"
-    );
+        r.cli(&["config", "resetstat"]);
+        let fresh = token("ec256", "bob", json!({"tid": "globex", "fam": "f2"}));
+        assert!(check_token(&mut c, &fresh).await.allowed());
+        assert_eq!(stats(), before + 1);
+        // INFO commandstats also counts the commands a script runs inside Redis: the
+        // client sent one EVALSHA (one round trip) and the script did the reads.
+        let commands: std::collections::BTreeMap<String, u64> =
+            commands_since_reset(&r).into_iter().collect();
+        assert_eq!(commands.get("evalsha"), Some(&1), "{commands:?}");
+        let inside: u64 = commands
+            .iter()
+            .filter(|(name, _)| *name != "evalsha")
+            .map(|(name, n)| {
+                assert!(
+                    name == "exists" || name == "hmget",
+                    "unexpected {name}: {commands:?}"
+                );
+                n
+            })
+            .sum();
+        assert_eq!(
+            inside, reads,
+            "{legacy:?}: jti and family (one EXISTS each) and user and tenant (one HMGET per layout)"
+        );
+        s.stop().await;
+    }
 }
 
 /// Checks fresh tokens (cache misses) until `stop`, returning (grpc code, reason) of each.
@@ -269,6 +274,21 @@ async fn acknowledged_revocations_survive_a_redis_restart_with_aof() {
     assert_eq!(logout(&s, "/v1/auth/logout", &t).await.0, 200);
     assert_eq!(logout(&s, "/v1/auth/logout-all", &zoe).await.0, 200);
     s.stop().await;
+    // SPEC §3's layout: {prefix}{kind}@{namespace}:{id}, the provider's name by default
+    let jti = decode_part(&t, 1)["jti"].as_str().unwrap().to_string();
+    for key in [
+        format!("tokengate:jti@test:{jti}"),
+        "tokengate:user@test:zoe".into(),
+    ] {
+        assert_eq!(r.cli(&["exists", &key]).trim(), "1", "{key}");
+    }
+    let mut keys: Vec<String> = r
+        .cli(&["--scan", "--pattern", "tokengate:*"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    keys.sort();
+    assert_eq!(keys.len(), 2, "nothing in the legacy layout: {keys:?}");
 
     tokio::task::block_in_place(|| {
         r.kill();

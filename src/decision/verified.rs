@@ -68,6 +68,7 @@ mod tests {
             tenant_version: None,
             iat_ms: None,
             exp,
+            scoped: Default::default(),
             payload: Default::default(),
             payload_b64: String::new(),
             rendered: Default::default(),

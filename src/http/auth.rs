@@ -1,6 +1,8 @@
 //! `POST /v1/auth/logout` and `POST /v1/auth/logout-all` (SPEC §4). The bearer token must
 //! pass the whole decision; logout can only revoke the token presented, logout-all only
-//! the caller's own user. A 200 is sent only after the store accepted the write.
+//! the caller's own user, both within the namespace of the token's issuer (the scoped
+//! ids of its claims), so that no issuer's token reaches another's users. A 200 is sent
+//! only after the store accepted the write.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -19,7 +21,7 @@ pub async fn logout(State(state): State<AppState>, uri: Uri, headers: HeaderMap)
     let Some(claims) = allowed.claims else {
         return deny_response(engine, &Reason::MissingToken.into());
     };
-    let Some(jti) = claims.jti.as_deref() else {
+    let Some(jti) = claims.scoped.jti.as_deref() else {
         // Only possible with `require_jti: false`: there is nothing to revoke one by one.
         return deny_response(engine, &Reason::MissingClaim.into());
     };
@@ -42,11 +44,14 @@ pub async fn logout_all(State(state): State<AppState>, uri: Uri, headers: Header
         Ok(a) => a,
         Err(deny) => return deny_response(engine, &deny),
     };
-    let Some(user) = allowed.claims.as_ref().and_then(|c| c.user.as_deref()) else {
+    let Some(claims) = allowed.claims.as_ref() else {
+        return deny_response(engine, &Reason::MissingClaim.into());
+    };
+    let (Some(user), Some(actor)) = (claims.scoped.user.as_deref(), claims.user.as_deref()) else {
         return deny_response(engine, &Reason::MissingClaim.into());
     };
     match engine
-        .revoke(Target::User(user), "logout-all", Some(user), "logout-all")
+        .revoke(Target::User(user), "logout-all", Some(actor), "logout-all")
         .await
     {
         Ok(written) => {

@@ -7,6 +7,7 @@ mod auth;
 mod check;
 pub mod grpc_health;
 mod health;
+mod json;
 pub mod oauth;
 
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub readiness: Arc<health::Readiness>,
     /// Scope an admin API caller's token must carry.
     pub admin_scope: String,
+    /// Providers whose tokens may use the admin API (`admin_api.providers`).
+    pub admin_providers: Arc<Vec<String>>,
     pub admin_enabled: bool,
     pub introspection_clients: Arc<Vec<oauth::Client>>,
 }

@@ -72,8 +72,10 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Err(reason @ Reason::KeysUnavailable) => return deny_response(engine, &reason.into()),
         Err(_) => return StatusCode::OK.into_response(),
     };
+    // Scoped ids: the posted token can only revoke itself (and its family) within its
+    // own issuer's namespace.
     let actor = claims.user.as_deref();
-    if let Some(jti) = claims.jti.as_deref() {
+    if let Some(jti) = claims.scoped.jti.as_deref() {
         let target = Target::Jti {
             id: jti,
             expires_at: engine.jti_expiry(&claims),
@@ -87,7 +89,7 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         }
     }
     let refresh = params.get("token_type_hint").map(String::as_str) == Some("refresh_token");
-    match (refresh, claims.family.as_deref()) {
+    match (refresh, claims.scoped.family.as_deref()) {
         (true, Some(family)) => {
             let target = Target::Family(family);
             if engine

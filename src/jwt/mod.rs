@@ -19,6 +19,8 @@ use keys::KeySet;
 /// One provider, ready to verify.
 pub struct Provider {
     pub name: String,
+    /// Subject namespace of its revocations (`subject_namespace`, default the name).
+    pub namespace: String,
     pub issuer: Option<String>,
     pub audiences: Vec<String>,
     pub algorithms: Vec<Algorithm>,
@@ -79,11 +81,52 @@ pub struct Claims {
     pub iat_ms: Option<i64>,
     /// `exp` in unix seconds.
     pub exp: i64,
+    /// The revocation identifiers, qualified by the provider's namespace once here so
+    /// that checking a token seen before builds nothing. The raw ids above stay for
+    /// forwarding and for the audit actor.
+    pub scoped: Scoped,
     pub payload: Map<String, Value>,
     /// The payload segment exactly as in the token (for `forward.payload_header`).
     pub payload_b64: String,
     /// The adapters' renderings of an allow for these claims, made once per verified token.
     pub rendered: Rendered,
+}
+
+/// A verified token's provider and its revocation identifiers as `{namespace}:{id}`
+/// (see [`crate::revocation::scope`]): a revocation by one issuer's token can then
+/// only reach identifiers of that issuer's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scoped {
+    /// The name of the provider that verified the token: admin rights are granted per
+    /// provider, never by a scope that any trusted issuer could mint.
+    pub provider: String,
+    pub namespace: String,
+    pub jti: Option<String>,
+    pub user: Option<String>,
+    pub tenant: Option<String>,
+    pub family: Option<String>,
+}
+
+impl Scoped {
+    /// Qualifies the raw identifiers with `namespace`.
+    pub fn new(
+        provider: &str,
+        namespace: &str,
+        jti: Option<&str>,
+        user: Option<&str>,
+        tenant: Option<&str>,
+        family: Option<&str>,
+    ) -> Self {
+        let scope = |id: Option<&str>| id.map(|id| crate::revocation::scope::scoped(namespace, id));
+        Scoped {
+            provider: provider.to_string(),
+            namespace: namespace.to_string(),
+            jti: scope(jti),
+            user: scope(user),
+            tenant: scope(tenant),
+            family: scope(family),
+        }
+    }
 }
 
 /// The adapters' renderings of [`Claims`], kept with them so that a token seen again
@@ -227,6 +270,7 @@ impl Verifier {
             }
             providers.push(Provider {
                 name: p.name.clone(),
+                namespace: p.namespace().to_string(),
                 issuer: p.issuer.clone(),
                 audiences: p.audiences.clone(),
                 algorithms: p.algorithms.clone(),

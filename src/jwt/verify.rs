@@ -155,12 +155,24 @@ impl Verifier {
         if self.require_jti && jti.is_none() {
             return Err(Reason::MissingClaim);
         }
+        let user = id_claim(&payload, &names.user)?;
+        let tenant = id_claim(&payload, &names.tenant)?;
+        let family = id_claim(&payload, &names.family)?;
+        let scoped = super::Scoped::new(
+            &provider.name,
+            &provider.namespace,
+            jti.as_deref(),
+            user.as_deref(),
+            tenant.as_deref(),
+            family.as_deref(),
+        );
         Ok(Claims {
             provider: index,
             jti,
-            user: id_claim(&payload, &names.user)?,
-            tenant: id_claim(&payload, &names.tenant)?,
-            family: id_claim(&payload, &names.family)?,
+            user,
+            tenant,
+            family,
+            scoped,
             user_version: version_claim(&payload, &names.user_version)?,
             tenant_version: version_claim(&payload, &names.tenant_version)?,
             iat_ms,

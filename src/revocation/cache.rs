@@ -2,7 +2,7 @@
 //! rather than flags inside it.
 //!
 //! What is cached is per identifier, not per token: one entry per `jti`, family, user and
-//! tenant. That way an event about a user (logout-all) updates one entry and every token
+//! tenant, keyed by the scoped id as it is (the namespace is part of it). That way an event about a user (logout-all) updates one entry and every token
 //! of that user sees it at once.
 //!
 //! - "not revoked" answers live for the configured TTL (default 5 s): the bound on
@@ -425,6 +425,13 @@ impl Caches {
         self.forget_not_revoked();
     }
 
+    /// An older replica's event: which namespace it meant is unknown, so every "not
+    /// revoked" answer may now be wrong (see [`Signal::Unscoped`]).
+    fn unscoped(&self) {
+        self.metrics.invalidation_events.inc();
+        self.forget_not_revoked();
+    }
+
     fn up(&self) {
         self.metrics.subscription_up.set(1);
         if self.seen_up.swap(true, Ordering::AcqRel) {
@@ -463,6 +470,7 @@ async fn apply_signals(mut rx: tokio::sync::broadcast::Receiver<Signal>, caches:
         match signal {
             Ok(Signal::Event(e)) => caches.apply(&e),
             Ok(Signal::Up) => caches.up(),
+            Ok(Signal::Unscoped) => caches.unscoped(),
             Ok(Signal::Gap) | Err(RecvError::Lagged(_)) => caches.gap(),
             Err(RecvError::Closed) => return,
         }
@@ -554,6 +562,16 @@ mod tests {
         assert_eq!(fresh(&c.caches.jti, Some("a"), now, generation), None);
         assert!(!c.check(&query("a")).await.unwrap().jti);
         assert_eq!(calls(&c), before + 1);
+    }
+
+    #[tokio::test]
+    async fn an_unscoped_event_forgets_not_revoked_answers() {
+        let c = cached();
+        assert!(!c.check(&query("a")).await.unwrap().jti);
+        let before = calls(&c);
+        c.caches.unscoped();
+        assert!(!c.check(&query("a")).await.unwrap().jti);
+        assert_eq!(calls(&c), before + 1, "asked the store again");
     }
 
     /// The memory store with its checks held back: by a delay, so that concurrent misses

@@ -35,8 +35,8 @@ struct Shared {
     subject_ttl: Option<Duration>,
 }
 
-/// One map per kind, keyed by the bare id, so that reads look up a `&str` without
-/// building a key.
+/// One map per kind, keyed by the (scoped, opaque) id, so that reads look up a `&str`
+/// without building a key.
 #[derive(Default)]
 struct Inner {
     jti: HashMap<String, Entry<Record>>,
@@ -195,7 +195,7 @@ impl RevocationStore for MemoryStore {
         let mut inner = self.shared.lock();
         let (written, old, new) = match *target {
             Target::Jti { expires_at, .. } => {
-                let secs = (expires_at - now_ms() / 1000).max(1) as u64;
+                let secs = super::marker_ttl(expires_at).unsigned_abs();
                 let at = now + Duration::from_secs(secs);
                 let old = inner.jti.get(id).and_then(|e| e.expires_at);
                 // A token revoked twice keeps the later of the two expiries.

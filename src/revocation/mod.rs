@@ -4,11 +4,15 @@
 //! The trait is shaped for a network store: every call is async and fallible, and one
 //! [`RevocationStore::check`] answers every revocation question about one token (its
 //! `jti`, user, tenant and family) so that a Redis store can do it in one round trip.
+//!
+//! Every identifier handed to a store is scoped (`{namespace}:{id}`, see [`scope`]):
+//! the stores, the cache and the events never look inside it.
 
 pub mod cache;
 pub mod events;
 pub mod memory;
 pub mod redis;
+pub mod scope;
 
 use std::future::Future;
 
@@ -19,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::jwt::Claims;
 use crate::reason::Reason;
 
-/// The identifiers of one token that revocation looks up.
+/// The scoped identifiers of one token that revocation looks up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Query<'a> {
     pub jti: Option<&'a str>,
@@ -32,12 +36,13 @@ pub struct Query<'a> {
 }
 
 impl<'a> Query<'a> {
+    /// Borrows the ids scoped at verification: nothing is built per check.
     pub fn for_claims(c: &'a Claims, expires_at: i64) -> Self {
         Query {
-            jti: c.jti.as_deref(),
-            user: c.user.as_deref(),
-            tenant: c.tenant.as_deref(),
-            family: c.family.as_deref(),
+            jti: c.scoped.jti.as_deref(),
+            user: c.scoped.user.as_deref(),
+            tenant: c.scoped.tenant.as_deref(),
+            family: c.scoped.family.as_deref(),
             expires_at,
         }
     }
@@ -69,7 +74,7 @@ pub struct State {
     pub family: bool,
 }
 
-/// What a revocation targets.
+/// What a revocation targets, by scoped id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
     /// One token; kept until `expires_at` (unix seconds: the token's `exp` plus leeway).
@@ -305,13 +310,45 @@ pub fn subject_revokes(
     by_version || by_cutoff
 }
 
-/// The audit event of one revocation (tracing target `audit`): kind, id, actor, reason
-/// and source. Identifiers only: never a token.
+/// Furthest ahead an operator may put a revoked `jti`'s expiry (admin API and CLI): ten
+/// years. Both stores hold that much (Redis `EX` and the memory store's `Instant`
+/// arithmetic fail far beyond it), so the answer is the same whatever the store.
+pub const MAX_JTI_AHEAD_SECONDS: i64 = 10 * 366 * 86_400;
+
+/// What an operator must give as a `jti`'s `expires_at` (admin API, CLI).
+pub const OPERATOR_EXPIRY: &str = "must be an integer: unix seconds of the token's exp";
+
+/// The one rule for an operator's `expires_at`, whatever the store: in the future (a
+/// dead token needs no revocation) and at most [`MAX_JTI_AHEAD_SECONDS`] ahead.
+pub fn operator_expiry(expires_at: i64, now: i64) -> Result<(), &'static str> {
+    if expires_at <= now {
+        Err("is in the past: that token is already dead")
+    } else if expires_at > now.saturating_add(MAX_JTI_AHEAD_SECONDS) {
+        Err("is more than 10 years ahead: no token lives that long")
+    } else {
+        Ok(())
+    }
+}
+
+/// A marker's lifetime in seconds, as both stores keep it: at least 1, and never so long
+/// that `Instant` or `EX` arithmetic could overflow (tokens are valid until year 9999 at
+/// most, so this only guards against a caller that did not check).
+pub fn marker_ttl(expires_at: i64) -> i64 {
+    expires_at
+        .saturating_sub(now_ms() / 1000)
+        .clamp(1, 10 * MAX_JTI_AHEAD_SECONDS)
+}
+
+/// The audit event of one revocation (tracing target `audit`): kind, namespace, id (as
+/// the token or operator named it), actor, reason and source. Identifiers only: never a
+/// token.
 pub fn audit(target: &Target<'_>, reason: &str, actor: Option<&str>, source: &str) {
+    let (namespace, id) = scope::split(target.id()).unwrap_or(("", target.id()));
     tracing::info!(
         target: "audit",
         kind = target.kind().as_str(),
-        id = target.id(),
+        namespace,
+        id,
         actor = actor.unwrap_or(""),
         reason,
         source,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod envoy;
+pub mod issuers;
 pub mod logs;
 pub mod nginx;
 pub mod oidc;

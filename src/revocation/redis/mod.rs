@@ -1,8 +1,10 @@
 //! The Redis store: shared by every replica (SPEC §3).
 //!
 //! - A check is one round trip to a standalone server (the `CHECK` script reads all four
-//!   keys); in Cluster mode, where the keys live on different nodes, the reads go out in
-//!   parallel and are combined.
+//!   keys, and with `legacy_keys: read` the four keys of the layout before issuer
+//!   namespaces too); in Cluster mode, where the keys live on different nodes, the reads
+//!   go out in parallel and are combined. A legacy revocation counts for whichever
+//!   namespace asks: it cannot know its issuer, so it is enforced for all of them.
 //! - A write stores its value and publishes its event in one script, and returns only
 //!   after Redis answered.
 //! - Start-up never waits for Redis: connections are made in the background with
@@ -10,6 +12,7 @@
 
 mod conn;
 mod keys;
+pub mod migrate;
 mod scripts;
 mod subscriber;
 
@@ -48,6 +51,8 @@ struct Shared {
 pub struct RedisStore {
     shared: Arc<Shared>,
     keys: Keys,
+    /// `revocation.legacy_keys: read`: checks and status also read the legacy layout.
+    legacy: bool,
     family_ttl: u64,
     subject_ttl: u64,
     events: Signals,
@@ -111,6 +116,7 @@ impl RedisStore {
         Ok(RedisStore {
             shared,
             keys,
+            legacy: revocation.legacy_keys == config::LegacyKeys::Read,
             family_ttl: revocation.family_ttl_seconds.max(1),
             subject_ttl: revocation.subject_ttl_seconds.unwrap_or(0),
             events,
@@ -134,6 +140,37 @@ impl RedisStore {
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
+
+    /// What one key holds, read as `kind` says.
+    async fn status_at(&self, kind: Kind, key: &str) -> Result<Option<Status>, StoreError> {
+        let mut cmd = redis::pipe();
+        match kind {
+            Kind::Jti | Kind::Family => cmd.get(key).ttl(key),
+            Kind::User | Kind::Tenant => cmd.hget(key, "ver").hget(key, "before"),
+        };
+        // Both commands touch one key, hence one slot: a pipeline works in a Cluster too.
+        let reply: (Option<String>, Option<i64>) = match self.conn()? {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+        .map_err(unavailable)?;
+        Ok(match (kind, reply) {
+            (_, (None, None)) => None,
+            (Kind::Jti | Kind::Family, (Some(json), ttl)) => {
+                let record = serde_json::from_str(&json).map_err(|e| {
+                    StoreError::Unavailable(format!("unreadable record at {key}: {e}"))
+                })?;
+                Some(Status::Marker {
+                    record,
+                    expires_in_seconds: ttl.filter(|t| *t >= 0),
+                })
+            }
+            (Kind::Jti | Kind::Family, (None, _)) => None,
+            (Kind::User | Kind::Tenant, (ver, before)) => {
+                subject(ver.and_then(|v| v.parse().ok()), before).map(Status::Subject)
+            }
+        })
+    }
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -152,32 +189,52 @@ fn subject(ver: Option<i64>, before: Option<i64>) -> Option<Subject> {
     })
 }
 
+/// A subject known under both layouts: the higher version and the later cut-off, so
+/// that whichever revoked more wins.
+fn merge(a: Option<Subject>, b: Option<Subject>) -> Option<Subject> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Subject::new(
+            a.version.max(b.version),
+            a.before_ms.max(b.before_ms),
+        )),
+        (a, b) => a.or(b),
+    }
+}
+
 impl RevocationStore for RedisStore {
     async fn check(&self, q: &Query<'_>) -> Result<State, StoreError> {
         let key = |kind, id: Option<&str>| id.map(|id| self.keys.key(kind, id));
-        let jti = key(Kind::Jti, q.jti);
-        let user = key(Kind::User, q.user);
-        let tenant = key(Kind::Tenant, q.tenant);
-        let family = key(Kind::Family, q.family);
+        let legacy = |kind, id: Option<&str>| {
+            id.filter(|_| self.legacy)
+                .and_then(|id| self.keys.legacy_of(kind, id))
+        };
+        let keys = [
+            key(Kind::Jti, q.jti),
+            key(Kind::User, q.user),
+            key(Kind::Tenant, q.tenant),
+            key(Kind::Family, q.family),
+            legacy(Kind::Jti, q.jti),
+            legacy(Kind::User, q.user),
+            legacy(Kind::Tenant, q.tenant),
+            legacy(Kind::Family, q.family),
+        ];
         match self.conn()? {
             Conn::Single(mut c) => {
-                let or_empty = |k: &Option<String>| k.clone().unwrap_or_default();
-                let reply: Vec<redis::Value> = scripts::CHECK
-                    .key(or_empty(&jti))
-                    .key(or_empty(&user))
-                    .key(or_empty(&tenant))
-                    .key(or_empty(&family))
-                    .invoke_async(&mut c)
-                    .await
-                    .map_err(unavailable)?;
-                if reply.len() != 6 {
+                let mut inv = scripts::CHECK.prepare_invoke();
+                for k in &keys {
+                    inv.key(k.as_deref().unwrap_or_default());
+                }
+                let reply: Vec<redis::Value> =
+                    inv.invoke_async(&mut c).await.map_err(unavailable)?;
+                if reply.len() != 10 {
                     return Err(StoreError::Unavailable("unexpected CHECK reply".into()));
                 }
+                let at = |i: usize| opt_i64(&reply[i]);
                 Ok(State {
-                    jti: opt_i64(&reply[0]) == Some(1),
-                    user: subject(opt_i64(&reply[1]), opt_i64(&reply[2])),
-                    tenant: subject(opt_i64(&reply[3]), opt_i64(&reply[4])),
-                    family: opt_i64(&reply[5]) == Some(1),
+                    jti: at(0).is_some_and(|n| n > 0),
+                    user: merge(subject(at(1), at(2)), subject(at(3), at(4))),
+                    tenant: merge(subject(at(5), at(6)), subject(at(7), at(8))),
+                    family: at(9).is_some_and(|n| n > 0),
                 })
             }
             Conn::Cluster(c) => {
@@ -202,17 +259,22 @@ impl RevocationStore for RedisStore {
                         None => Ok(None),
                     }
                 };
-                let (j, u, t, f) = tokio::join!(
+                let [jti, user, tenant, family, l_jti, l_user, l_tenant, l_family] = keys;
+                let (j, u, t, f, lj, lu, lt, lf) = tokio::join!(
                     exists(jti, c.clone()),
                     hash(user, c.clone()),
                     hash(tenant, c.clone()),
-                    exists(family, c),
+                    exists(family, c.clone()),
+                    exists(l_jti, c.clone()),
+                    hash(l_user, c.clone()),
+                    hash(l_tenant, c.clone()),
+                    exists(l_family, c),
                 );
                 Ok(State {
-                    jti: j.map_err(unavailable)?,
-                    user: u.map_err(unavailable)?,
-                    tenant: t.map_err(unavailable)?,
-                    family: f.map_err(unavailable)?,
+                    jti: j.map_err(unavailable)? || lj.map_err(unavailable)?,
+                    user: merge(u.map_err(unavailable)?, lu.map_err(unavailable)?),
+                    tenant: merge(t.map_err(unavailable)?, lt.map_err(unavailable)?),
+                    family: f.map_err(unavailable)? || lf.map_err(unavailable)?,
                 })
             }
         }
@@ -225,7 +287,7 @@ impl RevocationStore for RedisStore {
         let record_json = serde_json::to_string(record).unwrap_or_default();
         let conn = self.conn()?;
         let marker_ttl = match *target {
-            Target::Jti { expires_at, .. } => Some((expires_at - now_ms() / 1000).max(1)),
+            Target::Jti { expires_at, .. } => Some(super::marker_ttl(expires_at)),
             Target::Family(_) => Some(self.family_ttl as i64),
             Target::User(_) | Target::Tenant(_) => None,
         };
@@ -242,11 +304,7 @@ impl RevocationStore for RedisStore {
         }
         // User or tenant: the event's version and cut-off are only known inside the
         // script, so it completes the JSON that starts here.
-        let head = format!(
-            r#"{{"kind":"{}","id":{}"#,
-            kind.as_str(),
-            serde_json::to_string(target.id()).unwrap_or_default()
-        );
+        let head = Event::subject_head(kind, target.id());
         let mut inv = scripts::BUMP.key(&key);
         inv.arg(now_ms())
             .arg(self.subject_ttl)
@@ -263,34 +321,20 @@ impl RevocationStore for RedisStore {
         }))
     }
 
+    /// The current key, merged with the legacy one while `legacy_keys: read`: a
+    /// subject's higher version and later cut-off, a marker from either (the current
+    /// one first: it is the newer write).
     async fn status(&self, kind: Kind, id: &str) -> Result<Option<Status>, StoreError> {
-        let key = self.keys.key(kind, id);
-        let mut cmd = redis::pipe();
-        match kind {
-            Kind::Jti | Kind::Family => cmd.get(&key).ttl(&key),
-            Kind::User | Kind::Tenant => cmd.hget(&key, "ver").hget(&key, "before"),
+        let current = self.status_at(kind, &self.keys.key(kind, id)).await?;
+        let legacy = match self.keys.legacy_of(kind, id).filter(|_| self.legacy) {
+            Some(key) => self.status_at(kind, &key).await?,
+            None => None,
         };
-        // Both commands touch one key, hence one slot: a pipeline works in a Cluster too.
-        let reply: (Option<String>, Option<i64>) = match self.conn()? {
-            Conn::Single(mut c) => cmd.query_async(&mut c).await,
-            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-        }
-        .map_err(unavailable)?;
-        Ok(match (kind, reply) {
-            (_, (None, None)) => None,
-            (Kind::Jti | Kind::Family, (Some(json), ttl)) => {
-                let record = serde_json::from_str(&json).map_err(|e| {
-                    StoreError::Unavailable(format!("unreadable record at {key}: {e}"))
-                })?;
-                Some(Status::Marker {
-                    record,
-                    expires_in_seconds: ttl.filter(|t| *t >= 0),
-                })
+        Ok(match (current, legacy) {
+            (Some(Status::Subject(a)), Some(Status::Subject(b))) => {
+                merge(Some(a), Some(b)).map(Status::Subject)
             }
-            (Kind::Jti | Kind::Family, (None, _)) => None,
-            (Kind::User | Kind::Tenant, (ver, before)) => {
-                subject(ver.and_then(|v| v.parse().ok()), before).map(Status::Subject)
-            }
+            (current, legacy) => current.or(legacy),
         })
     }
 
@@ -450,6 +494,6 @@ async fn warn_without_persistence(conn: &Conn, redacted: &str) {
 }
 
 /// Used by the subscriber to turn raw messages into signals.
-fn parse_event(payload: &[u8]) -> Option<Event> {
-    Event::from_json(payload)
+fn parse_event(payload: &[u8]) -> Option<Signal> {
+    Event::signal(payload)
 }

@@ -5,24 +5,31 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Reads everything one check needs. KEYS: jti, user, tenant, family (an empty name
-/// means "the token has no such claim"). Returns
-/// `{jti_exists, user_ver, user_before, tenant_ver, tenant_before, family_exists}`
-/// with `false` (nil) for absent hash fields.
+/// Reads everything one check needs. KEYS: jti, user, tenant, family, then the legacy
+/// keys of the same four (an empty name means "the token has no such claim", or no
+/// legacy read). Returns `{jti_exists, user_ver, user_before, legacy_user_ver,
+/// legacy_user_before, tenant_ver, tenant_before, legacy_tenant_ver,
+/// legacy_tenant_before, family_exists}` with `false` (nil) for absent hash fields; a
+/// marker exists when either of its two keys does (one EXISTS for both).
 pub static CHECK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local function exists(k)
-  if k == '' then return 0 end
-  return redis.call('EXISTS', k)
+local function exists(a, b)
+  if a == '' and b == '' then return 0 end
+  if b == '' then return redis.call('EXISTS', a) end
+  if a == '' then return redis.call('EXISTS', b) end
+  return redis.call('EXISTS', a, b)
 end
 local function subject(k)
   if k == '' then return {false, false} end
   return redis.call('HMGET', k, 'ver', 'before')
 end
 local u = subject(KEYS[2])
+local lu = subject(KEYS[6])
 local t = subject(KEYS[3])
-return {exists(KEYS[1]), u[1], u[2], t[1], t[2], exists(KEYS[4])}
+local lt = subject(KEYS[7])
+return {exists(KEYS[1], KEYS[5]), u[1], u[2], lu[1], lu[2], t[1], t[2], lt[1], lt[2],
+        exists(KEYS[4], KEYS[8])}
 "#,
     )
 });
@@ -57,6 +64,78 @@ local ttl = tonumber(ARGV[2])
 if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. string.format(',"ver":%d,"before":%d}', ver, before))
 return {ver, before}
+"#,
+    )
+});
+
+/// `tokengate migrate`: merges a legacy `jti` or family marker into its current key.
+/// KEYS: the current key. ARGV: record JSON, TTL in ms (-1: none), channel, event JSON.
+/// An existing current marker keeps its record (it is the newer write) and gets the
+/// longer of the two lifetimes. Returns 1 when the key was created, 0 when merged.
+pub static MERGE_MARKER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ttl = tonumber(ARGV[2])
+local created = 0
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1])
+  created = 1
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+else
+  local left = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then
+    redis.call('PERSIST', KEYS[1])
+  elseif left >= 0 and ttl > left then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return created
+"#,
+    )
+});
+
+/// `tokengate migrate`: merges a legacy user or tenant into its current hash: the higher
+/// version and the later cut-off win, so the merge can only revoke more. KEYS: the
+/// current hash. ARGV: legacy ver, legacy before, TTL in ms (-1: none), channel, the
+/// event JSON without its closing `,"ver":…,"before":…}`. Returns `{created, ver,
+/// before}`.
+pub static MERGE_SUBJECT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local created = 1 - redis.call('EXISTS', KEYS[1])
+local ttl = tonumber(ARGV[3])
+local ver = math.max(tonumber(redis.call('HGET', KEYS[1], 'ver') or '0'), tonumber(ARGV[1]))
+local before = math.max(tonumber(redis.call('HGET', KEYS[1], 'before') or '0'), tonumber(ARGV[2]))
+local left = redis.call('PTTL', KEYS[1])
+redis.call('HSET', KEYS[1], 'ver', string.format('%d', ver), 'before', string.format('%d', before))
+if ttl < 0 or (created == 0 and left < 0) then
+  redis.call('PERSIST', KEYS[1])
+elseif ttl > left then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. string.format(',"ver":%d,"before":%d}', ver, before))
+return {created, ver, before}
+"#,
+    )
+});
+
+/// `tokengate migrate`: deletes a legacy key only if it still holds what was copied
+/// (an old replica may have written it again meanwhile; then it is copied once more).
+/// KEYS: the legacy key. ARGV: `marker` and the value, or `subject`, ver and before.
+/// Returns 1 when deleted.
+pub static DELETE_IF_SAME: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local same
+if ARGV[1] == 'marker' then
+  same = redis.call('GET', KEYS[1]) == ARGV[2]
+else
+  local v = redis.call('HMGET', KEYS[1], 'ver', 'before')
+  same = tonumber(v[1] or '0') == tonumber(ARGV[2]) and tonumber(v[2] or '0') == tonumber(ARGV[3])
+end
+if same then return redis.call('DEL', KEYS[1]) end
+return 0
 "#,
     )
 });

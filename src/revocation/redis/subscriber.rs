@@ -1,5 +1,6 @@
 //! The invalidation subscriber: one pub/sub connection per replica on `{prefix}events`.
-//! Every message becomes a [`Signal::Event`]; a dropped connection becomes a
+//! Every message becomes a [`Signal::Event`] (or [`Signal::Unscoped`] when an older
+//! replica sent it); a dropped connection becomes a
 //! [`Signal::Gap`] (the cache forgets its "not revoked" answers), and every successful
 //! subscription a [`Signal::Up`] (after a gap the cache forgets once more, since events
 //! published in between were lost).
@@ -39,8 +40,8 @@ pub async fn run(
                         _ = shutdown.cancelled() => return,
                         msg = stream.next() => match msg {
                             Some(msg) => {
-                                if let Some(event) = parse_event(msg.get_payload_bytes()) {
-                                    let _ = tx.send(Signal::Event(event));
+                                if let Some(signal) = parse_event(msg.get_payload_bytes()) {
+                                    let _ = tx.send(signal);
                                 }
                             }
                             None => break,
