@@ -1095,3 +1095,67 @@ fn property_no_resolution_of_a_protected_path_is_allowed_without_what_it_require
         .unwrap_or_else(|e| panic!("{e}"));
     drop(server);
 }
+
+/// Fail-open is for Check only: with `on_store_error: allow` and Redis down, a Check is
+/// allowed (and counted), but introspection never vouches for a token whose revocation
+/// state nobody could read (503), and it accepts `basic` in any case.
+#[tokio::test(flavor = "multi_thread")]
+async fn introspection_never_vouches_blind_even_when_checks_fail_open() {
+    use support::redis::{RedisServer, TempDir};
+    let mut redis = RedisServer::start();
+    let dir = TempDir::new("introspect");
+    let secret = dir.0.join("client.secret");
+    std::fs::write(&secret, "introspection-secret-0123456789\r\n").expect("secret");
+    let store = support::redis::store_yaml(&redis.url(), "  on_store_error: allow\n");
+    let yaml = format!(
+        "{}oauth:\n  introspection_clients:\n    - id: api\n      secret_file: {}\n",
+        config_yaml(&store),
+        secret.display()
+    );
+    let server = TestServer::start(&yaml).await;
+    let t = token("ec256", "ivan", json!({}));
+    let http = reqwest::Client::new();
+    let introspect = |scheme: &'static str| {
+        let (http, url, t) = (
+            http.clone(),
+            server.http_url("/v1/oauth/introspect"),
+            t.clone(),
+        );
+        async move {
+            use base64::Engine as _;
+            let creds = base64::engine::general_purpose::STANDARD
+                .encode("api:introspection-secret-0123456789");
+            let resp = http
+                .post(url)
+                .header("authorization", format!("{scheme} {creds}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("token={t}"))
+                .send()
+                .await
+                .expect("introspection answers");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for scheme in ["Basic", "basic", "BASIC"] {
+        let (status, body) = introspect(scheme, t.clone()).await;
+        assert_eq!(
+            (status, body["active"].as_bool()),
+            (200, Some(true)),
+            "{scheme}: {body}"
+        );
+    }
+    redis.kill();
+    let mut grpc = server.grpc().await;
+    let fresh = token("ec256", "judy", json!({}));
+    assert!(
+        check_token(&mut grpc, &fresh).await.allowed(),
+        "Check fails open"
+    );
+    let (status, body) = introspect("Basic").await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (503, Some("store_unavailable")),
+        "{body}"
+    );
+}

@@ -332,21 +332,28 @@ async fn issuer_table(s: &TestServer, shared: bool) {
                 (issuer.twin(), false),
                 (issuer.twin(), true),
             ];
+            // Each probe's token is made once, before the revocation: a token minted
+            // after a logout-all cut-off is rightly valid, and a fresh one minted in the
+            // next second would be.
+            let tokens: Vec<String> = probes
+                .iter()
+                .map(|(who, sibling)| ids.token(*who, *sibling))
+                .collect();
             // warm every cache first: the revocation must reach cached answers too
-            for (who, sibling) in probes {
-                let a = check_token(&mut c, &ids.token(who, sibling)).await;
+            for ((who, _), t) in probes.iter().zip(&tokens) {
+                let a = check_token(&mut c, t).await;
                 assert!(a.allowed(), "{surface:?}: {who:?} before: {a:?}");
             }
             revoke_through(s, surface, issuer, &ids).await;
             let (own, sibling) = surface.expected();
-            for (who, is_sibling) in probes {
+            for ((who, is_sibling), t) in probes.into_iter().zip(&tokens) {
                 let same_namespace = who == issuer || shared;
                 let want = match (same_namespace, is_sibling) {
                     (false, _) => None,
                     (true, false) => own,
                     (true, true) => sibling,
                 };
-                let a = check_token(&mut c, &ids.token(who, is_sibling)).await;
+                let a = check_token(&mut c, t).await;
                 assert_eq!(
                     a.reason().as_deref(),
                     want,
