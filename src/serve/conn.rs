@@ -8,7 +8,9 @@
 //! ([`Activity`]), and the task serving it closes it when, with no request in flight:
 //! - the first request's head is not complete `header` after the connection opened;
 //! - a later request's head is not complete `header` after its first byte; or
-//! - no byte of a next request came `idle` after the last response.
+//! - no byte of a next request came `idle` after the last response (on HTTP/2, whose
+//!   control frames cannot be told from a next request by their bytes: no next
+//!   request came `idle` after the last response).
 //!
 //! Closing is graceful where the protocol allows it: HTTP/2 gets GOAWAY and a moment to
 //! take it; an HTTP/1 connection with nothing in flight has nothing to lose and is
@@ -107,9 +109,10 @@ impl Activity {
         self.in_flight.load(SeqCst) > 0
     }
 
-    /// Bytes arrived from the client.
+    /// Bytes arrived from the client. On HTTP/2 they may be PINGs or SETTINGS rather than
+    /// a next request, so only the idle timeout applies between requests there.
     fn read(&self) {
-        if !self.busy() && self.first_byte.load(SeqCst) == NONE {
+        if !self.busy() && !self.is_h2() && self.first_byte.load(SeqCst) == NONE {
             self.first_byte.store(self.now(), SeqCst);
         }
     }
