@@ -453,13 +453,18 @@ struct Frame {
 
 impl H2 {
     async fn connect(addr: SocketAddr, answer_pings: bool) -> H2 {
+        H2::connect_with(addr, answer_pings, &[]).await
+    }
+
+    /// Connects sending these SETTINGS (6 bytes each: id, value).
+    async fn connect_with(addr: SocketAddr, answer_pings: bool, settings: &[u8]) -> H2 {
         let mut h2 = H2 {
             s: connect(addr).await,
             buf: Vec::new(),
             answer_pings,
         };
         h2.s.write_all(PREFACE).await.unwrap();
-        h2.send(SETTINGS, 0, 0, &[]).await;
+        h2.send(SETTINGS, 0, 0, settings).await;
         h2
     }
 
@@ -524,11 +529,17 @@ impl H2 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_is_still_served_and_an_idle_h2c_connection_gets_goaway() {
     let server = TestServer::start(&limits_yaml(
-        &[("header_timeout_seconds", 30), ("idle_timeout_seconds", 2)],
+        &[("header_timeout_seconds", 2), ("idle_timeout_seconds", 3)],
         &[],
     ))
     .await;
-    let idle = secs(2);
+    let (header, idle) = (secs(2), secs(3));
+    // Half a preface: hyper-util is still telling HTTP/1 from HTTP/2, and hyper's own
+    // header timeout does not run yet. And a whole preface with no request after it.
+    let opened = Instant::now();
+    let mut half = connect(server.addrs.http).await;
+    half.write_all(&PREFACE[..16]).await.unwrap();
+    let mut silent = H2::connect(server.addrs.http, true).await;
     let client = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
@@ -558,6 +569,96 @@ async fn h2c_is_still_served_and_an_idle_h2c_connection_gets_goaway() {
     }
     let goaway = goaway.expect("an idle HTTP/2 connection is told to go away, not dropped");
     assert!(goaway - answered >= idle, "GOAWAY before the idle timeout");
+
+    let c = closed_by(&mut half, opened + header + MARGIN, "half a preface").await;
+    assert!(c.bytes.is_empty(), "{:?}", c.text());
+    assert!(c.at - opened >= header, "closed before the header timeout");
+    let mut goaway = None;
+    while let Some(f) = silent.next(opened + header + MARGIN, "GOAWAY").await {
+        if f.ty == GOAWAY && goaway.is_none() {
+            goaway = Some(Instant::now());
+        }
+    }
+    let goaway = goaway.expect("a connection with no request is told to go away");
+    assert!(
+        goaway - opened >= header,
+        "GOAWAY before the header timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_peer_that_grants_no_window_for_its_answer_is_closed() {
+    let server = TestServer::start(&limits_yaml(
+        &[
+            ("header_timeout_seconds", 30),
+            ("request_timeout_seconds", 2),
+            ("idle_timeout_seconds", 2),
+        ],
+        &[],
+    ))
+    .await;
+    let stuck = secs(2 + 2);
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may carry DATA to this peer
+    let mut h2 = H2::connect_with(server.addrs.http, true, &[0, 4, 0, 0, 0, 0]).await;
+    let asked = Instant::now();
+    h2.get("/authz/api/items").await; // no token: a 401 with a JSON body
+    let mut head = false;
+    while let Some(f) = h2.next(asked + stuck + MARGIN, "close").await {
+        assert!(
+            !(f.stream == 1 && f.ty == DATA),
+            "DATA was sent without a window"
+        );
+        head |= f.stream == 1 && f.ty == HEADERS;
+    }
+    assert!(head, "the answer's head was sent");
+    assert!(
+        asked.elapsed() >= stuck,
+        "closed before the stuck-connection bound (request + idle)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_its_responses_is_closed() {
+    let server = TestServer::start(&limits_yaml(
+        &[
+            ("header_timeout_seconds", 30),
+            ("request_timeout_seconds", 2),
+            ("idle_timeout_seconds", 2),
+        ],
+        &[],
+    ))
+    .await;
+    // A small receive buffer, so that unread answers fill it soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(server.addrs.http).await.unwrap();
+    // Pipeline requests and never read, until the server stops taking them (it stops
+    // reading while it cannot write).
+    let req = b"GET /authz/public/page HTTP/1.1\r\nHost: tokengate\r\n\r\n";
+    let mut sent = 0u32;
+    let stuck = loop {
+        match tokio::time::timeout(Duration::from_millis(500), s.write_all(req)).await {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(e)) => panic!("closed while still taking requests, after {sent}: {e}"),
+            Err(_) => break Instant::now(),
+        }
+        assert!(sent < 1_000_000, "the server took every request");
+    };
+    // Closed within the stuck-connection bound (request + idle) plus the margin, seen
+    // without reading: a write fails once the server has reset the connection.
+    let until = stuck + secs(2 + 2) + MARGIN;
+    loop {
+        match s.try_write(b"x") {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+            Ok(_) => {}
+        }
+        assert!(
+            Instant::now() < until,
+            "a client not reading its {sent} answers still holds its connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,12 +10,18 @@
 //! - a later request's head is not complete `header` after its first byte; or
 //! - no byte of a next request came `idle` after the last response (on HTTP/2, whose
 //!   control frames cannot be told from a next request by their bytes: no next
-//!   request came `idle` after the last response).
+//!   request came `idle` after the last response);
+//!
+//! and, with requests in flight, when none has started or finished for `request +
+//! idle`: each request has its own deadline, so this is a client that does not take its
+//! responses (a greedy reader pipelining requests, or an HTTP/2 peer granting no flow
+//! control window), which would otherwise hold the connection with a write that never
+//! completes.
 //!
 //! Closing is graceful where the protocol allows it: HTTP/2 gets GOAWAY and a moment to
 //! take it; an HTTP/1 connection with nothing in flight has nothing to lose and is
-//! dropped. The same path serves shutdown, so a half-sent request head cannot hold the
-//! drain up either.
+//! dropped, as is a connection stuck on responses it is not taking. The same path serves
+//! shutdown, so a half-sent request head cannot hold the drain up either.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -72,7 +78,8 @@ pub(super) struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
     served: AtomicBool,
-    idle_since: AtomicU64,
+    /// When a request last started or finished.
+    progress: AtomicU64,
     first_byte: AtomicU64,
     h2: AtomicBool,
     /// Wakes the connection task when an HTTP/2 request ends on another task; HTTP/1
@@ -86,7 +93,7 @@ impl Activity {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             served: AtomicBool::new(false),
-            idle_since: AtomicU64::new(0),
+            progress: AtomicU64::new(0),
             first_byte: AtomicU64::new(NONE),
             h2: AtomicBool::new(false),
             ended: Notify::new(),
@@ -121,24 +128,24 @@ impl Activity {
     /// the returned guard is dropped with the response body.
     pub(super) fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, SeqCst);
+        self.progress.store(self.now(), SeqCst);
         self.served.store(true, SeqCst);
         self.first_byte.store(NONE, SeqCst);
         InFlight(self.clone())
     }
 
-    /// When the connection is to be closed if nothing changes; `None` while busy (each
-    /// request then has its own deadline).
-    fn deadline(&self, t: &Timeouts) -> Option<Instant> {
+    /// When the connection is to be closed if nothing changes.
+    fn deadline(&self, t: &Timeouts) -> Instant {
         if self.busy() {
-            return None;
+            return self.at(self.progress.load(SeqCst)) + t.request + t.idle;
         }
         if !self.served.load(SeqCst) {
-            return Some(self.opened + t.header);
+            return self.opened + t.header;
         }
-        Some(match self.first_byte.load(SeqCst) {
-            NONE => self.at(self.idle_since.load(SeqCst)) + t.idle,
+        match self.first_byte.load(SeqCst) {
+            NONE => self.at(self.progress.load(SeqCst)) + t.idle,
             first => self.at(first) + t.header,
-        })
+        }
     }
 }
 
@@ -148,7 +155,7 @@ pub(super) struct InFlight(Arc<Activity>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let a = &self.0;
-        a.idle_since.store(a.now(), SeqCst);
+        a.progress.store(a.now(), SeqCst);
         a.first_byte.store(NONE, SeqCst);
         if a.in_flight.fetch_sub(1, SeqCst) == 1 && a.is_h2() {
             a.ended.notify_one();
@@ -273,21 +280,23 @@ pub(super) async fn serve(
         let wake = match closing {
             None => {
                 let stop = cancelled.as_mut().poll(cx).is_ready();
-                match activity.deadline(&t) {
-                    Some(at) if !stop && at > now => Some(at),
-                    None if !stop => None,
-                    _ => {
-                        // Timed out, or shutting down: let hyper close what it can
-                        // close cleanly, and look again.
-                        conn.as_mut().graceful_shutdown();
-                        let grace = if activity.is_h2() {
-                            GOAWAY_GRACE
-                        } else {
-                            Duration::ZERO
-                        };
-                        closing = Some(now + grace);
-                        continue;
-                    }
+                let at = activity.deadline(&t);
+                if !stop && at > now {
+                    at
+                } else if !stop && activity.busy() {
+                    // stuck on responses the client does not take
+                    return Poll::Ready(());
+                } else {
+                    // Timed out, or shutting down: let hyper close what it can close
+                    // cleanly, and look again.
+                    conn.as_mut().graceful_shutdown();
+                    let grace = if activity.is_h2() {
+                        GOAWAY_GRACE
+                    } else {
+                        Duration::ZERO
+                    };
+                    closing = Some(now + grace);
+                    continue;
                 }
             }
             Some(at) => {
@@ -295,16 +304,17 @@ pub(super) async fn serve(
                 if until <= now {
                     return Poll::Ready(());
                 }
-                Some(until)
+                until
             }
         };
-        if let Some(at) = wake {
-            if timer.deadline() != at {
-                timer.as_mut().reset(at);
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                continue;
-            }
+        // The deadline moves later with every request. Rather than follow each move,
+        // the timer is moved only when the deadline comes before it, or once it has
+        // fired: it is then armed again for the deadline as it now is.
+        if wake < timer.deadline() || timer.deadline() <= now {
+            timer.as_mut().reset(wake);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            continue;
         }
         return Poll::Pending;
     })
