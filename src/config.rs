@@ -652,7 +652,7 @@ pub struct GrpcLimits {
     #[serde(default = "default_pending_resets")]
     pub max_pending_accept_reset_streams: usize,
     /// When set, a connection gets GOAWAY this long after it opened (its calls finish,
-    /// for at most `request_timeout_seconds`). Off by default: it would recycle Envoy's
+    /// each within `request_timeout_seconds`). Off by default: it would recycle Envoy's
     /// healthy connections.
     #[serde(default)]
     pub max_connection_age_seconds: Option<u64>,

@@ -716,6 +716,30 @@ async fn a_grpc_peer_that_answers_pings_is_kept_however_idle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_max_connection_age_when_set_ends_in_goaway() {
+    let server = TestServer::start(&limits_yaml(
+        &[],
+        &[
+            ("max_connection_age_seconds", 2),
+            ("request_timeout_seconds", 1),
+        ],
+    ))
+    .await;
+    let age = secs(2);
+    let opened = Instant::now();
+    let mut h2 = H2::connect(server.addrs.grpc, true).await;
+    let mut goaway = None;
+    // GOAWAY, then closed: nothing is in flight
+    while let Some(f) = h2.next(opened + age + MARGIN, "GOAWAY and close").await {
+        if f.ty == GOAWAY && goaway.is_none() {
+            goaway = Some(Instant::now());
+        }
+    }
+    let goaway = goaway.expect("an aged connection is told to go away");
+    assert!(goaway - opened >= age, "GOAWAY before the configured age");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_connections_without_a_handshake_are_closed() {
     let server = TestServer::start(&limits_yaml(&[], &[("handshake_timeout_seconds", 2)])).await;
     let handshake = secs(2);

@@ -34,18 +34,17 @@ fn secs(s: u64) -> Duration {
 
 /// A tonic server builder with the configured HTTP/2 limits.
 pub fn server(limits: &GrpcLimits) -> tonic::transport::Server {
-    let request = secs(limits.request_timeout_seconds);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(secs(limits.keepalive_interval_seconds)))
         .http2_keepalive_timeout(Some(secs(limits.keepalive_timeout_seconds)))
-        .timeout(request)
+        .timeout(secs(limits.request_timeout_seconds))
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_max_pending_accept_reset_streams(Some(limits.max_pending_accept_reset_streams));
     match limits.max_connection_age_seconds {
-        // calls in flight at GOAWAY get as long as any call may take
-        Some(age) => server
-            .max_connection_age(secs(age))
-            .max_connection_age_grace(request),
+        // No max_connection_age_grace: tonic 0.14 then skips the GOAWAY and closes at
+        // age + grace without warning. Calls in flight at GOAWAY are bounded anyway, by
+        // the request timeout.
+        Some(age) => server.max_connection_age(secs(age)),
         None => server,
     }
 }
