@@ -698,18 +698,229 @@ pub struct Server {
     /// On SIGTERM, how long in-flight requests may take before the process exits anyway.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
+    #[serde(default)]
+    pub http_limits: HttpLimits,
+    #[serde(default)]
+    pub grpc_limits: GrpcLimits,
 }
 
 impl Default for Server {
     fn default() -> Self {
         Self {
             shutdown_grace_seconds: default_grace(),
+            http_limits: HttpLimits::default(),
+            grpc_limits: GrpcLimits::default(),
         }
     }
 }
 
 fn default_grace() -> u64 {
     20
+}
+
+/// How long a client of an HTTP listener (public and admin, each counted on its own) may
+/// hold a connection without finishing a request, and how many it may hold at once. A
+/// client that opens connections and sends half a request costs the attacker nothing and
+/// would otherwise keep a slot for ever (issue 13); the timeouts bound how long each slot
+/// is held and the cap bounds how many there are.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimits {
+    /// A request head must be complete this long after the connection opened, or (on a
+    /// kept-alive connection) after its first byte arrived (nginx `client_header_timeout`).
+    #[serde(default = "sixty")]
+    pub header_timeout_seconds: u64,
+    /// Longest wait between two reads of a request body (nginx `client_body_timeout`).
+    #[serde(default = "sixty")]
+    pub body_timeout_seconds: u64,
+    /// From a complete request head to the response: bounds a body trickled one byte at a
+    /// time, each within `body_timeout_seconds`.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    /// How long a connection with no request in flight waits for the next one (nginx
+    /// `keepalive_timeout`).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// Open connections per listener; further connections are accepted and closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_seconds: sixty(),
+            body_timeout_seconds: sixty(),
+            request_timeout_seconds: default_request_timeout(),
+            idle_timeout_seconds: default_idle_timeout(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// The gRPC listener's limits. Envoy keeps long-lived HTTP/2 connections to ext_authz and
+/// multiplexes every check over them, so nothing here closes a connection that answers
+/// pings; unresponsive peers are found by HTTP/2 PING, and silent sockets by the
+/// handshake timeout.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcLimits {
+    /// A new connection must send the HTTP/2 preface and its first frame within this.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout_seconds: u64,
+    /// An HTTP/2 PING is sent when the connection has been quiet this long ...
+    #[serde(default = "sixty")]
+    pub keepalive_interval_seconds: u64,
+    /// ... and the connection is closed when its answer takes longer than this.
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout_seconds: u64,
+    /// Longest time one call may take (a shorter `grpc-timeout` from the client wins).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    /// Concurrent calls per connection (SETTINGS_MAX_CONCURRENT_STREAMS); Envoy opens
+    /// another connection when it needs more.
+    #[serde(default = "default_max_streams")]
+    pub max_concurrent_streams: u32,
+    /// Streams a client may open and reset before they are answered, before the
+    /// connection is closed with GOAWAY (HTTP/2 rapid reset, CVE-2023-44487).
+    #[serde(default = "default_pending_resets")]
+    pub max_pending_accept_reset_streams: usize,
+    /// When set, a connection gets GOAWAY this long after it opened (its calls finish,
+    /// each within `request_timeout_seconds`). Off by default: it would recycle Envoy's
+    /// healthy connections.
+    #[serde(default)]
+    pub max_connection_age_seconds: Option<u64>,
+    /// Open connections; further connections are accepted and closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl Default for GrpcLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout_seconds: default_handshake_timeout(),
+            keepalive_interval_seconds: sixty(),
+            keepalive_timeout_seconds: default_keepalive_timeout(),
+            request_timeout_seconds: default_request_timeout(),
+            max_concurrent_streams: default_max_streams(),
+            max_pending_accept_reset_streams: default_pending_resets(),
+            max_connection_age_seconds: None,
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn sixty() -> u64 {
+    60
+}
+fn default_request_timeout() -> u64 {
+    120
+}
+fn default_idle_timeout() -> u64 {
+    75
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_handshake_timeout() -> u64 {
+    10
+}
+fn default_keepalive_timeout() -> u64 {
+    20
+}
+fn default_max_streams() -> u32 {
+    1024
+}
+fn default_pending_resets() -> usize {
+    20
+}
+
+/// Longest accepted timeout: beyond a day a "timeout" is no bound at all, and a bound
+/// keeps deadline arithmetic far from overflow.
+const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+/// Most connections one listener may be configured to hold (far above any file
+/// descriptor limit; it also keeps the count within a semaphore's range).
+const MAX_CONNECTIONS: usize = 1_000_000;
+
+impl Server {
+    /// The limits' own checks: every timeout 1 s ..= 1 day, every count at least 1.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let h = &self.http_limits;
+        let g = &self.grpc_limits;
+        let timeouts = [
+            (
+                "http_limits.header_timeout_seconds",
+                Some(h.header_timeout_seconds),
+            ),
+            (
+                "http_limits.body_timeout_seconds",
+                Some(h.body_timeout_seconds),
+            ),
+            (
+                "http_limits.request_timeout_seconds",
+                Some(h.request_timeout_seconds),
+            ),
+            (
+                "http_limits.idle_timeout_seconds",
+                Some(h.idle_timeout_seconds),
+            ),
+            (
+                "grpc_limits.handshake_timeout_seconds",
+                Some(g.handshake_timeout_seconds),
+            ),
+            (
+                "grpc_limits.keepalive_interval_seconds",
+                Some(g.keepalive_interval_seconds),
+            ),
+            (
+                "grpc_limits.keepalive_timeout_seconds",
+                Some(g.keepalive_timeout_seconds),
+            ),
+            (
+                "grpc_limits.request_timeout_seconds",
+                Some(g.request_timeout_seconds),
+            ),
+            (
+                "grpc_limits.max_connection_age_seconds",
+                g.max_connection_age_seconds,
+            ),
+        ];
+        for (field, value) in timeouts {
+            if let Some(v) = value {
+                if !(1..=MAX_TIMEOUT_SECONDS).contains(&v) {
+                    return Err((
+                        format!("server.{field}"),
+                        format!("must be between 1 and {MAX_TIMEOUT_SECONDS}"),
+                    ));
+                }
+            }
+        }
+        let counts = [
+            ("http_limits.max_connections", h.max_connections),
+            ("grpc_limits.max_connections", g.max_connections),
+        ];
+        for (field, value) in counts {
+            if !(1..=MAX_CONNECTIONS).contains(&value) {
+                return Err((
+                    format!("server.{field}"),
+                    format!("must be between 1 and {MAX_CONNECTIONS}"),
+                ));
+            }
+        }
+        if g.max_concurrent_streams == 0 {
+            return Err((
+                "server.grpc_limits.max_concurrent_streams".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        if g.max_pending_accept_reset_streams == 0 {
+            return Err((
+                "server.grpc_limits.max_pending_accept_reset_streams".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -985,7 +1196,7 @@ impl Config {
                 "must be greater than 0",
             );
         }
-        Ok(())
+        self.server.validate()
     }
 }
 
@@ -1153,6 +1364,99 @@ mod tests {
         let text = format!("{MINIMAL}revocation:\n  legacy_keys: write\n");
         let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
         assert!(err.contains("revocation.legacy_keys"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_default_like_nginx() {
+        let c = Config::parse("t.yaml", MINIMAL).unwrap();
+        let h = c.server.http_limits;
+        assert_eq!(h.header_timeout_seconds, 60);
+        assert_eq!(h.body_timeout_seconds, 60);
+        assert_eq!(h.request_timeout_seconds, 120);
+        assert_eq!(h.idle_timeout_seconds, 75);
+        assert_eq!(h.max_connections, 1024);
+        let g = c.server.grpc_limits;
+        assert_eq!(g.keepalive_interval_seconds, 60);
+        assert_eq!(g.keepalive_timeout_seconds, 20);
+        assert_eq!(
+            g.max_connection_age_seconds, None,
+            "Envoy's connections are not recycled"
+        );
+    }
+
+    #[test]
+    fn connection_limit_errors_name_the_field() {
+        for (yaml, field) in [
+            (
+                "http_limits:\n    header_timeout_seconds: 0",
+                "server.http_limits.header_timeout_seconds",
+            ),
+            (
+                "http_limits:\n    body_timeout_seconds: 0",
+                "server.http_limits.body_timeout_seconds",
+            ),
+            (
+                "http_limits:\n    request_timeout_seconds: 86401",
+                "server.http_limits.request_timeout_seconds",
+            ),
+            (
+                "http_limits:\n    idle_timeout_seconds: 0",
+                "server.http_limits.idle_timeout_seconds",
+            ),
+            (
+                "http_limits:\n    max_connections: 0",
+                "server.http_limits.max_connections",
+            ),
+            (
+                "http_limits:\n    max_connections: 1000001",
+                "server.http_limits.max_connections",
+            ),
+            (
+                "grpc_limits:\n    handshake_timeout_seconds: 0",
+                "server.grpc_limits.handshake_timeout_seconds",
+            ),
+            (
+                "grpc_limits:\n    keepalive_interval_seconds: 0",
+                "server.grpc_limits.keepalive_interval_seconds",
+            ),
+            (
+                "grpc_limits:\n    keepalive_timeout_seconds: 0",
+                "server.grpc_limits.keepalive_timeout_seconds",
+            ),
+            (
+                "grpc_limits:\n    request_timeout_seconds: 0",
+                "server.grpc_limits.request_timeout_seconds",
+            ),
+            (
+                "grpc_limits:\n    max_connection_age_seconds: 0",
+                "server.grpc_limits.max_connection_age_seconds",
+            ),
+            (
+                "grpc_limits:\n    max_concurrent_streams: 0",
+                "server.grpc_limits.max_concurrent_streams",
+            ),
+            (
+                "grpc_limits:\n    max_pending_accept_reset_streams: 0",
+                "server.grpc_limits.max_pending_accept_reset_streams",
+            ),
+            (
+                "grpc_limits:\n    max_connections: 0",
+                "server.grpc_limits.max_connections",
+            ),
+            ("http_limits:\n    header_timeout: 5", "server.http_limits"),
+            (
+                "http_limits:\n    max_connections: -1",
+                "server.http_limits.max_connections",
+            ),
+            (
+                "grpc_limits:\n    keepalive_interval_seconds: soon",
+                "server.grpc_limits.keepalive_interval_seconds",
+            ),
+        ] {
+            let text = format!("{MINIMAL}server:\n  {yaml}\n");
+            let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+            assert!(err.contains(field), "{yaml}: {err}");
+        }
     }
 
     #[test]

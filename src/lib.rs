@@ -15,6 +15,7 @@ pub mod reason;
 pub mod reload;
 pub mod revocation;
 pub mod secret;
+pub mod serve;
 pub mod shutdown;
 
 use std::net::SocketAddr;
@@ -153,23 +154,31 @@ impl Server {
         http::grpc_health::follow(health_reporter, readiness, engine, shutdown.clone()).await;
         let authz = grpc::AuthzService::new(self.engine.clone());
         let grpc_shutdown = shutdown.clone();
-        let grpc = tonic::transport::Server::builder()
+        let grpc_limits = &self.config.server.grpc_limits;
+        let grpc = serve::grpc_server(grpc_limits)
             .add_service(health_service)
             .add_service(authz)
             .serve_with_incoming_shutdown(
-                // TCP_NODELAY: a Check answer ends with a small trailers frame; without
-                // it that frame waits for the client's delayed ACK (~40 ms per request
-                // when one request is in flight).
-                tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
+                // capped, with a handshake deadline, TCP_NODELAY set
+                serve::GrpcIncoming::new(self.grpc, grpc_limits),
                 async move { grpc_shutdown.cancelled().await },
             );
 
-        let http = serve_http(
+        let http_limits = &self.config.server.http_limits;
+        let http = serve::http(
             self.http,
             http::public_router(state.clone()),
+            http_limits,
+            "http",
             shutdown.clone(),
         );
-        let admin = serve_http(self.admin, http::admin_router(state), shutdown.clone());
+        let admin = serve::http(
+            self.admin,
+            http::admin_router(state),
+            http_limits,
+            "admin",
+            shutdown.clone(),
+        );
 
         tracing::info!(grpc = %addrs.grpc, http = %addrs.http, admin = %addrs.admin, "tokengate listening");
 
@@ -250,22 +259,6 @@ pub fn build_store(
         deadline: Duration::from_millis(r.store_timeout_ms),
     };
     Ok(CachedStore::new(store, settings, metrics))
-}
-
-async fn serve_http(
-    listener: TcpListener,
-    router: axum::Router,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // as for gRPC: no Nagle delay on small answers
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
-    Ok(())
 }
 
 /// The tracing filter the configuration asks for. A bare level applies to tokengate's
