@@ -228,7 +228,13 @@ fn has_encoded_separator(decoded: &str) -> bool {
 
 /// `http://host/path` (absolute-form, as a forward proxy may pass it) → `/path`.
 fn strip_absolute_form(raw: &str) -> &str {
-    let lower_starts = |p: &str| raw.len() >= p.len() && raw[..p.len()].eq_ignore_ascii_case(p);
+    // Compared as bytes: the path may hold non-ASCII (nginx passes it as typed), and a
+    // string slice at a byte offset inside a character would panic.
+    let lower_starts = |p: &str| {
+        raw.as_bytes()
+            .get(..p.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
+    };
     let rest = if lower_starts("http://") {
         &raw[7..]
     } else if lower_starts("https://") {
@@ -306,6 +312,9 @@ mod tests {
             ("http://evil/admin", "/admin"),
             ("HTTPS://evil", "/"),
             ("/%c3%a9t%c3%a9", "/été"),
+            // found by the fuzz target: non-ASCII where `http://` would end
+            ("/publi\u{fffd}c/..;/admin", "/admin"),
+            ("/ééééé", "/ééééé"),
         ] {
             assert_eq!(canon(raw), Ok(want.to_string()), "{raw}");
         }
