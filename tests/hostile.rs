@@ -1,6 +1,9 @@
 //! The hostile-input suite (RFC 8725's attacks among them): one table of cases, each run
 //! against the gRPC transport (both header encodings Envoy uses) and the HTTP check;
-//! each gets its documented answer, and nothing panics.
+//! each gets its documented answer, and nothing panics. Its successor for the ways
+//! around the gate (path, host and method spellings, forwarded headers, ambiguous
+//! input, time and typing, cookie CSRF) is tests/bypass.rs, which generates each class
+//! over gRPC and the HTTP check behind every trusted proxy.
 
 mod support;
 
