@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::{claims, key_path, sign, signing_key};
+use super::{claims, key_path, sign, signing_key, with_claims};
 
 pub const OTHER_ISSUER: &str = "https://other.test";
 
@@ -47,15 +47,7 @@ impl Issuer {
 pub fn other_token(sub: &str, extra: Value) -> String {
     let mut c = claims(sub);
     c["iss"] = json!(OTHER_ISSUER);
-    if let (Some(map), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            if v.is_null() {
-                map.remove(k);
-            } else {
-                map.insert(k.clone(), v.clone());
-            }
-        }
-    }
+    let c = with_claims(c, extra);
     let (alg, key) = signing_key("rsa2");
     sign(
         json!({"alg": "RS256", "kid": "rsa2", "typ": "JWT"}),

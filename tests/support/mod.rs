@@ -300,11 +300,9 @@ pub fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// A valid token from the test provider signed with the fixture key `kid` ("hs", "rsa",
-/// "ps", "ec256", "ec384", "ed"); `extra` claims are merged in, a `null` removes one.
-pub fn token(kid: &str, sub: &str, extra: Value) -> String {
-    let mut c = claims(sub);
-    if let (Some(map), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+/// `base` with `extra`'s claims merged in; a `null` in `extra` removes that claim.
+pub fn with_claims(mut base: Value, extra: Value) -> Value {
+    if let (Some(map), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {
             if v.is_null() {
                 map.remove(k);
@@ -313,6 +311,13 @@ pub fn token(kid: &str, sub: &str, extra: Value) -> String {
             }
         }
     }
+    base
+}
+
+/// A valid token from the test provider signed with the fixture key `kid` ("hs", "rsa",
+/// "ps", "ec256", "ec384", "ed"); `extra` claims are merged in, a `null` removes one.
+pub fn token(kid: &str, sub: &str, extra: Value) -> String {
+    let c = with_claims(claims(sub), extra);
     let (alg, key) = signing_key(kid);
     let header_kid = if kid == "ps" { "rsa" } else { kid };
     sign(
