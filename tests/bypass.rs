@@ -1133,6 +1133,16 @@ async fn introspection_never_vouches_blind_even_when_checks_fail_open() {
             (status, resp.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
+    // A fail-open replica is ready before its store connects: wait until it has.
+    wait_for(
+        "the store to connect",
+        std::time::Duration::from_secs(10),
+        || {
+            let answer = introspect("Basic", token("ec256", &uuid(), json!({})));
+            async move { answer.await.0 == 200 }
+        },
+    )
+    .await;
     for scheme in ["Basic", "basic", "BASIC"] {
         let (status, body) = introspect(scheme, t.clone()).await;
         assert_eq!(
