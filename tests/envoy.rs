@@ -312,29 +312,10 @@ fn envoy_validate_rejects_a_misspelled_field() {
     assert!(output.contains("failure_mode_alow"), "{output}");
 }
 
-/// One request through Envoy with the request target exactly as given; returns the
-/// status and the whole response (the echo upstream answers with the headers and path
-/// it received, so reaching it shows as `"headers"`).
+/// `support::raw_get` through Envoy: the echo upstream answers with the headers and path
+/// it received, so reaching it shows as `"headers"`.
 async fn raw_through(envoy: &Envoy, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(envoy.listener)
-        .await
-        .expect("connect to Envoy");
-    let mut request = format!("GET {target} HTTP/1.1\r\nhost: app.example.com\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("connection: close\r\n\r\n");
-    conn.write_all(request.as_bytes()).await.expect("send");
-    let mut response = Vec::new();
-    conn.read_to_end(&mut response).await.expect("read");
-    let text = String::from_utf8_lossy(&response).to_string();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    (status, text)
+    raw_get(envoy.listener, target, "app.example.com", headers).await
 }
 
 /// Through the real Envoy with each shipped config (gRPC and HTTP mode), whose

@@ -19,15 +19,6 @@ const NOT_SERVING: i32 = 2;
 /// The overall status and the one service.
 const SERVICES: [&str; 2] = ["", "envoy.service.auth.v3.Authorization"];
 
-async fn client(s: &TestServer) -> HealthClient<Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.addrs.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    HealthClient::new(channel)
-}
-
 /// The status of every service, as Envoy's health checker would ask for it.
 async fn statuses(h: &mut HealthClient<Channel>) -> [i32; 2] {
     let mut out = [0; 2];
@@ -55,7 +46,7 @@ async fn a_store_outage_turns_health_not_serving_when_failing_closed() {
         .await
         .unwrap();
     let s = TestServer::start(&config_yaml(&store_yaml(&r.url(), ""))).await;
-    let mut h = client(&s).await;
+    let mut h = s.health().await;
     assert_eq!(statuses(&mut h).await, [SERVING; 2]);
 
     tokio::task::block_in_place(|| r.kill());
@@ -83,7 +74,7 @@ async fn a_store_outage_leaves_health_serving_when_failing_open() {
         .unwrap();
     let store = store_yaml(&r.url(), "  on_store_error: allow\n");
     let s = TestServer::start(&config_yaml(&store)).await;
-    let mut h = client(&s).await;
+    let mut h = s.health().await;
     tokio::task::block_in_place(|| r.kill());
     // once readiness has seen the outage (and said so in its body)…
     wait_for(
@@ -102,7 +93,7 @@ async fn a_store_outage_leaves_health_serving_when_failing_open() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutting_down_turns_health_not_serving_for_watchers() {
     let s = TestServer::start(&config_yaml(MEMORY_STORE)).await;
-    let mut h = client(&s).await;
+    let mut h = s.health().await;
     let mut watch = h
         .watch(HealthCheckRequest {
             service: SERVICES[1].to_string(),

@@ -14,7 +14,6 @@ use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use support::oidc::OidcProvider;
 use support::*;
-use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 const BURST: u64 = 3;
@@ -64,12 +63,8 @@ fn header_kid(token: &str) -> Value {
 }
 
 async fn health(s: &TestServer, service: &str) -> i32 {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.addrs.grpc))
-        .unwrap()
-        .connect()
+    s.health()
         .await
-        .unwrap();
-    HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: service.into(),
         })

@@ -276,28 +276,9 @@ async fn client_cannot_pick_the_route_tokengate_checks() {
     assert!(!reached_upstream(&body), "{body}");
 }
 
-/// Sends `GET target` with the request target exactly as given (reqwest would resolve
-/// `..` and some escapes itself) and returns the status and the raw response.
+/// `support::raw_get` through this stack's nginx.
 async fn raw_get(stack: &Stack, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(stack.nginx.addr)
-        .await
-        .expect("connect to nginx");
-    let mut request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    conn.write_all(request.as_bytes()).await.expect("send");
-    let mut response = Vec::new();
-    conn.read_to_end(&mut response).await.expect("receive");
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {response:?}"));
-    (status, response)
+    support::raw_get(stack.nginx.addr, target, "localhost", headers).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -162,6 +162,16 @@ impl TestServer {
         .await;
     }
 
+    /// A `grpc.health.v1` client on the gRPC listener.
+    pub async fn health(&self) -> tonic_health::pb::health_client::HealthClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.addrs.grpc))
+            .expect("grpc address")
+            .connect()
+            .await
+            .expect("grpc connects");
+        tonic_health::pb::health_client::HealthClient::new(channel)
+    }
+
     pub async fn grpc(&self) -> AuthorizationClient<Channel> {
         AuthorizationClient::connect(format!("http://{}", self.addrs.grpc))
             .await
@@ -478,6 +488,34 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a: SocketAddr| a.port())
         .expect("free port")
+}
+
+/// Sends `GET target` to `addr` with the request target exactly as given (an HTTP client
+/// library would resolve `..` and some escapes itself); returns the status and the whole
+/// raw response.
+pub async fn raw_get(
+    addr: SocketAddr,
+    target: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("GET {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    conn.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).await.expect("receive");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {response:?}"));
+    (status, response)
 }
 
 /// Logs out `token` through the HTTP listener and returns (status, body).
