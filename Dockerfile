@@ -12,22 +12,27 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 
 # Dependency layer: build every dependency against stub sources, so that this layer is
-# reused until Cargo.toml, Cargo.lock or the benches change. Cargo refuses to read a
-# manifest whose declared targets ([[bench]] decision, ...) have no file, so their
-# directories come along (tests/deploy.rs checks this against Cargo.toml).
+# reused until a manifest, Cargo.lock or the benches change. Cargo refuses to read a
+# workspace whose members' manifests are missing, or a manifest whose declared targets
+# ([[bench]] decision, ...) have no file, so those come along (tests/it/deploy.rs checks
+# this against Cargo.toml).
 COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
-RUN mkdir src \
+COPY crates/core/Cargo.toml ./crates/core/
+COPY crates/tools/Cargo.toml ./crates/tools/
+RUN mkdir -p src crates/core/src crates/tools/src \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
-    && cargo build --release --locked --bin tokengate \
-    && rm -rf src
+    && echo 'fn main() {}' > crates/tools/src/main.rs \
+    && touch src/lib.rs crates/core/src/lib.rs \
+    && cargo build --release --locked -p tokengate --bin tokengate \
+    && rm -rf src crates/core/src crates/tools/src
 
 # The real sources. touch: COPY keeps the files' old mtimes, which cargo would
 # otherwise take for "older than the stub build" and skip recompiling.
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin tokengate \
+COPY crates ./crates
+RUN touch src/main.rs src/lib.rs crates/core/src/lib.rs \
+    && cargo build --release --locked -p tokengate --bin tokengate \
     && cp target/release/tokengate /tokengate
 
 # ------------------------------------------------------------------ run

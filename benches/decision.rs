@@ -12,8 +12,10 @@
 //!   server of scripts/bench.sh does): the floor under `grpc/hit`.
 //!
 //! Engines are built by `tokengate::Server::bind` from a configuration accepting HS256,
-//! RS256, ES256 and EdDSA with the fixture keys (like tests/support `config_yaml`), memory
+//! RS256, ES256 and EdDSA with the fixture keys (like tests/it/support `config_yaml`), memory
 //! store. Run: `cargo bench --bench decision` (add `-- check/hit` to filter).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # tokengate benchmark harness. Builds release binaries, starts Redis, the bare ext_authz
-# server (examples/bare.rs: the ceiling) and tokengate on loopback, generates 10,000
+# server (crates/tools/src/bin/bare.rs: the ceiling) and tokengate on loopback, generates 10,000
 # distinct tokens per algorithm, measures, and writes docs/performance.md (the table,
 # every ratio, and the exact commands that produced them).
 #
 # What is measured (see docs/performance.md for the numbers and how to read them):
 #   1. warm-cache gRPC throughput, tokengate vs bare, per algorithm (HS256 RS256 ES256
 #      EdDSA): h2load (one token per run, answers checked by exact response bytes) and
-#      examples/loadgen.rs (10,000 distinct tokens, every answer decoded and tallied);
+#      crates/tools/src/bin/loadgen.rs (10,000 distinct tokens, every answer decoded and tallied);
 #   2. one request in flight: p50/p99 latency, tokengate vs bare;
 #   3. all-miss throughput: every Check carries a never-seen token, so every revocation
 #      check goes to Redis (Redis EVALSHA calls are counted to prove it); and the same
@@ -20,8 +20,8 @@
 #      gRPC to a third tokengate (tokengate-nometa) with `forward: {dynamic_metadata:
 #      false}` (what the claims in dynamic_metadata cost Envoy), Envoy's own jwt_authn
 #      with and without jwt_cache_config, and Envoy with no authorization;
-#   6. revocation propagation between two replicas on one Redis (examples/propagation.rs);
-#   7. resident memory per cached entry at 1 M entries (examples/cache_memory.rs);
+#   6. revocation propagation between two replicas on one Redis (crates/tools/src/bin/propagation.rs);
+#   7. resident memory per cached entry at 1 M entries (crates/tools/src/bin/cache_memory.rs);
 #   8. criterion microbenchmarks of the decision pipeline (benches/decision.rs).
 #
 # Every load run is bounded in count and in time (and wrapped in `timeout`), targets
@@ -105,14 +105,14 @@ fi
 # ------------------------------------------------------------------ build
 log "building release binaries"
 BUILD_STARTED=$(date +%s)
-if ! cargo build --release --bin tokengate --example bare --example gen_requests \
-    --example loadgen --example propagation --example cache_memory >"${TMPDIR:-/tmp}/tokengate-bench-build.log" 2>&1; then
+if ! cargo build --release -p tokengate -p tokengate-tools --bin tokengate --bin bare \
+    --bin gen_requests --bin loadgen --bin propagation --bin cache_memory >"${TMPDIR:-/tmp}/tokengate-bench-build.log" 2>&1; then
     tail -n 40 "${TMPDIR:-/tmp}/tokengate-bench-build.log" >&2
     die "cargo build failed"
 fi
 BUILD_SECONDS=$(($(date +%s) - BUILD_STARTED))
 BIN=target/release
-EX=target/release/examples
+EX=target/release
 for b in "$BIN/tokengate" "$EX/bare" "$EX/gen_requests" "$EX/loadgen" "$EX/propagation" "$EX/cache_memory"; do
     [ -x "$b" ] || die "$b was not built"
 done

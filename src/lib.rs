@@ -2,21 +2,16 @@
 //! revoked ones. This crate wires configuration → components → listeners; the decision
 //! itself lives in [`decision`] and knows nothing of transports.
 
-#![forbid(unsafe_code)]
-
-pub mod config;
-pub mod decision;
 pub mod grpc;
 pub mod http;
-pub mod jwt;
-pub mod metrics;
 pub mod ops;
-pub mod reason;
 pub mod reload;
-pub mod revocation;
-pub mod secret;
 pub mod serve;
 pub mod shutdown;
+
+// The core (crates/core): the decision and everything it needs, no transport. Re-exported
+// under the paths the server, the tests and the tools have always used.
+pub use tokengate_core::{config, decision, jwt, metrics, reason, revocation, secret};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,6 +45,8 @@ pub enum StartError {
     Store(String),
     #[error("{0}")]
     Secret(String),
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// The addresses actually bound (port 0 in the config picks a free port).
@@ -85,7 +82,7 @@ impl Server {
             );
         }
         let providers: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
-        let metrics = Arc::new(Metrics::new(&providers));
+        let metrics = Arc::new(Metrics::new(&providers)?);
         let store = build_store(config, metrics.clone())?;
         let policy = decision::Policy::new(config, Arc::new(verifier));
         let engine = Arc::new(Engine::new(policy, store, metrics.clone()));
@@ -268,7 +265,7 @@ pub fn build_store(
 pub fn log_directives(config: &config::Log) -> String {
     match config.level.as_str() {
         l @ ("trace" | "debug" | "info" | "warn" | "error" | "off") => {
-            format!("warn,tokengate={l},audit=info")
+            format!("warn,tokengate={l},tokengate_core={l},audit=info")
         }
         custom => format!("{custom},audit=info"),
     }

@@ -32,7 +32,9 @@ async fn open(
     if config.revocation.store == StoreKind::Memory {
         return Err(OpsError::MemoryStore);
     }
-    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(&[]));
+    let metrics = std::sync::Arc::new(
+        crate::metrics::Metrics::new(&[]).map_err(|e| OpsError::Store(e.to_string()))?,
+    );
     let store = crate::build_store(config, metrics).map_err(|e| OpsError::Store(e.to_string()))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {

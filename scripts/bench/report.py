@@ -226,7 +226,7 @@ cached (each set was sent once before measuring; the cache TTL of the bench conf
 shows it: nothing reached Redis). *h2load* sends one token's request for the whole run
 (the lean C client leaves the servers the most CPU); its answers are verified by their
 exact byte count (every answer must be the allow's size). *loadgen*
-(`examples/loadgen.rs`, a tonic client) cycles through the 10,000 distinct tokens and
+(`crates/tools/src/bin/loadgen.rs`, a tonic client) cycles through the 10,000 distinct tokens and
 decodes and tallies every answer. Ratios are medians over the repetitions; *CPU µs/check*
 is the server process's CPU time divided by the checks answered (independent of the
 client). *Other CPU* is the largest share of the machine used by processes outside the
@@ -443,7 +443,7 @@ if prop:
 Two tokengate processes (A and B, the bench config with the production cache TTL of 5 s)
 on one redis-server. For each of the revocations: B checks the token (allow; B now caches
 "not revoked"), then `POST /v1/auth/logout` goes to A while B is asked again, one Check in
-flight, until it denies with `jti_revoked` (`examples/propagation.rs`). B's cached answer
+flight, until it denies with `jti_revoked` (`crates/tools/src/bin/propagation.rs`). B's cached answer
 would live 5 s: a deny within milliseconds comes from A's invalidation event. The deny is
 timed when the client *receives* it, so anything that delays B's answers on the wire
 counts too.
@@ -471,7 +471,7 @@ if mem:
             summary.append(("Resident memory per cached revocation entry (%s entries)" % fmt(j["entries_held"]),
                             "%.0f B" % per, "≤ 300 B", verdict(per, 300, higher_is_better=False)))
     sections.append(("7. Resident memory per cached entry", """
-`examples/cache_memory.rs`: the store built by `tokengate::build_store` (memory store
+`crates/tools/src/bin/cache_memory.rs`: the store built by `tokengate::build_store` (memory store
 behind the local cache), filled through `CachedStore::check` with never-seen identifiers
 generated one at a time; the growth of the process's resident set divided by the entries
 the cache reports holding. The verified-token cache row fills it through
@@ -545,7 +545,7 @@ out.append("Written by `scripts/bench.sh` on %s in %d s, of which %d s building 
            "servers, Redis and Envoy all share these cores. %s.\n" % (
                datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), args.elapsed, args.build_seconds, args.settings,
                cpu_model or platform.processor(), os.cpu_count(), platform.platform(), versions))
-out.append("The ceiling is `examples/bare.rs`: the same stack as tokengate (tokio multi-thread "
+out.append("The ceiling is `crates/tools/src/bin/bare.rs`: the same stack as tokengate (tokio multi-thread "
            "runtime, tonic, envoy-types; axum for HTTP), decoding each CheckRequest and answering OK "
            "without reading it. Every run's answers are verified (see each section); a run whose "
            "answers were not all allows is INVALID and left out. Numbers from one run on a shared "
@@ -574,7 +574,7 @@ out.append("Servers and inputs, as started by the script (`target/bench/` holds 
            "templates in `scripts/bench/`):\n")
 out.append("```sh")
 out.append("redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec")
-out.append("target/release/examples/bare --grpc 127.0.0.1:PORT --http 127.0.0.1:PORT")
+out.append("target/release/bare --grpc 127.0.0.1:PORT --http 127.0.0.1:PORT")
 out.append("target/release/tokengate serve --config target/bench/tokengate.yaml   # from scripts/bench/tokengate.yaml")
 if cacheoff:
     out.append("target/release/tokengate serve --config target/bench/tokengate-nocache.yaml   # the same, revocation.cache.ttl_seconds: 0")

@@ -1,0 +1,316 @@
+//! The decision pipeline of SPEC §2, shared by every transport: request facts in,
+//! [`Decision`] out. No transport types live here; the gRPC and HTTP adapters only
+//! translate to and from these types, so they cannot disagree on a decision.
+
+pub mod canonical;
+pub mod extract;
+mod policy;
+mod routes;
+mod verified;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use std::time::Instant;
+
+use crate::config::OnStoreError;
+use crate::jwt::{now_unix, Claims};
+use crate::metrics::{CacheKind, Metrics, Transport};
+use crate::reason::{Deny, Reason};
+use crate::revocation::cache::CachedStore;
+use crate::revocation::{
+    evaluate, Query, Record, RevocationStore, Store, StoreError, Target, Written,
+};
+pub use canonical::is_canonical_prefix;
+pub use extract::{Headers, Source};
+pub use policy::{Forwarding, Policy, Responses};
+use verified::VerifiedCache;
+
+/// The facts of one request that the pipeline reads.
+pub struct Request<'a, H> {
+    pub transport: Transport,
+    pub method: &'a str,
+    /// Path with its query string, as the client sent it.
+    pub path: &'a str,
+    /// The original request's host, for host-specific route rules.
+    pub host: Option<&'a str>,
+    pub headers: &'a H,
+    /// Space-separated scopes required by the Envoy route (`context_extensions`).
+    pub required_scopes: Option<&'a str>,
+    /// Envoy's `x-request-id`, for the log line only.
+    pub request_id: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Allow(Allowed),
+    Deny(Deny),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allowed {
+    /// `None` on an exempt route.
+    pub claims: Option<Arc<Claims>>,
+    /// True when the store failed and `on_store_error: allow` let the request through.
+    pub fail_open: bool,
+}
+
+/// The pipeline: the current policy (swapped whole on reload), the store, the metrics.
+pub struct Engine {
+    policy: ArcSwap<Policy>,
+    store: CachedStore<Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    pub fn new(policy: Policy, store: CachedStore<Store>, metrics: Arc<Metrics>) -> Self {
+        Engine {
+            policy: ArcSwap::from_pointee(policy),
+            store,
+            metrics,
+        }
+    }
+
+    /// The policy in force. Hold the `Arc` for the length of one request.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Puts a new policy in force; requests in flight finish with the old one.
+    pub fn replace_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    /// The store with its cache in front: what every check and revocation goes through.
+    pub fn store(&self) -> &CachedStore<Store> {
+        &self.store
+    }
+
+    /// The whole pipeline: exemption, token, verification, revocation, requirements.
+    pub async fn check<H: Headers>(&self, req: &Request<'_, H>) -> Decision {
+        self.check_with(&self.policy(), req).await
+    }
+
+    /// [`check`](Self::check) under a policy the caller already holds, so that an
+    /// adapter renders the answer with the same policy that decided it (and loads it
+    /// once per request).
+    pub async fn check_with<H: Headers>(&self, policy: &Policy, req: &Request<'_, H>) -> Decision {
+        let started = Instant::now();
+        let decision = match self.route_and_authenticate(policy, req).await {
+            Ok(d) | Err(d) => d,
+        };
+        let (deny, fail_open) = match &decision {
+            Decision::Allow(a) => (None, a.fail_open),
+            Decision::Deny(d) => (Some(d.reason), false),
+        };
+        self.metrics
+            .decision(req.transport, deny, fail_open, started.elapsed());
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            log(policy, req, &decision);
+        }
+        decision
+    }
+
+    /// Steps 1–5 for one request; `Err` carries a decision reached before the token
+    /// was looked at (a request too ambiguous to match against the rules).
+    async fn route_and_authenticate<H: Headers>(
+        &self,
+        policy: &Policy,
+        req: &Request<'_, H>,
+    ) -> Result<Decision, Decision> {
+        let refuse = |reason: Reason| Decision::Deny(reason.into());
+        let (raw, query) = match req.path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (req.path, None),
+        };
+        let forms = canonical::forms(raw).map_err(refuse)?;
+        let host = req.host.map(canonical::host);
+        let mut methods = [""; 5];
+        let n = canonical::methods(req.method, req.headers, query, &mut methods).map_err(refuse)?;
+        let matched = policy
+            .routes_for(&methods[..n], host.as_deref(), forms.iter())
+            .ok_or_else(|| refuse(Reason::MalformedRequest))?;
+        if matched.exempt() {
+            return Ok(Decision::Allow(Allowed {
+                claims: None,
+                fail_open: false,
+            }));
+        }
+        let allowed = self
+            .authenticate_with(policy, req.headers, query)
+            .await
+            .map_err(Decision::Deny)?;
+        let claims = allowed.claims.as_deref();
+        let roles = policy.roles_claim.as_str();
+        Ok(match matched.unmet(req.required_scopes, claims, roles) {
+            Some(scope) => Decision::Deny(Deny {
+                reason: Reason::InsufficientScope,
+                scope: Some(scope).filter(|s| !s.is_empty()),
+            }),
+            None => Decision::Allow(allowed),
+        })
+    }
+
+    /// A deny decided by an adapter before the pipeline could run (a request it cannot
+    /// read), counted like any other decision.
+    pub fn refuse(&self, transport: Transport, reason: Reason) -> Deny {
+        self.metrics
+            .decision(transport, Some(reason), false, std::time::Duration::ZERO);
+        reason.into()
+    }
+
+    /// Steps 2–4 for the state-changing endpoints (logout, logout-all, admin): find,
+    /// verify and revocation-check the token. A token taken from a cookie counts only on
+    /// a request no browser sends cross-site unasked (`cross_site_request` otherwise).
+    pub async fn authenticate<H: Headers>(
+        &self,
+        headers: &H,
+        query: Option<&str>,
+    ) -> Result<Allowed, Deny> {
+        let policy = self.policy();
+        let (token, source) = extract::token_and_source(&policy.sources, headers, query)?;
+        if matches!(source, Source::Cookie(_))
+            && !extract::same_site_intent(headers, &policy.csrf_allowed_origins)
+        {
+            return Err(Reason::CrossSiteRequest.into());
+        }
+        self.authenticate_token_with(&policy, &token).await
+    }
+
+    async fn authenticate_with<H: Headers>(
+        &self,
+        policy: &Policy,
+        headers: &H,
+        query: Option<&str>,
+    ) -> Result<Allowed, Deny> {
+        let token = extract::token(&policy.sources, headers, query)?;
+        self.authenticate_token_with(policy, &token).await
+    }
+
+    /// Steps 3–4 for a token given directly (OAuth introspection).
+    pub async fn authenticate_token(&self, token: &str) -> Result<Allowed, Deny> {
+        self.authenticate_token_with(&self.policy(), token).await
+    }
+
+    async fn authenticate_token_with(&self, policy: &Policy, token: &str) -> Result<Allowed, Deny> {
+        let claims = self.verify(policy, token).await?;
+        let fail_open = match self.revocation(policy, &claims).await {
+            Ok(None) => false,
+            Ok(Some(reason)) => return Err(reason.into()),
+            Err(_) if policy.on_store_error == OnStoreError::Allow => true,
+            Err(_) => return Err(Reason::StoreUnavailable.into()),
+        };
+        Ok(Allowed {
+            claims: Some(claims),
+            fail_open,
+        })
+    }
+
+    /// Step 3 alone: is this a token tokengate would accept, revocation aside?
+    pub async fn verify_token(&self, token: &str) -> Result<Arc<Claims>, Reason> {
+        self.verify(&self.policy(), token).await
+    }
+
+    /// What the store holds about one identifier, within the store deadline.
+    pub async fn status(
+        &self,
+        kind: crate::revocation::Kind,
+        id: &str,
+    ) -> Result<Option<crate::revocation::Status>, StoreError> {
+        self.store.status(kind, id).await
+    }
+
+    /// Step 3, with the verified-token cache in front of the signature work. A key id
+    /// no provider knows may mean the identity provider rotated its keys: the provider
+    /// refreshes them (rate-limited) and the token gets one more try.
+    async fn verify(&self, policy: &Policy, token: &str) -> Result<Arc<Claims>, Reason> {
+        let cache = match &policy.verified {
+            // Oversized tokens are refused by the verifier before anything is hashed.
+            Some(cache) if token.len() <= policy.max_token_bytes => Some(cache),
+            _ => None,
+        };
+        let key = cache.map(|_| VerifiedCache::key(token));
+        if let (Some(cache), Some(key)) = (cache, &key) {
+            let hit = cache.get(key, now_unix());
+            self.metrics.cache(CacheKind::Verified, hit.is_some());
+            if let Some(claims) = hit {
+                return Ok(claims);
+            }
+        }
+        let verified = match policy.verifier.verify(token, now_unix()) {
+            Err(Reason::UnknownKey) if policy.verifier.refresh_for_unknown_kid(token).await => {
+                policy.verifier.verify(token, now_unix())
+            }
+            other => other,
+        };
+        let claims = Arc::new(verified?);
+        if let (Some(cache), Some(key)) = (cache, key) {
+            cache.insert(key, claims.clone(), policy.jti_expiry(&claims));
+        }
+        Ok(claims)
+    }
+
+    async fn revocation(
+        &self,
+        policy: &Policy,
+        claims: &Claims,
+    ) -> Result<Option<Reason>, StoreError> {
+        let query = Query::for_claims(claims, policy.jti_expiry(claims));
+        match self.store.check(&query).await {
+            Ok(state) => Ok(evaluate(claims, &state)),
+            // The store is out of reach, but a revocation this replica already knows of
+            // still holds: such a token is denied as revoked, fail-open or not.
+            Err(e) => match evaluate(claims, &self.store.known(&query)) {
+                Some(reason) => Ok(Some(reason)),
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Writes a revocation (within the store deadline), counts it and emits the audit
+    /// event. Returns only after the store accepted the write.
+    pub async fn revoke(
+        &self,
+        target: Target<'_>,
+        reason: &str,
+        actor: Option<&str>,
+        source: &'static str,
+    ) -> Result<Written, StoreError> {
+        let record = Record::now(reason, actor.map(str::to_string));
+        let written = self.store.revoke(&target, &record).await?;
+        self.metrics.revocation(target.kind().as_str(), source);
+        crate::revocation::audit(&target, reason, actor, source);
+        Ok(written)
+    }
+
+    /// When a revoked `jti` may be forgotten, under the policy in force.
+    pub fn jti_expiry(&self, claims: &Claims) -> i64 {
+        self.policy().jti_expiry(claims)
+    }
+}
+
+/// The debug line of one decision: identifiers and reason, never the token.
+fn log<H>(policy: &Policy, req: &Request<'_, H>, decision: &Decision) {
+    let (outcome, reason, provider) = match decision {
+        Decision::Allow(a) => (
+            if a.fail_open {
+                "allow_fail_open"
+            } else {
+                "allow"
+            },
+            "",
+            a.claims
+                .as_ref()
+                .map_or("", |c| policy.verifier.provider_name(c.provider)),
+        ),
+        Decision::Deny(d) => ("deny", d.reason.as_str(), ""),
+    };
+    tracing::debug!(
+        decision = outcome,
+        reason,
+        provider,
+        request_id = req.request_id.unwrap_or(""),
+        method = req.method,
+        "check"
+    );
+}

@@ -1,0 +1,328 @@
+//! Every metric family in one place (SPEC §5), in the classic Prometheus text format.
+//!
+//! Each server has its own registry (tests run several servers in one process). Label
+//! values come only from fixed sets — transports, decisions, reasons, store operations,
+//! revocation kinds and sources, provider names from the configuration — never from a
+//! request: no token, user or tenant id can become a label. The per-request handles are
+//! resolved once at start, so recording a decision is a few atomic adds.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::reason::Reason;
+
+/// Latency buckets from 50 µs to 1 s (SPEC §5, issue 6).
+const BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Grpc,
+    Http,
+}
+
+impl Transport {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    Check,
+    Revoke,
+    Status,
+    Ping,
+}
+
+impl StoreOp {
+    pub const ALL: [StoreOp; 4] = [
+        StoreOp::Check,
+        StoreOp::Revoke,
+        StoreOp::Status,
+        StoreOp::Ping,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StoreOp::Check => "check",
+            StoreOp::Revoke => "revoke",
+            StoreOp::Status => "status",
+            StoreOp::Ping => "ping",
+        }
+    }
+}
+
+/// Outcome slots per transport: allow, allow while the store failed (fail-open), then
+/// one per deny reason.
+const OUTCOMES: usize = 2 + Reason::ALL.len();
+
+struct PerTransport {
+    decisions: Vec<IntCounter>,
+    duration: Histogram,
+}
+
+struct PerOp {
+    ok: IntCounter,
+    error: IntCounter,
+    timeout: IntCounter,
+    duration: Histogram,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    transports: [PerTransport; 2],
+    ops: [PerOp; 4],
+    /// `[verified|revocation][hit|miss]`
+    cache: [[IntCounter; 2]; 2],
+    revocations: IntCounterVec,
+    pub invalidation_events: IntCounter,
+    pub invalidation_gaps: IntCounter,
+    pub subscription_up: IntGauge,
+    jwks_refresh: IntCounterVec,
+    reloads: IntCounterVec,
+}
+
+/// Which local cache a lookup went to.
+#[derive(Debug, Clone, Copy)]
+pub enum CacheKind {
+    /// Verified tokens by SHA-256.
+    Verified,
+    /// Revocation answers.
+    Revocation,
+}
+
+impl Metrics {
+    /// Registers every family. The names are fixed and distinct, so an error here is a
+    /// bug (a duplicate or malformed name) and start-up stops on it rather than serving
+    /// without the metric.
+    pub fn new(providers: &[&str]) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| registry.register(c);
+
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "tokengate_decisions_total",
+                "Authorization decisions by transport, decision and reason.",
+            ),
+            &["transport", "decision", "reason"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tokengate_decision_duration_seconds",
+                "Time to reach a decision, from request facts to answer.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["transport"],
+        )?;
+        let per_transport = |t: Transport| {
+            let mut v = Vec::with_capacity(OUTCOMES);
+            v.push(decisions.with_label_values(&[t.as_str(), "allow", "none"]));
+            v.push(decisions.with_label_values(&[t.as_str(), "allow", "store_unavailable"]));
+            for r in Reason::ALL {
+                v.push(decisions.with_label_values(&[t.as_str(), "deny", r.as_str()]));
+            }
+            PerTransport {
+                decisions: v,
+                duration: duration.with_label_values(&[t.as_str()]),
+            }
+        };
+        let transports = [
+            per_transport(Transport::Grpc),
+            per_transport(Transport::Http),
+        ];
+
+        let store_requests = IntCounterVec::new(
+            Opts::new(
+                "tokengate_store_requests_total",
+                "Calls to the revocation store by operation and result.",
+            ),
+            &["op", "result"],
+        )?;
+        let store_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tokengate_store_duration_seconds",
+                "Latency of revocation store calls.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["op"],
+        )?;
+        let per_op = |op: StoreOp| PerOp {
+            ok: store_requests.with_label_values(&[op.as_str(), "ok"]),
+            error: store_requests.with_label_values(&[op.as_str(), "error"]),
+            timeout: store_requests.with_label_values(&[op.as_str(), "timeout"]),
+            duration: store_duration.with_label_values(&[op.as_str()]),
+        };
+        let ops = StoreOp::ALL.map(per_op);
+
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "tokengate_cache_requests_total",
+                "Local cache lookups by cache and result.",
+            ),
+            &["cache", "result"],
+        )?;
+        let cache = ["verified", "revocation"]
+            .map(|c| ["hit", "miss"].map(|r| cache_requests.with_label_values(&[c, r])));
+
+        let revocations = IntCounterVec::new(
+            Opts::new(
+                "tokengate_revocations_total",
+                "Revocations written, by kind and source.",
+            ),
+            &["kind", "source"],
+        )?;
+        for kind in crate::revocation::Kind::ALL {
+            for source in ["logout", "logout-all", "admin", "oauth"] {
+                revocations.with_label_values(&[kind.as_str(), source]);
+            }
+        }
+        let invalidation_events = IntCounter::new(
+            "tokengate_invalidation_events_total",
+            "Invalidation events applied to the local cache (from any replica).",
+        )?;
+        let invalidation_gaps = IntCounter::new(
+            "tokengate_invalidation_gaps_total",
+            "Times the event stream was interrupted and cached not-revoked answers were dropped.",
+        )?;
+        let subscription_up = IntGauge::new(
+            "tokengate_invalidation_subscription_up",
+            "1 while the invalidation event subscription is connected.",
+        )?;
+        let jwks_refresh = IntCounterVec::new(
+            Opts::new(
+                "tokengate_jwks_refresh_total",
+                "JWKS fetches by provider and result.",
+            ),
+            &["provider", "result"],
+        )?;
+        for p in providers {
+            for r in ["ok", "error"] {
+                jwks_refresh.with_label_values(&[p, r]);
+            }
+        }
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "tokengate_config_reloads_total",
+                "Configuration reloads by result.",
+            ),
+            &["result"],
+        )?;
+        for r in ["ok", "error"] {
+            reloads.with_label_values(&[r]);
+        }
+        let build_info = IntGaugeVec::new(
+            Opts::new("tokengate_build_info", "Build information; always 1."),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        reg(Box::new(decisions))?;
+        reg(Box::new(duration))?;
+        reg(Box::new(store_requests))?;
+        reg(Box::new(store_duration))?;
+        reg(Box::new(cache_requests))?;
+        reg(Box::new(revocations.clone()))?;
+        reg(Box::new(invalidation_events.clone()))?;
+        reg(Box::new(invalidation_gaps.clone()))?;
+        reg(Box::new(subscription_up.clone()))?;
+        reg(Box::new(jwks_refresh.clone()))?;
+        reg(Box::new(reloads.clone()))?;
+        reg(Box::new(build_info))?;
+        #[cfg(target_os = "linux")]
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+
+        Ok(Metrics {
+            registry,
+            transports,
+            ops,
+            cache,
+            revocations,
+            invalidation_events,
+            invalidation_gaps,
+            subscription_up,
+            jwks_refresh,
+            reloads,
+        })
+    }
+
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Records one decision.
+    pub fn decision(&self, t: Transport, deny: Option<Reason>, fail_open: bool, took: Duration) {
+        let slot = match (deny, fail_open) {
+            (None, false) => 0,
+            (None, true) => 1,
+            (Some(r), _) => 2 + Reason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+        };
+        let pt = &self.transports[t as usize];
+        if let Some(c) = pt.decisions.get(slot) {
+            c.inc();
+        }
+        pt.duration.observe(took.as_secs_f64());
+    }
+
+    /// Records one store call.
+    pub fn store(&self, op: StoreOp, result: Result<(), StoreOutcome>, took: Duration) {
+        let o = &self.ops[op as usize];
+        match result {
+            Ok(()) => o.ok.inc(),
+            Err(StoreOutcome::Error) => o.error.inc(),
+            Err(StoreOutcome::Timeout) => o.timeout.inc(),
+        }
+        o.duration.observe(took.as_secs_f64());
+    }
+
+    pub fn cache(&self, cache: CacheKind, hit: bool) {
+        self.cache[cache as usize][usize::from(!hit)].inc();
+    }
+
+    pub fn revocation(&self, kind: &str, source: &str) {
+        self.revocations.with_label_values(&[kind, source]).inc();
+    }
+
+    pub fn jwks_refresh(&self, provider: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.jwks_refresh
+            .with_label_values(&[provider, result])
+            .inc();
+    }
+
+    /// Store calls with result `ok` for `op` so far (tests and benchmarks).
+    pub fn store_calls(&self, op: StoreOp) -> u64 {
+        let o = &self.ops[op as usize];
+        o.ok.get() + o.error.get() + o.timeout.get()
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// How a failed store call failed.
+#[derive(Debug, Clone, Copy)]
+pub enum StoreOutcome {
+    Error,
+    Timeout,
+}

@@ -1,0 +1,376 @@
+//! The embedded store: one process, nothing to install, the default.
+//!
+//! Entries with a lifetime (`jti` until the token's expiry, families for the configured
+//! refresh lifetime) are purged by one background task that sleeps until the next expiry,
+//! as mini-redis's `db.rs` does, so the map never grows without bound and reads never
+//! pay for cleaning. Reads also ignore entries that are past their expiry but not yet
+//! purged, so correctness never depends on the purge task's timing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, Notify};
+
+use super::events::Signals;
+use tokio::time::Instant;
+
+use super::events::Signal;
+use super::{
+    now_ms, Kind, Query, Record, RevocationStore, State, Status, StoreError, Subject, Target,
+    Written,
+};
+
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+    /// In-process invalidation events, so the cache in front works as with Redis.
+    events: Signals,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Wakes the purge task when an earlier expiry is added or the store is dropped.
+    wake: Arc<Notify>,
+    family_ttl: Duration,
+    subject_ttl: Option<Duration>,
+}
+
+/// One map per kind, keyed by the (scoped, opaque) id, so that reads look up a `&str`
+/// without building a key.
+#[derive(Default)]
+struct Inner {
+    jti: HashMap<String, Entry<Record>>,
+    family: HashMap<String, Entry<Record>>,
+    user: HashMap<String, Entry<Subject>>,
+    tenant: HashMap<String, Entry<Subject>>,
+    expirations: BTreeSet<(Instant, Kind, String)>,
+}
+
+struct Entry<T> {
+    value: T,
+    expires_at: Option<Instant>,
+}
+
+impl<T> Entry<T> {
+    fn live(&self, now: Instant) -> Option<&T> {
+        match self.expires_at {
+            Some(at) if at <= now => None,
+            _ => Some(&self.value),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// Creates the store and its purge task; must be called inside a tokio runtime.
+    pub fn new(family_ttl: Duration, subject_ttl: Option<Duration>) -> Self {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            wake: Arc::new(Notify::new()),
+            family_ttl,
+            subject_ttl,
+        });
+        tokio::spawn(purge_task(Arc::downgrade(&shared), shared.wake.clone()));
+        MemoryStore {
+            shared,
+            events: Signals::default(),
+        }
+    }
+
+    /// Number of live entries (tests and metrics).
+    pub fn len(&self) -> usize {
+        let inner = self.shared.lock();
+        inner.jti.len() + inner.family.len() + inner.user.len() + inner.tenant.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for MemoryStore {
+    fn drop(&mut self) {
+        // The purge task holds only a weak reference; wake it so it notices and exits.
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing the store, so recover the guard instead of panicking.
+        self.inner.lock()
+    }
+}
+
+impl Inner {
+    fn markers(&mut self, kind: Kind) -> &mut HashMap<String, Entry<Record>> {
+        if kind == Kind::Family {
+            &mut self.family
+        } else {
+            &mut self.jti
+        }
+    }
+
+    fn subjects(&mut self, kind: Kind) -> &mut HashMap<String, Entry<Subject>> {
+        if kind == Kind::Tenant {
+            &mut self.tenant
+        } else {
+            &mut self.user
+        }
+    }
+
+    fn marker(map: &HashMap<String, Entry<Record>>, id: Option<&str>, now: Instant) -> bool {
+        id.and_then(|id| map.get(id))
+            .and_then(|e| e.live(now))
+            .is_some()
+    }
+
+    fn subject(
+        map: &HashMap<String, Entry<Subject>>,
+        id: Option<&str>,
+        now: Instant,
+    ) -> Option<Subject> {
+        id.and_then(|id| map.get(id))
+            .and_then(|e| e.live(now))
+            .copied()
+    }
+
+    /// Records an expiry, replacing the entry's previous one. Returns true when it is the
+    /// new earliest expiry (the purge task must wake to re-arm its timer).
+    fn schedule(
+        &mut self,
+        kind: Kind,
+        id: &str,
+        old: Option<Instant>,
+        new: Option<Instant>,
+    ) -> bool {
+        if let Some(old) = old {
+            self.expirations.remove(&(old, kind, id.to_string()));
+        }
+        let Some(at) = new else { return false };
+        let earliest = self
+            .expirations
+            .first()
+            .is_none_or(|(first, ..)| at < *first);
+        self.expirations.insert((at, kind, id.to_string()));
+        earliest
+    }
+
+    /// Removes every entry whose time has come; returns the next expiry.
+    fn purge(&mut self, now: Instant) -> Option<Instant> {
+        while let Some((at, kind, id)) = self.expirations.first().cloned() {
+            if at > now {
+                return Some(at);
+            }
+            self.expirations.pop_first();
+            match kind {
+                Kind::Jti | Kind::Family => {
+                    self.markers(kind).remove(&id);
+                }
+                Kind::User | Kind::Tenant => {
+                    self.subjects(kind).remove(&id);
+                }
+            }
+        }
+        None
+    }
+}
+
+impl RevocationStore for MemoryStore {
+    async fn check(&self, q: &Query<'_>) -> Result<State, StoreError> {
+        let now = Instant::now();
+        let inner = self.shared.lock();
+        Ok(State {
+            jti: Inner::marker(&inner.jti, q.jti, now),
+            user: Inner::subject(&inner.user, q.user, now),
+            tenant: Inner::subject(&inner.tenant, q.tenant, now),
+            family: Inner::marker(&inner.family, q.family, now),
+        })
+    }
+
+    async fn revoke(&self, target: &Target<'_>, record: &Record) -> Result<Written, StoreError> {
+        let now = Instant::now();
+        let kind = target.kind();
+        let id = target.id();
+        let mut inner = self.shared.lock();
+        let (written, old, new) = match *target {
+            Target::Jti { expires_at, .. } => {
+                let secs = super::marker_ttl(expires_at).unsigned_abs();
+                let at = now + Duration::from_secs(secs);
+                let old = inner.jti.get(id).and_then(|e| e.expires_at);
+                // A token revoked twice keeps the later of the two expiries.
+                let at = old.map_or(at, |o| o.max(at));
+                let entry = Entry {
+                    value: record.clone(),
+                    expires_at: Some(at),
+                };
+                inner.jti.insert(id.to_string(), entry);
+                (Written::Marker, old, Some(at))
+            }
+            Target::Family(_) => {
+                let at = now + self.shared.family_ttl;
+                let entry = Entry {
+                    value: record.clone(),
+                    expires_at: Some(at),
+                };
+                let old = inner
+                    .family
+                    .insert(id.to_string(), entry)
+                    .and_then(|e| e.expires_at);
+                (Written::Marker, old, Some(at))
+            }
+            Target::User(_) | Target::Tenant(_) => {
+                let previous =
+                    Inner::subject(inner.subjects(kind), Some(id), now).unwrap_or_default();
+                let subject = Subject {
+                    version: previous.version + 1,
+                    // Strictly increasing, so two revocations in one millisecond still
+                    // move the cut-off.
+                    before_ms: now_ms().max(previous.before_ms + 1),
+                };
+                let at = self.shared.subject_ttl.map(|ttl| now + ttl);
+                let entry = Entry {
+                    value: subject,
+                    expires_at: at,
+                };
+                let old = inner
+                    .subjects(kind)
+                    .insert(id.to_string(), entry)
+                    .and_then(|e| e.expires_at);
+                (Written::Subject(subject), old, at)
+            }
+        };
+        if inner.schedule(kind, id, old, new) {
+            self.shared.wake.notify_one();
+        }
+        drop(inner);
+        self.events.send(Signal::Event(written.event(target)));
+        Ok(written)
+    }
+
+    async fn status(&self, kind: Kind, id: &str) -> Result<Option<Status>, StoreError> {
+        let now = Instant::now();
+        let inner = self.shared.lock();
+        let left =
+            |at: Option<Instant>| at.map(|at| at.saturating_duration_since(now).as_secs() as i64);
+        Ok(match kind {
+            Kind::Jti | Kind::Family => {
+                let map = if kind == Kind::Jti {
+                    &inner.jti
+                } else {
+                    &inner.family
+                };
+                map.get(id)
+                    .filter(|e| e.live(now).is_some())
+                    .map(|e| Status::Marker {
+                        record: e.value.clone(),
+                        expires_in_seconds: left(e.expires_at),
+                    })
+            }
+            Kind::User | Kind::Tenant => {
+                let map = if kind == Kind::User {
+                    &inner.user
+                } else {
+                    &inner.tenant
+                };
+                Inner::subject(map, Some(id), now).map(Status::Subject)
+            }
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn signals(&self) -> broadcast::Receiver<Signal> {
+        self.events.subscribe()
+    }
+}
+
+async fn purge_task(shared: Weak<Shared>, wake: Arc<Notify>) {
+    loop {
+        // Register interest before purging, so that a wake sent meanwhile (a new earlier
+        // expiry, or `Drop`) is not lost.
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let next = strong.lock().purge(Instant::now());
+        drop(strong);
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = &mut notified => {}
+                }
+            }
+            None => notified.await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> MemoryStore {
+        MemoryStore::new(Duration::from_secs(60), None)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jti_entries_expire_and_are_purged() {
+        let s = store();
+        let exp = now_ms() / 1000 + 10;
+        let t = Target::Jti {
+            id: "a",
+            expires_at: exp,
+        };
+        s.revoke(&t, &Record::now("logout", None)).await.unwrap();
+        let q = Query {
+            jti: Some("a"),
+            ..Query::default()
+        };
+        assert!(s.check(&q).await.unwrap().jti);
+        assert_eq!(s.len(), 1);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert!(!s.check(&q).await.unwrap().jti);
+        // the purge task has run at the expiry and removed the entry
+        for _ in 0..100 {
+            if s.is_empty() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(s.is_empty());
+    }
+
+    #[tokio::test]
+    async fn user_revocation_bumps_version_and_moves_cutoff() {
+        let s = store();
+        let a = s
+            .revoke(&Target::User("u"), &Record::now("logout-all", None))
+            .await
+            .unwrap();
+        let b = s
+            .revoke(&Target::User("u"), &Record::now("logout-all", None))
+            .await
+            .unwrap();
+        let (Written::Subject(a), Written::Subject(b)) = (a, b) else {
+            panic!("subjects expected")
+        };
+        assert_eq!((a.version, b.version), (1, 2));
+        assert!(b.before_ms > a.before_ms);
+        let q = Query {
+            user: Some("u"),
+            tenant: Some("u"),
+            ..Query::default()
+        };
+        let st = s.check(&q).await.unwrap();
+        assert_eq!(st.user, Some(b));
+        assert_eq!(st.tenant, None, "kinds do not share a namespace");
+    }
+}

@@ -1,0 +1,38 @@
+//! tokengate's integration tests: one binary (linked once), a module per area. Every
+//! test drives real parts: a real `redis-server`, Envoy, nginx, Traefik or OpenID
+//! provider started by [`support`] on loopback ports the OS picked, and tokengate itself
+//! in-process ([`support::TestServer`]) or as the built binary ([`support::procs`]).
+//!
+//! Run one area with `cargo test --test it grpc::` (module path as the filter).
+
+// The workspace lints guard the request path (Cargo.toml, clippy.toml). A test states
+// what it expects with unwrap/expect, and the harness's blocking waits (with deadlines)
+// and std locks never run on a server's path.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_types,
+    clippy::disallowed_methods
+)]
+
+mod support;
+
+mod admin;
+mod bypass;
+mod cli;
+mod deploy;
+mod envoy;
+mod faults;
+mod grpc;
+mod health;
+mod hostile;
+mod idp;
+mod ingress;
+mod observability;
+mod openapi;
+mod properties;
+mod providers;
+mod redis;
+mod revocation;
+mod slow_clients;
+mod transports;
