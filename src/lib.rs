@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, StoreKind};
+use crate::config::Config;
 use crate::decision::Engine;
 use crate::http::{AppState, Readiness};
 use crate::metrics::Metrics;
@@ -41,10 +41,16 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("revocation.store: {0}")]
-    Store(String),
-    #[error("{0}")]
-    Secret(String),
+    #[error("revocation.{0}")]
+    Store(#[from] revocation::redis::ConnectError),
+    #[error("{field}: {source}")]
+    Secret {
+        field: String,
+        #[source]
+        source: secret::SecretError,
+    },
+    #[error("{0}: the secret is empty")]
+    EmptySecret(String),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -214,21 +220,16 @@ fn load_clients(oauth: &config::OAuth) -> Result<Vec<http::oauth::Client>, Start
         .enumerate()
         .map(|(i, c)| {
             let field = format!("oauth.introspection_clients[{i}]");
-            let secret = match (&c.secret_env, &c.secret_file) {
-                (Some(name), _) => std::env::var(name).map_err(|_| {
-                    StartError::Secret(format!("{field}.secret_env: {name} is not set"))
-                })?,
-                (None, Some(path)) => secret::read_file_string(path).map_err(|e| {
-                    StartError::Secret(format!("{field}.secret_file: {}: {e}", path.display()))
-                })?,
-                (None, None) => String::new(),
-            };
+            let secret = c.secret.read().map_err(|source| StartError::Secret {
+                field: format!("{field}.{}", c.secret.field("secret")),
+                source,
+            })?;
             if secret.is_empty() {
-                return Err(StartError::Secret(format!("{field}: the secret is empty")));
+                return Err(StartError::EmptySecret(field));
             }
             Ok(http::oauth::Client {
                 id: c.id.clone(),
-                secret: secret.into_bytes(),
+                secret,
             })
         })
         .collect()
@@ -242,12 +243,12 @@ pub fn build_store(
 ) -> Result<CachedStore<Store>, StartError> {
     let r = &config.revocation;
     let family_ttl = Duration::from_secs(r.family_ttl_seconds);
-    let store = match r.store {
-        StoreKind::Memory => Store::Memory(MemoryStore::new(
+    let store = match &r.store {
+        config::Store::Memory => Store::Memory(MemoryStore::new(
             family_ttl,
             r.subject_ttl_seconds.map(Duration::from_secs),
         )),
-        StoreKind::Redis => Store::Redis(RedisStore::connect(r).map_err(StartError::Store)?),
+        config::Store::Redis(redis) => Store::Redis(RedisStore::connect(redis, r)?),
     };
     let settings = CacheSettings {
         ttl: Duration::from_secs(r.cache.ttl_seconds),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::{Config, StoreKind};
+use crate::config::{self, Config};
 use crate::revocation::{
     audit, operator_expiry, scope, Kind, Record, RevocationStore, Store, Target, Written,
 };
@@ -19,8 +19,10 @@ pub enum OpsError {
          use its admin API (POST /v1/admin/revocations) or configure redis"
     )]
     MemoryStore,
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Start(#[from] crate::StartError),
+    #[error(transparent)]
+    Store(#[from] crate::revocation::StoreError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -29,20 +31,17 @@ pub enum OpsError {
 async fn open(
     config: &Config,
 ) -> Result<crate::revocation::cache::CachedStore<crate::revocation::Store>, OpsError> {
-    if config.revocation.store == StoreKind::Memory {
+    if config.revocation.store == config::Store::Memory {
         return Err(OpsError::MemoryStore);
     }
-    let metrics = std::sync::Arc::new(
-        crate::metrics::Metrics::new(&[]).map_err(|e| OpsError::Store(e.to_string()))?,
-    );
-    let store = crate::build_store(config, metrics).map_err(|e| OpsError::Store(e.to_string()))?;
+    let metrics =
+        std::sync::Arc::new(crate::metrics::Metrics::new(&[]).map_err(crate::StartError::from)?);
+    let store = crate::build_store(config, metrics)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         match store.ping().await {
             Ok(()) => return Ok(store),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(OpsError::Store(e.to_string()))
-            }
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(OpsError::Store(e)),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -93,10 +92,7 @@ pub async fn revoke(
     };
     let store = open(config).await?;
     let record = Record::now(reason, Some(actor.to_string()));
-    let written = store
-        .revoke(&target, &record)
-        .await
-        .map_err(|e| OpsError::Store(e.to_string()))?;
+    let written = store.revoke(&target, &record).await?;
     audit(&target, reason, Some(actor), "cli");
     let mut out = json!({
         "success": true,
@@ -120,10 +116,7 @@ pub async fn status(
 ) -> Result<Value, OpsError> {
     let namespace = namespace(config, provider)?;
     let store = open(config).await?;
-    let status = store
-        .status(kind, &scope::scoped(namespace, id))
-        .await
-        .map_err(|e| OpsError::Store(e.to_string()))?;
+    let status = store.status(kind, &scope::scoped(namespace, id)).await?;
     let mut out = json!({"kind": kind.as_str(), "id": id, "namespace": namespace});
     out["revoked"] = status.is_some().into();
     if let Some(s) = status {
@@ -147,10 +140,7 @@ pub async fn migrate(config: &Config, dry_run: bool) -> Result<Value, OpsError> 
     let Store::Redis(redis) = store.inner() else {
         return Err(OpsError::MemoryStore);
     };
-    let report = redis
-        .migrate(&namespaces, dry_run)
-        .await
-        .map_err(|e| OpsError::Store(e.to_string()))?;
+    let report = redis.migrate(&namespaces, dry_run).await?;
     tracing::info!(
         target: "audit",
         dry_run,

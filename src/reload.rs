@@ -34,16 +34,30 @@ pub fn start_keys(verifier: &Verifier, metrics: &Arc<Metrics>, shutdown: &Cancel
     );
 }
 
-/// Reads, validates and applies the file. Errors leave the engine untouched.
+/// Why a reload was refused; the running configuration stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("keys: {0}")]
+    Keys(#[from] crate::jwt::KeyError),
+    #[error("keys did not load within {deadline:?}: {problems}")]
+    KeysLate {
+        deadline: Duration,
+        problems: String,
+    },
+}
+
+/// Reads, parses and applies the file. Errors leave the engine untouched.
 pub async fn reload(
     path: &Path,
     running: &Config,
     engine: &Engine,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
-) -> Result<Config, String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    let verifier = Arc::new(Verifier::from_config(&config).map_err(|e| e.to_string())?);
+) -> Result<Config, ReloadError> {
+    let config = Config::load(path)?;
+    let verifier = Arc::new(Verifier::from_config(&config)?);
     start_keys(&verifier, metrics, shutdown);
     let deadline = tokio::time::Instant::now() + KEYS_DEADLINE;
     while !verifier.ready() {
@@ -53,10 +67,10 @@ pub async fn reload(
                 .into_iter()
                 .map(|(name, why)| format!("{name}: {why}"))
                 .collect();
-            return Err(format!(
-                "keys did not load within {KEYS_DEADLINE:?}: {}",
-                why.join("; ")
-            ));
+            return Err(ReloadError::KeysLate {
+                deadline: KEYS_DEADLINE,
+                problems: why.join("; "),
+            });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -1,4 +1,4 @@
-//! The revocation API on the admin listener (SPEC §4): off unless `admin_api.enabled`;
+//! The revocation API on the admin listener (docs/spec.md §4): off unless `admin_api.enabled`;
 //! every call needs a bearer token that passes the whole decision, comes from one of
 //! the providers listed in `admin_api.providers` (any trusted issuer can mint a scope,
 //! so a scope alone grants nothing) and carries the configured admin scope. Every

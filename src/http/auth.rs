@@ -1,4 +1,4 @@
-//! `POST /v1/auth/logout` and `POST /v1/auth/logout-all` (SPEC §4). The bearer token must
+//! `POST /v1/auth/logout` and `POST /v1/auth/logout-all` (docs/spec.md §4). The bearer token must
 //! pass the whole decision; logout can only revoke the token presented, logout-all only
 //! the caller's own user, both within the namespace of the token's issuer (the scoped
 //! ids of its claims), so that no issuer's token reaches another's users. A 200 is sent

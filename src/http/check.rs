@@ -1,4 +1,4 @@
-//! The HTTP-mode check (SPEC §4) for Envoy's HTTP ext_authz, nginx `auth_request`,
+//! The HTTP-mode check (docs/spec.md §4) for Envoy's HTTP ext_authz, nginx `auth_request`,
 //! ingress-nginx `auth-url` and Traefik `forwardAuth`: the same pipeline as gRPC; only
 //! where the original request's method, URI and host come from differs.
 //!

@@ -35,7 +35,7 @@ pub struct AppState {
 
 pub use health::{Readiness, Report};
 
-/// Routes of the public HTTP listener (SPEC §1).
+/// Routes of the public HTTP listener (docs/spec.md §1).
 pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/auth/logout", post(auth::logout))
@@ -63,7 +63,7 @@ pub fn admin_router(state: AppState) -> Router {
     router.with_state(state)
 }
 
-/// A deny as an HTTP response: SPEC §2's status, challenge and JSON body.
+/// A deny as an HTTP response: docs/spec.md §2's status, challenge and JSON body.
 pub fn deny_response(engine: &Engine, deny: &Deny) -> Response {
     deny_response_with(&engine.policy(), deny)
 }

@@ -16,7 +16,7 @@ async fn server() -> TestServer {
     TestServer::start(&config_yaml(MEMORY_STORE)).await
 }
 
-/// Asserts a deny: gRPC code, HTTP status, challenge and JSON body of SPEC §2.
+/// Asserts a deny: gRPC code, HTTP status, challenge and JSON body of docs/spec.md §2.
 fn assert_deny(a: &Answer, reason: &str) {
     assert_eq!(a.reason().as_deref(), Some(reason), "answer: {a:?}");
     let body: Value = serde_json::from_str(&a.body).expect("JSON body");

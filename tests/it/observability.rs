@@ -1,4 +1,4 @@
-//! Observability (SPEC §5): exact counter movements after a mixed run, a real scrape
+//! Observability (docs/spec.md §5): exact counter movements after a mixed run, a real scrape
 //! through `promtool check metrics`, the Grafana dashboard against a real scrape, and no
 //! token in logs or metrics even at trace level.
 

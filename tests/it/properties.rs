@@ -143,7 +143,7 @@ proptest! {
                 };
                 let state = store.check(&Query::for_claims(&claims, exp)).await.unwrap();
                 let got = evaluate(&claims, &state);
-                // the model, in the order SPEC §2 lists the reasons
+                // the model, in the order docs/spec.md §2 lists the reasons
                 let user_bumps = users.get(&t.user).copied().unwrap_or(0);
                 let tenant_bumps = t.tenant.and_then(|x| tenants.get(&x).copied()).unwrap_or(0);
                 let want = if jtis.contains(&t.jti) {

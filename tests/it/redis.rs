@@ -274,7 +274,7 @@ async fn acknowledged_revocations_survive_a_redis_restart_with_aof() {
     assert_eq!(logout(&s, "/v1/auth/logout", &t).await.0, 200);
     assert_eq!(logout(&s, "/v1/auth/logout-all", &zoe).await.0, 200);
     s.stop().await;
-    // SPEC §3's layout: {prefix}{kind}@{namespace}:{id}, the provider's name by default
+    // docs/spec.md §3's layout: {prefix}{kind}@{namespace}:{id}, the provider's name by default
     let jti = decode_part(&t, 1)["jti"].as_str().unwrap().to_string();
     for key in [
         format!("tokengate:jti@test:{jti}"),

@@ -1,4 +1,4 @@
-//! The revocation behaviour suite (SPEC §2 step 4, §4), written once and instantiated for
+//! The revocation behaviour suite (docs/spec.md §2 step 4, §4), written once and instantiated for
 //! every store by `revocation_suite!`, the way limitador holds all its storages to one
 //! behaviour. Each scenario gets a fresh store from its fixture and a fresh tokengate.
 //! `shared_store_suite!` adds what only a store shared by replicas can show (events

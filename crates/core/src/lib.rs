@@ -20,7 +20,7 @@
 //! - [`metrics`]: the Prometheus registry the decision reports to (the server exposes it).
 //! - [`secret`]: secrets from the environment or a file, read in one place.
 //!
-//! The contract all of this implements is `docs/spec.md`; "SPEC §n" in comments cites it.
+//! The contract all of this implements is `docs/spec.md`; "docs/spec.md §n" in comments cites it.
 
 pub mod config;
 pub mod decision;

@@ -1,4 +1,4 @@
-//! Every metric family in one place (SPEC §5), in the classic Prometheus text format.
+//! Every metric family in one place (docs/spec.md §5), in the classic Prometheus text format.
 //!
 //! Each server has its own registry (tests run several servers in one process). Label
 //! values come only from fixed sets — transports, decisions, reasons, store operations,
@@ -15,7 +15,7 @@ use prometheus::{
 
 use crate::reason::Reason;
 
-/// Latency buckets from 50 µs to 1 s (SPEC §5, issue 6).
+/// Latency buckets from 50 µs to 1 s (docs/spec.md §5, issue 6).
 const BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
@@ -86,6 +86,7 @@ pub struct Metrics {
     revocations: IntCounterVec,
     pub invalidation_events: IntCounter,
     pub invalidation_gaps: IntCounter,
+    pub invalidation_unreadable: IntCounter,
     pub subscription_up: IntGauge,
     jwks_refresh: IntCounterVec,
     reloads: IntCounterVec,
@@ -193,6 +194,10 @@ impl Metrics {
             "tokengate_invalidation_gaps_total",
             "Times the event stream was interrupted and cached not-revoked answers were dropped.",
         )?;
+        let invalidation_unreadable = IntCounter::new(
+            "tokengate_invalidation_unreadable_total",
+            "Invalidation messages no event could be read from; each drops the cached not-revoked answers.",
+        )?;
         let subscription_up = IntGauge::new(
             "tokengate_invalidation_subscription_up",
             "1 while the invalidation event subscription is connected.",
@@ -235,6 +240,7 @@ impl Metrics {
         reg(Box::new(revocations.clone()))?;
         reg(Box::new(invalidation_events.clone()))?;
         reg(Box::new(invalidation_gaps.clone()))?;
+        reg(Box::new(invalidation_unreadable.clone()))?;
         reg(Box::new(subscription_up.clone()))?;
         reg(Box::new(jwks_refresh.clone()))?;
         reg(Box::new(reloads.clone()))?;
@@ -252,6 +258,7 @@ impl Metrics {
             revocations,
             invalidation_events,
             invalidation_gaps,
+            invalidation_unreadable,
             subscription_up,
             jwks_refresh,
             reloads,

@@ -1,4 +1,4 @@
-//! Deny reasons (SPEC §2): one enum with a stable string, used alike for the JSON body,
+//! Deny reasons (docs/spec.md §2): one enum with a stable string, used alike for the JSON body,
 //! the metric label and the log field, and the mapping of each reason to its HTTP status,
 //! OAuth error code and gRPC status code. Both transports render a deny from here, so
 //! they cannot disagree on what a reason looks like on the wire.
@@ -32,7 +32,7 @@ pub enum Reason {
     KeysUnavailable,
 }
 
-/// Which row of SPEC §2's deny table a reason falls in.
+/// Which row of docs/spec.md §2's deny table a reason falls in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyClass {
     /// 400, `invalid_request`, no challenge: the request itself cannot be judged.
@@ -217,7 +217,7 @@ impl Deny {
         }
     }
 
-    /// The JSON body of SPEC §2.
+    /// The JSON body of docs/spec.md §2.
     pub fn body(&self) -> String {
         let mut body = serde_json::json!({
             "error": self.reason.oauth_error(),

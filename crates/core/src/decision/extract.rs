@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 
-use crate::config::TokenSource;
 use crate::reason::Reason;
 
 /// Read access to request headers by lower-case name.
@@ -21,34 +20,9 @@ impl Headers for http::HeaderMap {
     }
 }
 
-/// A token source, validated and lower-cased once at start.
-#[derive(Debug, Clone)]
-pub enum Source {
-    Header {
-        name: String,
-        scheme: Option<String>,
-    },
-    Cookie(String),
-    Query(String),
-}
-
-impl Source {
-    pub fn from_config(s: &TokenSource) -> Self {
-        match (&s.header, &s.cookie, &s.query) {
-            (Some(h), _, _) => Source::Header {
-                name: h.to_ascii_lowercase(),
-                scheme: s.scheme.clone(),
-            },
-            (None, Some(c), _) => Source::Cookie(c.clone()),
-            (None, None, Some(q)) => Source::Query(q.clone()),
-            // Config validation guarantees one of the three.
-            (None, None, None) => Source::Header {
-                name: "authorization".into(),
-                scheme: Some("Bearer".into()),
-            },
-        }
-    }
-}
+/// A token source: the configuration's own type, its header name lower-cased when it
+/// was parsed.
+pub use crate::config::TokenSource as Source;
 
 /// Finds the token: the first source that has one wins. A header sent more than once,
 /// or not valid UTF-8, or a scheme with nothing after it, is `malformed`: an ambiguous

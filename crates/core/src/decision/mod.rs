@@ -1,4 +1,4 @@
-//! The decision pipeline of SPEC §2, shared by every transport: request facts in,
+//! The decision pipeline of docs/spec.md §2, shared by every transport: request facts in,
 //! [`Decision`] out. No transport types live here; the gRPC and HTTP adapters only
 //! translate to and from these types, so they cannot disagree on a decision.
 

@@ -51,12 +51,7 @@ impl Policy {
             verifier,
             verified: VerifiedCache::new(config.tokens.verified_cache_entries),
             max_token_bytes: config.tokens.max_bytes,
-            sources: config
-                .tokens
-                .sources
-                .iter()
-                .map(Source::from_config)
-                .collect(),
+            sources: config.tokens.sources.clone(),
             routes: Routes::new(
                 config.routes.iter().map(Route::from_config).collect(),
                 config.route_matching.case_insensitive,

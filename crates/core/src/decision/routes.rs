@@ -1,4 +1,4 @@
-//! Route rules (SPEC §2 steps 1 and 5): which requests are exempt, and what an allowed
+//! Route rules (docs/spec.md §2 steps 1 and 5): which requests are exempt, and what an allowed
 //! token must carry on a route. Normalised once at load; matching borrows the request.
 //!
 //! A request is judged in every form a server behind tokengate might give it: the path

@@ -1,6 +1,6 @@
 //! The verified-token cache: claims of tokens that passed verification, keyed by the
 //! token's SHA-256 and kept until the token expires, so that a token seen again skips the
-//! signature work (SPEC §2 step 3).
+//! signature work (docs/spec.md §2 step 3).
 //!
 //! Only what verification concluded is cached, never a revocation answer: revocation is
 //! always asked by `jti` and the other claims. A differently encoded copy of the same

@@ -10,7 +10,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
 use sha2::{Digest, Sha256};
 
-use crate::config::{KeySource, Provider};
+use crate::config::{Key, KeySource, Provider};
 
 /// SHA-256 of the development key files shipped in `config/dev/`. Whoever loads them gets
 /// a warning at start, even if the file was copied elsewhere or renamed.
@@ -126,11 +126,7 @@ impl KeySet {
             let at = format!("providers[{index}].keys[{k}]");
             load_source(&at, provider, source, &mut set)?;
         }
-        let remote = provider
-            .keys
-            .iter()
-            .any(|k| k.jwks_uri.is_some() || k.oidc_discovery);
-        if set.verify.is_empty() && !remote {
+        if set.verify.is_empty() && !provider.has_remote_keys() {
             return Err(KeyError {
                 field: format!("providers[{index}].keys"),
                 message: "no usable key".into(),
@@ -150,84 +146,74 @@ fn load_source(
         field: format!("{at}.{field}"),
         message,
     };
-    if let Some(path) = &source.public_key_file {
-        let pem = read(path).map_err(|m| err("public_key_file", m))?;
-        set.development |= is_development(&pem);
-        let (family, key) = public_pem(provider, &pem).ok_or_else(|| {
-            err(
-                "public_key_file",
-                format!(
-                    "{}: not a PEM public key for any of the provider's algorithms",
-                    path.display()
-                ),
-            )
-        })?;
-        set.verify.push(VerifyKey {
-            kid: source.kid.clone(),
-            family,
-            key,
-        });
-        if let Some(path) = &source.private_key_file {
-            let pem = read(path).map_err(|m| err("private_key_file", m))?;
+    match &source.key {
+        Key::Pem { public, private } => {
+            let pem = read(public).map_err(|m| err("public_key_file", m))?;
             set.development |= is_development(&pem);
-            let key = match family {
-                AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(&pem),
-                AlgorithmFamily::Ec => EncodingKey::from_ec_pem(&pem),
-                AlgorithmFamily::Ed => EncodingKey::from_ed_pem(&pem),
-                AlgorithmFamily::Hmac => unreachable_family(),
-            }
-            .map_err(|e| {
+            let (family, key) = public_pem(provider, &pem).ok_or_else(|| {
                 err(
-                    "private_key_file",
-                    format!("{}: not a matching PEM private key: {e}", path.display()),
+                    "public_key_file",
+                    format!(
+                        "{}: not a PEM public key for any of the provider's algorithms",
+                        public.display()
+                    ),
                 )
             })?;
-            set.sign.push(SignKey {
+            set.verify.push(VerifyKey {
                 kid: source.kid.clone(),
                 family,
                 key,
             });
-        }
-    } else if source.secret_env.is_some() || source.secret_file.is_some() {
-        let secret = match (&source.secret_env, &source.secret_file) {
-            (Some(name), _) => std::env::var(name)
-                .map_err(|_| {
+            if let Some(path) = private {
+                let pem = read(path).map_err(|m| err("private_key_file", m))?;
+                set.development |= is_development(&pem);
+                let key = match family {
+                    AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(&pem),
+                    AlgorithmFamily::Ec => EncodingKey::from_ec_pem(&pem),
+                    AlgorithmFamily::Ed => EncodingKey::from_ed_pem(&pem),
+                    AlgorithmFamily::Hmac => unreachable_family(),
+                }
+                .map_err(|e| {
                     err(
-                        "secret_env",
-                        format!("environment variable {name} is not set"),
+                        "private_key_file",
+                        format!("{}: not a matching PEM private key: {e}", path.display()),
                     )
-                })?
-                .into_bytes(),
-            (None, Some(path)) => crate::secret::read_file(path)
-                .map_err(|e| err("secret_file", format!("{}: {e}", path.display())))?,
-            (None, None) => Vec::new(),
-        };
-        if secret.len() < 32 {
-            let field = if source.secret_env.is_some() {
-                "secret_env"
-            } else {
-                "secret_file"
-            };
-            return Err(err(
-                field,
-                "HMAC secret must be at least 32 bytes (RFC 7518 §3.2)".into(),
-            ));
+                })?;
+                set.sign.push(SignKey {
+                    kid: source.kid.clone(),
+                    family,
+                    key,
+                });
+            }
         }
-        set.verify.push(VerifyKey {
-            kid: source.kid.clone(),
-            family: AlgorithmFamily::Hmac,
-            key: DecodingKey::from_secret(&secret),
-        });
-        set.sign.push(SignKey {
-            kid: source.kid.clone(),
-            family: AlgorithmFamily::Hmac,
-            key: EncodingKey::from_secret(&secret),
-        });
-    } else if let Some(path) = &source.jwks_file {
-        let text = read(path).map_err(|m| err("jwks_file", m))?;
-        let keys =
-            parse_jwks(&text).map_err(|e| err("jwks_file", format!("{}: {e}", path.display())))?;
-        set.verify.extend(keys);
+        Key::Hmac(secret) => {
+            let field = secret.field("secret");
+            let bytes = secret.read().map_err(|e| err(&field, e.to_string()))?;
+            if bytes.len() < 32 {
+                return Err(err(
+                    &field,
+                    "HMAC secret must be at least 32 bytes (RFC 7518 §3.2)".into(),
+                ));
+            }
+            set.verify.push(VerifyKey {
+                kid: source.kid.clone(),
+                family: AlgorithmFamily::Hmac,
+                key: DecodingKey::from_secret(&bytes),
+            });
+            set.sign.push(SignKey {
+                kid: source.kid.clone(),
+                family: AlgorithmFamily::Hmac,
+                key: EncodingKey::from_secret(&bytes),
+            });
+        }
+        Key::JwksFile(path) => {
+            let text = read(path).map_err(|m| err("jwks_file", m))?;
+            let keys = parse_jwks(&text)
+                .map_err(|e| err("jwks_file", format!("{}: {e}", path.display())))?;
+            set.verify.extend(keys);
+        }
+        // Fetched by jwt::jwks, not loaded here.
+        Key::Remote(_) => {}
     }
     Ok(())
 }

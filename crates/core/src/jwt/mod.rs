@@ -1,4 +1,4 @@
-//! JWT verification (SPEC §2 step 3): providers, keys, and the claims revocation needs.
+//! JWT verification (docs/spec.md §2 step 3): providers, keys, and the claims revocation needs.
 
 pub mod fetch;
 pub mod jwks;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use crate::config::{ClaimNames, Config};
+use crate::config::{ClaimNames, Config, Remote};
 pub use keys::KeyError;
 use keys::KeySet;
 
@@ -245,12 +245,13 @@ impl Verifier {
         let mut providers = Vec::with_capacity(config.providers.len());
         for (i, p) in config.providers.iter().enumerate() {
             let remote = p.keys.iter().find_map(|k| {
-                let source = match (&k.jwks_uri, k.oidc_discovery, &p.issuer) {
-                    (Some(uri), _, _) => jwks::Source::Uri(uri.clone()),
-                    (None, true, Some(issuer)) => jwks::Source::Discovery {
+                let source = match (k.remote()?, &p.issuer) {
+                    (Remote::Uri(uri), _) => jwks::Source::Uri(uri.clone()),
+                    (Remote::Discovery, Some(issuer)) => jwks::Source::Discovery {
                         issuer: issuer.clone(),
                     },
-                    _ => return None,
+                    // The configuration refuses discovery without an issuer.
+                    (Remote::Discovery, None) => return None,
                 };
                 Some(Arc::new(jwks::Remote::new(
                     &p.name,

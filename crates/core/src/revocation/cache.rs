@@ -1,4 +1,4 @@
-//! The local cache in front of any store (SPEC §3), its own type wrapping the plain store
+//! The local cache in front of any store (docs/spec.md §3), its own type wrapping the plain store
 //! rather than flags inside it.
 //!
 //! What is cached is per identifier, not per token: one entry per `jti`, family, user and
@@ -161,7 +161,7 @@ impl<S: RevocationStore> CachedStore<S> {
         let outcome = match &result {
             Ok(_) => Ok(()),
             Err(StoreError::Timeout) => Err(StoreOutcome::Timeout),
-            Err(StoreError::Unavailable(_)) => Err(StoreOutcome::Error),
+            Err(_) => Err(StoreOutcome::Error),
         };
         self.caches.metrics.store(op, outcome, started.elapsed());
         result
@@ -434,6 +434,14 @@ impl Caches {
         self.forget_not_revoked();
     }
 
+    /// A message no event could be read from: counted, and treated like an event whose
+    /// target is unknown.
+    fn unreadable(&self) {
+        self.metrics.invalidation_unreadable.inc();
+        tracing::warn!("unreadable invalidation message: cached not-revoked answers dropped");
+        self.forget_not_revoked();
+    }
+
     fn up(&self) {
         self.metrics.subscription_up.set(1);
         if self.seen_up.swap(true, Ordering::AcqRel) {
@@ -473,6 +481,7 @@ async fn apply_signals(mut rx: tokio::sync::broadcast::Receiver<Signal>, caches:
             Ok(Signal::Event(e)) => caches.apply(&e),
             Ok(Signal::Up) => caches.up(),
             Ok(Signal::Unscoped) => caches.unscoped(),
+            Ok(Signal::Unreadable) => caches.unreadable(),
             Ok(Signal::Gap) | Err(RecvError::Lagged(_)) => caches.gap(),
             Err(RecvError::Closed) => return,
         }

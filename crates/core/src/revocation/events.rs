@@ -1,4 +1,4 @@
-//! Invalidation events (SPEC §3): every write publishes one, every replica applies it to
+//! Invalidation events (docs/spec.md §3): every write publishes one, every replica applies it to
 //! its local cache at once. The memory store emits the same events in-process, so the
 //! cache has one code path whatever the store.
 //!
@@ -78,19 +78,23 @@ impl Event {
     }
 
     /// What a message means to the cache: an event of this layout, an event of an older
-    /// replica ([`Signal::Unscoped`]), or nothing (garbage, ignored).
-    pub fn signal(bytes: &[u8]) -> Option<Signal> {
+    /// replica ([`Signal::Unscoped`]), or [`Signal::Unreadable`] (counted, never ignored).
+    pub fn signal(bytes: &[u8]) -> Signal {
         #[derive(Deserialize)]
         struct Marker {
             #[serde(default)]
             v: Option<u64>,
         }
-        let event: Event = serde_json::from_slice(bytes).ok()?;
-        let marker: Marker = serde_json::from_slice(bytes).ok()?;
-        Some(match marker.v {
+        let (Ok(event), Ok(marker)) = (
+            serde_json::from_slice::<Event>(bytes),
+            serde_json::from_slice::<Marker>(bytes),
+        ) else {
+            return Signal::Unreadable;
+        };
+        match marker.v {
             Some(LAYOUT) => Signal::Event(event),
             _ => Signal::Unscoped,
-        })
+        }
     }
 }
 
@@ -111,6 +115,10 @@ pub enum Signal {
     /// id names no namespace, so the cache forgets its "not revoked" answers (the store
     /// then reads the legacy keys) rather than applying it.
     Unscoped,
+    /// A message on the channel that is no event this release can read (a newer
+    /// release's kind, or garbage). It may have been a revocation: the cache counts it
+    /// and forgets its "not revoked" answers, as for [`Signal::Unscoped`].
+    Unreadable,
 }
 
 /// The channel a store sends its signals on. The first subscriber (the cache) gets the
@@ -164,29 +172,30 @@ mod tests {
             e.to_json(),
             r#"{"v":2,"kind":"jti","id":"dev:a\"b","exp":5}"#
         );
-        assert_eq!(
-            Event::signal(e.to_json().as_bytes()),
-            Some(Signal::Event(e))
-        );
+        assert_eq!(Event::signal(e.to_json().as_bytes()), Signal::Event(e));
         let head = Event::subject_head(Kind::User, "dev:u");
         let u = Event::signal(format!(r#"{head},"ver":2,"before":9}}"#).as_bytes());
         assert_eq!(
             u,
-            Some(Signal::Event(Event::User {
+            Signal::Event(Event::User {
                 id: "dev:u".into(),
                 ver: 2,
                 before: 9
-            }))
+            })
         );
-        assert_eq!(Event::signal(b"garbage"), None);
+        assert_eq!(Event::signal(b"garbage"), Signal::Unreadable);
+        assert_eq!(
+            Event::signal(br#"{"v":2,"kind":"device","id":"x"}"#),
+            Signal::Unreadable
+        );
     }
 
     #[test]
     fn an_event_without_the_marker_is_unscoped() {
         let legacy = br#"{"kind":"user","id":"u","ver":2,"before":9}"#;
-        assert_eq!(Event::signal(legacy), Some(Signal::Unscoped));
+        assert_eq!(Event::signal(legacy), Signal::Unscoped);
         let future = br#"{"v":3,"kind":"family","id":"x"}"#;
-        assert_eq!(Event::signal(future), Some(Signal::Unscoped));
+        assert_eq!(Event::signal(future), Signal::Unscoped);
     }
 
     /// The `Event` of the release before issuer namespaces (its serde attributes and

@@ -1,4 +1,4 @@
-//! Revocation (SPEC §2 step 4, §3): the store trait, its implementations, and the pure
+//! Revocation (docs/spec.md §2 step 4, §3): the store trait, its implementations, and the pure
 //! rules that turn what the store knows into a deny reason.
 //!
 //! The trait is shaped for a network store: every call is async and fallible, and one
@@ -190,8 +190,35 @@ pub enum Written {
 pub enum StoreError {
     #[error("store call exceeded its deadline")]
     Timeout,
+    /// No connection (yet, or any more): what the connection supervisor last saw.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Disconnected(String),
+    /// A call the store failed, with the client's error.
+    #[error("store unavailable: {source}")]
+    Call {
+        #[source]
+        source: ::redis::RedisError,
+    },
+    /// The store answered what this version cannot read, or the data kept changing
+    /// under an operation that needs it still.
+    #[error("store unavailable: {0}")]
+    Unexpected(String),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed without anyone changing anything: a
+    /// deadline, a lost or refused connection, a cluster moving slots. An unreadable
+    /// record or a refused command stays what it is.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Timeout | StoreError::Disconnected(_) => true,
+            // The client's own judgement: anything it would retry is transient.
+            StoreError::Call { source } => {
+                !matches!(source.retry_method(), ::redis::RetryMethod::NoRetry)
+            }
+            StoreError::Unexpected(_) => false,
+        }
+    }
 }
 
 /// A revocation store. Implementations: [`memory::MemoryStore`] (one process) and the
@@ -276,7 +303,7 @@ impl RevocationStore for Store {
     }
 }
 
-/// The revocation rules of SPEC §2 step 4, as a pure function of the token and the state.
+/// The revocation rules of docs/spec.md §2 step 4, as a pure function of the token and the state.
 ///
 /// - a revoked `jti` or family revokes the token;
 /// - a user's (tenant's) version newer than the token's version claim revokes it, but

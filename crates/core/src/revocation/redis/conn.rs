@@ -26,11 +26,29 @@ pub enum Target {
     },
 }
 
+/// A Redis URL tokengate cannot use. Never holds the URL (it may carry a password).
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("not a URL (expected redis://, rediss://, redis+cluster://, redis+sentinel://)")]
+    NotUrl,
+    #[error("unsupported scheme {0}://")]
+    Scheme(String),
+    #[error("{0}")]
+    Shape(&'static str),
+    #[error("{source}")]
+    Parse {
+        #[source]
+        source: redis::RedisError,
+    },
+}
+
+fn parse_error(source: redis::RedisError) -> UrlError {
+    UrlError::Parse { source }
+}
+
 /// Parses `url`; `password` (from `password_env`/`password_file`) overrides any in the URL.
-pub fn parse(url: &str, password: Option<&str>) -> Result<Target, String> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        "not a URL (expected redis://, rediss://, redis+cluster://, redis+sentinel://)".to_string()
-    })?;
+pub fn parse(url: &str, password: Option<&str>) -> Result<Target, UrlError> {
+    let (scheme, rest) = url.split_once("://").ok_or(UrlError::NotUrl)?;
     let with_password = |info: ConnectionInfo| match password {
         Some(p) => {
             let settings = info.redis_settings().clone().set_password(p);
@@ -40,7 +58,7 @@ pub fn parse(url: &str, password: Option<&str>) -> Result<Target, String> {
     };
     match scheme {
         "redis" | "rediss" | "redis+unix" | "unix" => {
-            let info = url.into_connection_info().map_err(|e| e.to_string())?;
+            let info = url.into_connection_info().map_err(parse_error)?;
             Ok(Target::Standalone(with_password(info)))
         }
         "redis+cluster" | "rediss+cluster" => {
@@ -55,9 +73,9 @@ pub fn parse(url: &str, password: Option<&str>) -> Result<Target, String> {
                 .map(|h| node_url(base, userinfo, h, ""))
                 .map(|u| u.as_str().into_connection_info().map(with_password))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?;
+                .map_err(parse_error)?;
             if nodes.is_empty() {
-                return Err("no cluster node in the URL".into());
+                return Err(UrlError::Shape("no cluster node in the URL"));
             }
             Ok(Target::Cluster(nodes))
         }
@@ -67,7 +85,9 @@ pub fn parse(url: &str, password: Option<&str>) -> Result<Target, String> {
             let mut segments = path.split('/').filter(|s| !s.is_empty());
             let service = segments
                 .next()
-                .ok_or("the sentinel URL needs the service name as its path")?
+                .ok_or(UrlError::Shape(
+                    "the sentinel URL needs the service name as its path",
+                ))?
                 .to_string();
             let db = segments.next().unwrap_or("0");
             let sentinels = hosts
@@ -75,12 +95,12 @@ pub fn parse(url: &str, password: Option<&str>) -> Result<Target, String> {
                 .map(|h| node_url(if tls { "rediss" } else { "redis" }, None, h, ""))
                 .map(|u| u.as_str().into_connection_info())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?;
+                .map_err(parse_error)?;
             let node_info = node_url("redis", userinfo, "127.0.0.1:6379", db)
                 .as_str()
                 .into_connection_info()
                 .map(with_password)
-                .map_err(|e| e.to_string())?;
+                .map_err(parse_error)?;
             Ok(Target::Sentinel {
                 sentinels,
                 service,
@@ -88,7 +108,7 @@ pub fn parse(url: &str, password: Option<&str>) -> Result<Target, String> {
                 tls,
             })
         }
-        other => Err(format!("unsupported scheme {other}://")),
+        other => Err(UrlError::Scheme(other.to_string())),
     }
 }
 

@@ -1,4 +1,4 @@
-//! The Redis key layout of SPEC §3, in one place so the wire format is easy to review.
+//! The Redis key layout of docs/spec.md §3, in one place so the wire format is easy to review.
 //!
 //! Current layout: `{prefix}{kind}@{namespace}:{id}`, built from a scoped id
 //! (`{namespace}:{id}`) without looking inside it. The layout before issuer namespaces

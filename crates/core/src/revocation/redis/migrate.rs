@@ -122,7 +122,7 @@ impl RedisStore {
                 return Ok(());
             }
         }
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::Unexpected(format!(
             "{key} kept changing during its migration; run migrate again"
         )))
     }

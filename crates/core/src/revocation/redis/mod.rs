@@ -1,4 +1,4 @@
-//! The Redis store: shared by every replica (SPEC §3).
+//! The Redis store: shared by every replica (docs/spec.md §3).
 //!
 //! - A check is one round trip to a standalone server (the `CHECK` script reads all four
 //!   keys, and with `legacy_keys: read` the four keys of the layout before issuer
@@ -67,32 +67,40 @@ impl Drop for RedisStore {
     }
 }
 
-/// Reads the password named by the config (env var or file), if any.
-fn password(cfg: &config::Redis) -> Result<Option<String>, String> {
-    if let Some(name) = &cfg.password_env {
-        return std::env::var(name)
-            .map(Some)
-            .map_err(|_| format!("password_env: environment variable {name} is not set"));
-    }
-    if let Some(path) = &cfg.password_file {
-        return crate::secret::read_file_string(path)
-            .map(Some)
-            .map_err(|e| format!("password_file: {}: {e}", path.display()));
-    }
-    Ok(None)
+/// Why a Redis store could not be built from its configuration. Names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("redis.{field}: {source}")]
+    Password {
+        field: String,
+        #[source]
+        source: crate::secret::SecretError,
+    },
+    #[error("redis.url: {0}")]
+    Url(#[from] conn::UrlError),
 }
 
 impl RedisStore {
     /// Builds the store and starts connecting in the background; returns at once.
     /// Must be called inside a tokio runtime.
-    pub fn connect(revocation: &config::Revocation) -> Result<Self, String> {
-        let cfg = revocation
-            .redis
-            .as_ref()
-            .ok_or("revocation.redis is required with store: redis")?;
-        let password = password(cfg)?;
-        let target =
-            conn::parse(&cfg.url, password.as_deref()).map_err(|e| format!("redis.url: {e}"))?;
+    pub fn connect(
+        cfg: &config::Redis,
+        revocation: &config::Revocation,
+    ) -> Result<Self, ConnectError> {
+        let password = match &cfg.password {
+            Some(secret) => {
+                Some(
+                    secret
+                        .read_string()
+                        .map_err(|source| ConnectError::Password {
+                            field: secret.field("password"),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let target = conn::parse(&cfg.url, password.as_deref())?;
         let redacted = redacted_url(&cfg.url);
         let shared = Arc::new(Shared {
             conn: RwLock::new(None),
@@ -130,7 +138,7 @@ impl RedisStore {
         let guard = self.shared.conn.read();
         guard.clone().ok_or_else(|| {
             let problem = self.shared.problem.lock();
-            StoreError::Unavailable(problem.clone())
+            StoreError::Disconnected(problem.clone())
         })
     }
 
@@ -156,7 +164,7 @@ impl RedisStore {
             (_, (None, None)) => None,
             (Kind::Jti | Kind::Family, (Some(json), ttl)) => {
                 let record = serde_json::from_str(&json).map_err(|e| {
-                    StoreError::Unavailable(format!("unreadable record at {key}: {e}"))
+                    StoreError::Unexpected(format!("unreadable record at {key}: {e}"))
                 })?;
                 Some(Status::Marker {
                     record,
@@ -171,8 +179,8 @@ impl RedisStore {
     }
 }
 
-fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+fn unavailable(source: redis::RedisError) -> StoreError {
+    StoreError::Call { source }
 }
 
 /// Reads an optional integer hash field from a script reply.
@@ -225,7 +233,7 @@ impl RevocationStore for RedisStore {
                 let reply: Vec<redis::Value> =
                     inv.invoke_async(&mut c).await.map_err(unavailable)?;
                 if reply.len() != 10 {
-                    return Err(StoreError::Unavailable("unexpected CHECK reply".into()));
+                    return Err(StoreError::Unexpected("unexpected CHECK reply".into()));
                 }
                 let at = |i: usize| opt_i64(&reply[i]);
                 Ok(State {
@@ -484,6 +492,6 @@ async fn warn_without_persistence(conn: &Conn, redacted: &str) {
 }
 
 /// Used by the subscriber to turn raw messages into signals.
-fn parse_event(payload: &[u8]) -> Option<Signal> {
+fn parse_event(payload: &[u8]) -> Signal {
     Event::signal(payload)
 }

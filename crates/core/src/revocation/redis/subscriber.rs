@@ -40,9 +40,7 @@ pub async fn run(
                         _ = shutdown.cancelled() => return,
                         msg = stream.next() => match msg {
                             Some(msg) => {
-                                if let Some(signal) = parse_event(msg.get_payload_bytes()) {
-                                    let _ = tx.send(signal);
-                                }
+                                let _ = tx.send(parse_event(msg.get_payload_bytes()));
                             }
                             None => break,
                         }
