@@ -28,6 +28,7 @@ mod health;
 mod hostile;
 mod idp;
 mod ingress;
+mod layout;
 mod observability;
 mod openapi;
 mod properties;
