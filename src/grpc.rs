@@ -212,7 +212,7 @@ pub async fn answer(engine: &Engine, check: CheckRequest) -> Answer {
     match engine.check_with(&policy, &req).await {
         Decision::Allow(allowed) => match allowed.claims.as_deref() {
             Some(claims) => Answer::Encoded(
-                claims
+                allowed
                     .rendered
                     .grpc(|| allow(&policy, Some(claims)).encode_to_vec().into()),
             ),

@@ -33,7 +33,7 @@ pub fn engine() -> &'static (tokio::runtime::Runtime, Arc<Engine>) {
             .build()
             .expect("runtime");
         let engine = rt.block_on(async {
-            let metrics = Arc::new(Metrics::new(&["fuzz"]));
+            let metrics = Arc::new(Metrics::new(&["fuzz"]).expect("metrics"));
             let store = tokengate::build_store(config(), metrics.clone()).expect("store");
             let policy = Policy::load(config()).expect("keys");
             Arc::new(Engine::new(policy, store, metrics))

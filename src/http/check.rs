@@ -58,7 +58,7 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
         Decision::Allow(allowed) => {
             let mut response = StatusCode::OK.into_response();
             *response.headers_mut() = match allowed.claims.as_deref() {
-                Some(claims) => claims
+                Some(claims) => allowed
                     .rendered
                     .http(|| allow_headers(&policy, Some(claims))),
                 None => allow_headers(&policy, None),

@@ -139,7 +139,6 @@ proptest! {
                     exp,
                     payload: Default::default(),
                     payload_b64: String::new(),
-                    rendered: Default::default(),
                 };
                 let state = store.check(&Query::for_claims(&claims, exp)).await.unwrap();
                 let got = evaluate(&claims, &state);

@@ -24,7 +24,8 @@ use crate::revocation::{
 pub use canonical::is_canonical_prefix;
 pub use extract::{Headers, Source};
 pub use policy::{Forwarding, Policy, Responses};
-use verified::VerifiedCache;
+pub use verified::Rendered;
+use verified::{Verified, VerifiedCache};
 
 /// The facts of one request that the pipeline reads.
 pub struct Request<'a, H> {
@@ -41,16 +42,19 @@ pub struct Request<'a, H> {
     pub request_id: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Decision {
     Allow(Allowed),
     Deny(Deny),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Allowed {
     /// `None` on an exempt route.
     pub claims: Option<Arc<Claims>>,
+    /// The memo of this token's rendered answers, shared with its verified-token cache
+    /// entry (a fresh one when the cache is off or the route exempt).
+    pub rendered: Arc<Rendered>,
     /// True when the store failed and `on_store_error: allow` let the request through.
     pub fail_open: bool,
 }
@@ -133,6 +137,7 @@ impl Engine {
         if matched.exempt() {
             return Ok(Decision::Allow(Allowed {
                 claims: None,
+                rendered: Arc::default(),
                 fail_open: false,
             }));
         }
@@ -193,7 +198,7 @@ impl Engine {
     }
 
     async fn authenticate_token_with(&self, policy: &Policy, token: &str) -> Result<Allowed, Deny> {
-        let claims = self.verify(policy, token).await?;
+        let Verified { claims, rendered } = self.verify(policy, token).await?;
         let fail_open = match self.revocation(policy, &claims).await {
             Ok(None) => false,
             Ok(Some(reason)) => return Err(reason.into()),
@@ -202,13 +207,14 @@ impl Engine {
         };
         Ok(Allowed {
             claims: Some(claims),
+            rendered,
             fail_open,
         })
     }
 
     /// Step 3 alone: is this a token tokengate would accept, revocation aside?
     pub async fn verify_token(&self, token: &str) -> Result<Arc<Claims>, Reason> {
-        self.verify(&self.policy(), token).await
+        Ok(self.verify(&self.policy(), token).await?.claims)
     }
 
     /// What the store holds about one identifier, within the store deadline.
@@ -223,7 +229,7 @@ impl Engine {
     /// Step 3, with the verified-token cache in front of the signature work. A key id
     /// no provider knows may mean the identity provider rotated its keys: the provider
     /// refreshes them (rate-limited) and the token gets one more try.
-    async fn verify(&self, policy: &Policy, token: &str) -> Result<Arc<Claims>, Reason> {
+    async fn verify(&self, policy: &Policy, token: &str) -> Result<Verified, Reason> {
         let cache = match &policy.verified {
             // Oversized tokens are refused by the verifier before anything is hashed.
             Some(cache) if token.len() <= policy.max_token_bytes => Some(cache),
@@ -233,8 +239,8 @@ impl Engine {
         if let (Some(cache), Some(key)) = (cache, &key) {
             let hit = cache.get(key, now_unix());
             self.metrics.cache(CacheKind::Verified, hit.is_some());
-            if let Some(claims) = hit {
-                return Ok(claims);
+            if let Some(token) = hit {
+                return Ok(token);
             }
         }
         let verified = match policy.verifier.verify(token, now_unix()) {
@@ -243,11 +249,11 @@ impl Engine {
             }
             other => other,
         };
-        let claims = Arc::new(verified?);
+        let token = Verified::new(verified?);
         if let (Some(cache), Some(key)) = (cache, key) {
-            cache.insert(key, claims.clone(), policy.jti_expiry(&claims));
+            cache.insert(key, token.clone(), policy.jti_expiry(&token.claims));
         }
-        Ok(claims)
+        Ok(token)
     }
 
     async fn revocation(

@@ -14,9 +14,51 @@ use sha2::{Digest, Sha256};
 
 use crate::jwt::Claims;
 
+/// The adapters' renderings of an allow for one verified token, made the first time it
+/// is allowed and kept in its cache entry, so that a token seen again costs no
+/// rendering. Valid under the policy that verified the token: that policy owns the
+/// verified-token cache, and a reload starts a new one. Not part of what the token
+/// says: two entries for equal claims may hold different memos.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// The encoded gRPC `CheckResponse` of an allow.
+    grpc: std::sync::OnceLock<bytes::Bytes>,
+    /// The response headers of an HTTP-mode allow.
+    http: std::sync::OnceLock<http::HeaderMap>,
+}
+
+impl Rendered {
+    /// The gRPC allow, made by `render` the first time.
+    pub fn grpc(&self, render: impl FnOnce() -> bytes::Bytes) -> bytes::Bytes {
+        self.grpc.get_or_init(render).clone()
+    }
+
+    /// The HTTP allow's headers, made by `render` the first time.
+    pub fn http(&self, render: impl FnOnce() -> http::HeaderMap) -> http::HeaderMap {
+        self.http.get_or_init(render).clone()
+    }
+}
+
+/// A verified token as the cache keeps it: its claims and the memo of its answers.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub claims: Arc<Claims>,
+    pub rendered: Arc<Rendered>,
+}
+
+impl Verified {
+    /// Claims just verified, with nothing rendered yet.
+    pub fn new(claims: Claims) -> Self {
+        Verified {
+            claims: Arc::new(claims),
+            rendered: Arc::default(),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Entry {
-    claims: Arc<Claims>,
+    token: Verified,
     /// Unix seconds after which the token is expired (exp + leeway).
     dies: i64,
 }
@@ -40,16 +82,16 @@ impl VerifiedCache {
         Sha256::digest(token.as_bytes()).into()
     }
 
-    /// The claims of a token verified earlier and not yet expired at `now`.
-    pub fn get(&self, key: &[u8; 32], now: i64) -> Option<Arc<Claims>> {
+    /// A token verified earlier and not yet expired at `now`.
+    pub fn get(&self, key: &[u8; 32], now: i64) -> Option<Verified> {
         self.cache
             .get(key)
             .filter(|e| now <= e.dies)
-            .map(|e| e.claims)
+            .map(|e| e.token)
     }
 
-    pub fn insert(&self, key: [u8; 32], claims: Arc<Claims>, dies: i64) {
-        self.cache.insert(key, Entry { claims, dies });
+    pub fn insert(&self, key: [u8; 32], token: Verified, dies: i64) {
+        self.cache.insert(key, Entry { token, dies });
     }
 }
 
@@ -57,8 +99,8 @@ impl VerifiedCache {
 mod tests {
     use super::*;
 
-    fn claims(exp: i64) -> Arc<Claims> {
-        Arc::new(Claims {
+    fn claims(exp: i64) -> Verified {
+        Verified::new(Claims {
             provider: 0,
             jti: Some("j".into()),
             user: None,
@@ -71,7 +113,6 @@ mod tests {
             scoped: Default::default(),
             payload: Default::default(),
             payload_b64: String::new(),
-            rendered: Default::default(),
         })
     }
 

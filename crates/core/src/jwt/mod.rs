@@ -88,8 +88,6 @@ pub struct Claims {
     pub payload: Map<String, Value>,
     /// The payload segment exactly as in the token (for `forward.payload_header`).
     pub payload_b64: String,
-    /// The adapters' renderings of an allow for these claims, made once per verified token.
-    pub rendered: Rendered,
 }
 
 /// A verified token's provider and its revocation identifiers as `{namespace}:{id}`
@@ -126,36 +124,6 @@ impl Scoped {
             tenant: scope(tenant),
             family: scope(family),
         }
-    }
-}
-
-/// The adapters' renderings of [`Claims`], kept with them so that a token seen again
-/// costs no rendering. Valid under the policy that verified the claims: that policy owns
-/// the verified-token cache they live in, and a reload starts a new one.
-#[derive(Debug, Clone, Default)]
-pub struct Rendered {
-    /// The encoded gRPC `CheckResponse` of an allow.
-    grpc: std::sync::OnceLock<bytes::Bytes>,
-    /// The response headers of an HTTP-mode allow.
-    http: std::sync::OnceLock<http::HeaderMap>,
-}
-
-impl Rendered {
-    /// The gRPC allow, made by `render` the first time.
-    pub fn grpc(&self, render: impl FnOnce() -> bytes::Bytes) -> bytes::Bytes {
-        self.grpc.get_or_init(render).clone()
-    }
-
-    /// The HTTP allow's headers, made by `render` the first time.
-    pub fn http(&self, render: impl FnOnce() -> http::HeaderMap) -> http::HeaderMap {
-        self.http.get_or_init(render).clone()
-    }
-}
-
-/// A memo, not part of what the claims say.
-impl PartialEq for Rendered {
-    fn eq(&self, _: &Self) -> bool {
-        true
     }
 }
 

@@ -179,7 +179,6 @@ impl Verifier {
             exp,
             payload,
             payload_b64: p64.to_string(),
-            rendered: Default::default(),
         })
     }
 
