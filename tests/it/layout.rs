@@ -61,3 +61,17 @@ fn the_server_does_not_depend_on_the_tools() {
         "the server's library or binary depends on the load tools"
     );
 }
+
+#[test]
+fn the_server_carries_one_crypto_backend() {
+    let deps = dependencies("tokengate");
+    assert!(
+        deps.iter().any(|d| d == "aws-lc-rs"),
+        "jsonwebtoken's backend"
+    );
+    assert!(
+        !deps.iter().any(|d| d == "ring"),
+        "ring is back in the server's graph: rustls (reqwest, redis) must use aws-lc-rs \
+         through tokengate_core::crypto, not a second backend"
+    );
+}

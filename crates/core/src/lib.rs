@@ -23,6 +23,7 @@
 //! The contract all of this implements is `docs/spec.md`; "docs/spec.md §n" in comments cites it.
 
 pub mod config;
+pub mod crypto;
 pub mod decision;
 pub mod jwt;
 pub mod metrics;

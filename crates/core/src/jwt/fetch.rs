@@ -297,6 +297,7 @@ mod tests {
     use super::*;
 
     fn client(timeout_ms: u64) -> reqwest::Client {
+        crate::crypto::install_provider();
         reqwest::Client::builder()
             .timeout(Duration::from_millis(timeout_ms))
             .build()

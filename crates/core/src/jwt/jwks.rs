@@ -89,6 +89,7 @@ impl Remote {
         settings: JwksSettings,
         algorithms: Vec<Algorithm>,
     ) -> Self {
+        crate::crypto::install_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(settings.timeout_ms))
             .connect_timeout(Duration::from_millis(settings.timeout_ms))

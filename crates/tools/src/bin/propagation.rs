@@ -105,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         args.count
     );
     let mut b = AuthorizationClient::connect(args.b_grpc.clone()).await?;
+    tokengate_core::crypto::install_provider();
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let logout_url = format!("{}/v1/auth/logout", args.a_http.trim_end_matches('/'));
     let timeout = Duration::from_millis(args.timeout_ms);

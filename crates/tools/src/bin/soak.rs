@@ -1036,6 +1036,7 @@ async fn run(mut args: Args) -> anyhow::Result<bool> {
         claims: vec![("scope".into(), config.admin_api.scope.clone().into())],
     };
     let admin_token = mint_with(&verifier, &config, &admin_request)?;
+    tokengate_core::crypto::install_provider();
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))

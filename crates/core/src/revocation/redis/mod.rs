@@ -87,6 +87,7 @@ impl RedisStore {
         cfg: &config::Redis,
         revocation: &config::Revocation,
     ) -> Result<Self, ConnectError> {
+        crate::crypto::install_provider();
         let password = match &cfg.password {
             Some(secret) => {
                 Some(
