@@ -55,6 +55,13 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
 }
 
+/// The gRPC server stopped with an error (the HTTP listeners only stop on shutdown).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("gRPC listener: {0}")]
+    Grpc(#[source] tonic::transport::Error),
+}
+
 /// The addresses actually bound (port 0 in the config picks a free port).
 #[derive(Debug, Clone, Copy)]
 pub struct Addrs {
@@ -131,7 +138,7 @@ impl Server {
 
     /// Serves until `shutdown` is cancelled, then drains in-flight requests (bounded by
     /// the grace period) and returns.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
         let addrs = self.addrs();
         reload::start_keys(&self.engine.policy().verifier, &self.metrics, &shutdown);
         if let Some(path) = self.config.source.clone() {
@@ -188,11 +195,8 @@ impl Server {
         let readiness = self.readiness.clone();
         let grace = self.grace;
         let drained = async {
-            let (g, h, a) = tokio::join!(grpc, http, admin);
-            g?;
-            h?;
-            a?;
-            anyhow::Ok(())
+            let (g, (), ()) = tokio::join!(grpc, http, admin);
+            g.map_err(RunError::Grpc)
         };
         tokio::pin!(drained);
         tokio::select! {

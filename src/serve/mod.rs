@@ -80,7 +80,7 @@ pub async fn http(
     limits: &HttpLimits,
     name: &'static str,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) {
     let max = limits.max_connections;
     let timeouts = conn::Timeouts::from(limits);
     let slots = Arc::new(Semaphore::new(max));
@@ -123,7 +123,6 @@ pub async fn http(
     // Drained when every connection has given its slot back.
     let all = u32::try_from(max).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
-    Ok(())
 }
 
 /// Errors of `accept` that concern one connection only; others (EMFILE, ENOBUFS) would

@@ -121,7 +121,7 @@ pub struct TestServer {
     pub config: Config,
     pub engine: Arc<Engine>,
     shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), tokengate::RunError>>>,
 }
 
 impl TestServer {
