@@ -5,13 +5,12 @@
 use crate::support;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::procs::{tokengate_bin, Proc};
 use support::proxy::Proxy;
-use support::redis::{store_yaml, RedisServer, TempDir};
+use support::redis::{store_yaml, RedisServer};
+use support::serve::Served;
 use support::*;
 
 async fn redis() -> RedisServer {
@@ -140,29 +139,16 @@ async fn a_cut_subscription_falls_back_then_catches_up() {
 async fn sigterm_under_load_lets_in_flight_checks_finish_and_exits_zero() {
     let r = redis().await;
     let proxy = Proxy::start(addr(&r)).await;
-    let dir = TempDir::new("sigterm");
-    let (grpc, http, admin) = (free_port(), free_port(), free_port());
+    // listeners on port 0 (config_yaml's), named by the start-up line: at level info
     let yaml = config_yaml(&store_yaml(&proxy.url(), "  store_timeout_ms: 2000\n"))
-        .replace("grpc: 127.0.0.1:0", &format!("grpc: 127.0.0.1:{grpc}"))
-        .replace("http: 127.0.0.1:0", &format!("http: 127.0.0.1:{http}"))
-        .replace("admin: 127.0.0.1:0", &format!("admin: 127.0.0.1:{admin}"));
-    let file = dir.0.join("tokengate.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let mut server = Proc::spawn(
-        "tokengate",
-        Command::new(tokengate_bin())
-            .arg("serve")
-            .arg("--config")
-            .arg(&file),
-    );
-    wait_for("tokengate ready", Duration::from_secs(15), || async move {
-        matches!(reqwest::get(format!("http://127.0.0.1:{admin}/readyz")).await, Ok(r) if r.status() == 200)
-    })
-    .await;
+        .replace("log:\n  level: warn\n", "log:\n  level: info\n");
+    let mut server = Served::start("sigterm", &yaml);
+    let addrs = server.listening().await;
+    server.wait_ready(addrs.admin).await;
 
     // every check now takes ~300 ms at Redis: start a batch, then SIGTERM mid-flight
     proxy.set_delay(300);
-    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let endpoint = format!("http://{}", addrs.grpc);
     let client = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(endpoint.clone())
         .await
         .unwrap();
@@ -179,7 +165,7 @@ async fn sigterm_under_load_lets_in_flight_checks_finish_and_exits_zero() {
         async move { p.upstream_chunks() >= before + 4 }
     })
     .await;
-    server.signal("TERM");
+    server.proc.signal("TERM");
     let mut finished = 0;
     for task in in_flight {
         let a = task.await.expect("check task");
@@ -187,20 +173,10 @@ async fn sigterm_under_load_lets_in_flight_checks_finish_and_exits_zero() {
         finished += 1;
     }
     println!("{finished} in-flight checks finished after SIGTERM");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "tokengate did not exit"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(10)));
     assert!(status.success(), "exit status {status:?}");
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err(),
+        std::net::TcpStream::connect(addrs.grpc).is_err(),
         "listener closed"
     );
 }

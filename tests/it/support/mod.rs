@@ -11,6 +11,7 @@ pub mod oidc;
 pub mod procs;
 pub mod proxy;
 pub mod redis;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -422,7 +423,12 @@ where
     }
 }
 
-/// A free loopback port (bound then released).
+/// A loopback port that was free a moment ago: bound, then released, so another process
+/// can take it before the caller binds it. Only for servers that cannot be handed a
+/// socket or report the port they bound (redis-server, nginx): their starters retry on
+/// another port when the start fails on a taken one. Everything else binds port 0 and
+/// reads the port back (tokengate from its start-up line, `support::serve`; Envoy from
+/// `--admin-address-path`; the OpenID provider from its issuer file).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
