@@ -8,6 +8,7 @@ pub mod issuers;
 pub mod logs;
 pub mod nginx;
 pub mod oidc;
+pub mod outage;
 pub mod procs;
 pub mod proxy;
 pub mod redis;
@@ -404,6 +405,12 @@ pub async fn check_token(client: &mut AuthorizationClient<Channel>, token: &str)
     )
     .await
 }
+
+/// How long a revocation may take to reach another replica before a test calls it lost.
+/// Generous, and far below the 600 s cache TTL the propagation tests configure: a deny
+/// within it can still only come from the invalidation path under test. How fast it is
+/// is measured by scripts/bench.sh (`propagation`), not asserted.
+pub const PROPAGATION: Duration = Duration::from_secs(30);
 
 /// Waits until `cond` holds, polling; panics with `what` after `deadline`.
 pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut cond: F)
