@@ -23,7 +23,7 @@ COPY crates/tools/Cargo.toml ./crates/tools/
 RUN mkdir -p src crates/core/src crates/tools/src \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > crates/tools/src/main.rs \
-    && touch src/lib.rs crates/core/src/lib.rs \
+    && touch src/lib.rs crates/core/src/lib.rs crates/tools/src/lib.rs \
     && cargo build --release --locked -p tokengate --bin tokengate \
     && rm -rf src crates/core/src crates/tools/src
 

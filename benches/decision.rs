@@ -12,78 +12,43 @@
 //!   server of scripts/bench.sh does): the floor under `grpc/hit`.
 //!
 //! Engines are built by `tokengate::Server::bind` from a configuration accepting HS256,
-//! RS256, ES256 and EdDSA with the fixture keys (like tests/it/support `config_yaml`), memory
-//! store. Run: `cargo bench --bench decision` (add `-- check/hit` to filter).
+//! RS256, ES256 and EdDSA with the fixture keys, memory store. Tokens and the
+//! `CheckRequest` come from `tokengate_tools` (what `gen_requests` feeds scripts/bench.sh).
+//! Run: `cargo bench --bench decision` (add `-- check/hit` to filter).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse, OkHttpResponse};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
-    HttpRequest, Request as AttrRequest,
-};
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use prost::Message;
 use tokengate::config::Config;
 use tokengate::decision::{Decision, Engine, Request};
-use tokengate::jwt::mint::{mint_with, MintRequest};
-use tokengate::jwt::Verifier;
 use tokengate::metrics::Transport;
+use tokengate_tools::fixture;
+use tokengate_tools::request::bench_request;
+use tokengate_tools::token::{Minter, Population};
 use tokio::runtime::Runtime;
 
 const ALGS: [&str; 4] = ["HS256", "RS256", "ES256", "EdDSA"];
 const ISSUER: &str = "https://issuer.bench";
 const AUDIENCE: &str = "bench-api";
 
-fn keys() -> String {
-    format!("{}/tests/fixtures/keys", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn key_lines(alg: &str) -> (&'static str, String) {
-    let k = keys();
-    match alg {
-        "HS256" => ("hs", format!("secret_file: {k}/hs.secret")),
-        "RS256" => (
-            "rsa",
-            format!("public_key_file: {k}/rsa-public.pem\n        private_key_file: {k}/rsa-private.pem"),
-        ),
-        "ES256" => (
-            "ec256",
-            format!("public_key_file: {k}/ec256-public.pem\n        private_key_file: {k}/ec256-private.pem"),
-        ),
-        "EdDSA" => (
-            "ed",
-            format!("public_key_file: {k}/ed25519-public.pem\n        private_key_file: {k}/ed25519-private.pem"),
-        ),
-        other => panic!("no fixture key for {other}"),
-    }
-}
-
 /// One provider accepting the four algorithms, memory store.
 fn engine_config(verified_cache_entries: u64) -> Config {
-    let keys: String = ALGS
+    let keys: Vec<_> = ALGS
         .iter()
-        .map(|a| {
-            let (kid, lines) = key_lines(a);
-            format!("      - kid: {kid}\n        {lines}\n")
-        })
+        .map(|a| fixture::for_alg(a).expect("a fixture key"))
         .collect();
+    let provider = fixture::provider_yaml("bench", ISSUER, AUDIENCE, &keys, &fixture::dir());
     let yaml = format!(
         r#"
 listen: {{grpc: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0"}}
 providers:
-  - name: bench
-    issuer: {ISSUER}
-    audiences: [{AUDIENCE}]
-    algorithms: [HS256, RS256, ES256, EdDSA]
-    keys:
-{keys}
-tokens:
+{provider}tokens:
   verified_cache_entries: {verified_cache_entries}
 revocation:
   store: memory
@@ -97,51 +62,15 @@ log:
 }
 
 /// Mints with one algorithm's fixture key.
-struct Minter {
-    config: Config,
-    verifier: Verifier,
+fn minter(alg: &str) -> Minter {
+    Minter::fixture(alg, &fixture::dir(), ISSUER, AUDIENCE).expect("mint keys")
 }
 
-impl Minter {
-    fn new(alg: &str) -> Self {
-        let (kid, lines) = key_lines(alg);
-        let yaml = format!(
-            "providers:\n  - name: bench\n    issuer: {ISSUER}\n    audiences: [{AUDIENCE}]\n    algorithms: [{alg}]\n    keys:\n      - kid: {kid}\n        {lines}\n"
-        );
-        let config = Config::parse("mint", &yaml).expect("mint config");
-        let verifier = Verifier::from_config(&config).expect("mint keys");
-        Minter { config, verifier }
-    }
-
-    fn mint(&self, i: usize) -> String {
-        let req = MintRequest {
-            provider: None,
-            sub: format!("user-{i:07}"),
-            tenant: Some(format!("tenant-{:02}", i % 16)),
-            ttl_seconds: 3600,
-            claims: Vec::new(),
-        };
-        mint_with(&self.verifier, &self.config, &req).expect("mint")
-    }
-
-    /// `n` distinct tokens, minted on every core (RSA signing is slow).
-    fn pool(&self, n: usize) -> Vec<String> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = n.div_ceil(threads).max(1);
-        std::thread::scope(|s| {
-            let hs: Vec<_> = (0..n)
-                .step_by(chunk)
-                .map(|from| {
-                    s.spawn(move || {
-                        (from..(from + chunk).min(n))
-                            .map(|i| self.mint(i))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
-        })
-    }
+/// Token `i` of the bench population (the tokens of scripts/bench.sh).
+fn mint(alg: &str, i: usize) -> String {
+    minter(alg)
+        .numbered(&Population::default(), i)
+        .expect("mint")
 }
 
 fn engine(rt: &Runtime, verified_cache_entries: u64) -> (tokengate::Server, Arc<Engine>) {
@@ -179,44 +108,6 @@ async fn check_allowed(engine: &Engine, h: &HeaderMap) {
     }
 }
 
-fn check_request(token: &str) -> CheckRequest {
-    let headers: HashMap<String, String> = [
-        (":authority", "app.bench.local".to_string()),
-        (":method", "GET".to_string()),
-        (":path", "/api/items".to_string()),
-        (":scheme", "http".to_string()),
-        ("accept", "*/*".to_string()),
-        ("user-agent", "bench/1.0".to_string()),
-        ("x-forwarded-proto", "http".to_string()),
-        (
-            "x-request-id",
-            "00000000-0000-4000-8000-000000000001".to_string(),
-        ),
-        ("authorization", format!("Bearer {token}")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(AttrRequest {
-                http: Some(HttpRequest {
-                    id: "0000001".into(),
-                    method: "GET".into(),
-                    path: "/api/items".into(),
-                    host: "app.bench.local".into(),
-                    scheme: "http".into(),
-                    protocol: "HTTP/1.1".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
 fn bench_check(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -228,7 +119,7 @@ fn bench_check(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     let (_server, warm) = engine(&rt, 100_000);
     for alg in ALGS {
-        let h = headers(&Minter::new(alg).mint(0));
+        let h = headers(&mint(alg, 0));
         rt.block_on(check_allowed(&warm, &h));
         hit.bench_function(BenchmarkId::from_parameter(alg), |b| {
             b.iter_custom(|iters| {
@@ -250,7 +141,7 @@ fn bench_check(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     let (_server2, unverified) = engine(&rt, 0);
     for alg in ALGS {
-        let h = headers(&Minter::new(alg).mint(1));
+        let h = headers(&mint(alg, 1));
         rt.block_on(check_allowed(&unverified, &h));
         verify.bench_function(BenchmarkId::from_parameter(alg), |b| {
             b.iter_custom(|iters| {
@@ -275,8 +166,10 @@ fn bench_check(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for alg in ALGS {
         let pool_size = if alg == "RS256" { 2_000 } else { 20_000 };
-        let pool: Vec<HeaderMap> = Minter::new(alg)
-            .pool(pool_size)
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool: Vec<HeaderMap> = minter(alg)
+            .pool(&Population::default(), pool_size, threads)
+            .expect("mint")
             .iter()
             .map(|t| headers(t))
             .collect();
@@ -306,7 +199,7 @@ fn bench_check(c: &mut Criterion) {
     let mut grpc = c.benchmark_group("grpc");
     grpc.warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    let body = check_request(&Minter::new("ES256").mint(2)).encode_to_vec();
+    let body = bench_request(&mint("ES256", 2), 1).encode_to_vec();
     let decode = || CheckRequest::decode(body.as_slice()).expect("decodes");
     let first = rt.block_on(tokengate::grpc::check_once(&warm, decode()));
     assert_eq!(

@@ -491,9 +491,7 @@ fn run_cli(dir: &std::path::Path, yaml: &str, args: &[&str]) -> (bool, Value, St
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revoke_and_status_commands_write_to_redis_and_every_replica_enforces_them() {
-    let r = tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .unwrap();
+    let r = RedisServer::start_async().await;
     let yaml = config_yaml(&store_yaml(&r.url(), "  cache:\n    ttl_seconds: 600\n"));
     let s = TestServer::start(&yaml).await;
     let mut c = s.grpc().await;
@@ -573,9 +571,7 @@ async fn revoke_and_status_commands_write_to_redis_and_every_replica_enforces_th
 #[tokio::test(flavor = "multi_thread")]
 async fn revoke_and_status_commands_act_in_the_named_providers_namespace() {
     use support::issuers::{other_token, two_issuers};
-    let r = tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .unwrap();
+    let r = RedisServer::start_async().await;
     let yaml = two_issuers(&config_yaml(&store_yaml(&r.url(), "")), None);
     let s = TestServer::start(&yaml).await;
     let mut c = s.grpc().await;

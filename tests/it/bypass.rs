@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
+use support::forwarded::{subrequest, Proxy, LIES};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The routes every server here runs with: an exempt prefix, a GET-only exempt prefix,
 /// a scoped prefix, and a host-specific rule shadowing an exempt one.
@@ -119,71 +119,24 @@ impl Gate {
     }
 
     async fn ask(&self, via: Via, a: &Ask<'_>) -> Outcome {
-        match via {
-            Via::Grpc => self.grpc(a).await,
-            Via::EnvoyHttp => {
-                let target = format!("/authz{}", a.target);
-                let mut headers = vec![("host", a.host.to_string())];
-                headers.extend(a.headers.iter().map(|(k, v)| (*k, v.clone())));
-                raw_http(&self.servers["envoy"], a.method, &target, &headers).await
-            }
-            Via::Nginx => {
-                let mut headers = vec![
-                    ("host", "tokengate".to_string()),
-                    ("x-original-method", a.method.to_string()),
-                    ("x-original-uri", a.target.to_string()),
-                    ("x-original-host", a.host.to_string()),
-                ];
-                headers.extend(a.headers.iter().map(|(k, v)| (*k, v.clone())));
-                raw_http(&self.servers["nginx"], "GET", "/authz", &headers).await
-            }
-            Via::IngressNginx => {
-                let mut headers = vec![
-                    ("host", "tokengate".to_string()),
-                    ("x-original-method", a.method.to_string()),
-                    ("x-original-url", format!("https://{}{}", a.host, a.target)),
-                ];
-                headers.extend(a.headers.iter().map(|(k, v)| (*k, v.clone())));
-                raw_http(&self.servers["ingress-nginx"], "GET", "/authz", &headers).await
-            }
-            Via::Traefik => {
-                let mut headers = vec![
-                    ("host", "tokengate".to_string()),
-                    ("x-forwarded-method", a.method.to_string()),
-                    ("x-forwarded-uri", a.target.to_string()),
-                    ("x-forwarded-host", a.host.to_string()),
-                    ("x-forwarded-proto", "https".to_string()),
-                ];
-                headers.extend(a.headers.iter().map(|(k, v)| (*k, v.clone())));
-                raw_http(&self.servers["traefik"], "GET", "/authz", &headers).await
-            }
-        }
+        let (proxy, server) = match via {
+            Via::Grpc => return self.grpc(a).await,
+            Via::EnvoyHttp => (Proxy::EnvoyHttp, "envoy"),
+            Via::Nginx => (Proxy::Nginx, "nginx"),
+            Via::IngressNginx => (Proxy::IngressNginx, "ingress-nginx"),
+            Via::Traefik => (Proxy::Traefik, "traefik"),
+        };
+        let (method, target, mut headers) = subrequest(proxy, a.method, a.host, a.target);
+        headers.extend(a.headers.iter().map(|(k, v)| (*k, v.clone())));
+        raw_http(&self.servers[server], &method, &target, &headers).await
     }
 
     async fn grpc(&self, a: &Ask<'_>) -> Outcome {
         let mut client = self.servers["envoy"].grpc().await;
-        // Envoy's `headers` map joins a repeated header's values with commas.
-        let mut merged: Vec<(String, String)> = Vec::new();
-        for (k, v) in &a.headers {
-            let k = k.to_ascii_lowercase();
-            match merged.iter_mut().find(|(m, _)| *m == k) {
-                Some((_, existing)) => *existing = format!("{existing},{v}"),
-                None => merged.push((k, v.clone())),
-            }
-        }
-        let headers: Vec<(&str, &str)> = merged
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let mut req = check_request(a.method, a.target, &headers);
-        if let Some(http) = req
-            .attributes
-            .as_mut()
-            .and_then(|x| x.request.as_mut())
-            .and_then(|r| r.http.as_mut())
-        {
-            http.host = a.host.to_string();
-        }
+        // The builder joins a repeated header's values with commas, as Envoy's `headers`
+        // map does.
+        let headers: Vec<(&str, &str)> = a.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let req = tokengate_tools::request::check_request(a.method, a.target, a.host, &headers);
         let answer = check(&mut client, req).await;
         let status = if answer.allowed() {
             200
@@ -204,33 +157,17 @@ impl Gate {
     }
 }
 
-/// One HTTP/1.1 request with the request line and header bytes exactly as given
-/// (an HTTP client library would resolve `..` or re-encode the target itself).
+/// [`raw_request`] to the server's HTTP listener, its answer read as an [`Outcome`].
 async fn raw_http(
     server: &TestServer,
     method: &str,
     target: &str,
     headers: &[(&str, String)],
 ) -> Outcome {
-    let mut conn = tokio::net::TcpStream::connect(server.addrs.http)
-        .await
-        .expect("connect to the HTTP listener");
-    let mut request = format!("{method} {target} HTTP/1.1\r\n").into_bytes();
-    for (k, v) in headers {
-        request.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-    }
-    request.extend_from_slice(b"connection: close\r\n\r\n");
-    conn.write_all(&request).await.expect("send");
-    let mut response = Vec::new();
-    conn.read_to_end(&mut response).await.expect("read");
-    let text = String::from_utf8_lossy(&response).to_string();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, text) = raw_request(server.addrs.http, method, target, &headers).await;
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let lines = head.lines().skip(1);
     let mut upstream = HashMap::new();
     let mut removed = Vec::new();
     for line in lines {
@@ -540,18 +477,8 @@ async fn only_the_declared_proxys_headers_name_the_original_request() {
     let gate = Gate::start(&yaml_with(ROUTES, "")).await;
     // Every forwarded header any proxy uses, each claiming an exempt path, host and
     // method: whichever are not the declared proxy's must change nothing.
-    let lies: [(&str, &str); 8] = [
-        ("x-original-uri", "/public/x"),
-        ("x-original-method", "GET"),
-        ("x-original-host", "www.example.com"),
-        ("x-original-url", "https://www.example.com/public/x"),
-        ("x-forwarded-uri", "/public/x"),
-        ("x-forwarded-method", "GET"),
-        ("x-forwarded-host", "www.example.com"),
-        ("x-forwarded-prefix", "/public"),
-    ];
     for via in [Via::EnvoyHttp, Via::Nginx, Via::IngressNginx, Via::Traefik] {
-        for (name, value) in lies {
+        for (name, value) in LIES {
             // The declared proxy's own header is set by the proxy (Gate::ask puts it
             // first); a client's copy of it arrives as a second value.
             let mut ask = Ask::get("/admin/users").with(name, value);

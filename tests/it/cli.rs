@@ -3,28 +3,17 @@
 
 use crate::support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::process::Output;
+use std::time::Duration;
 
 use serde_json::Value;
 use support::envoy::Scratch;
-use support::procs::{repo, tokengate_bin, Proc};
+use support::procs::repo;
+use support::serve::{tokengate, Served};
 use support::*;
 
 const SHIPPED: &str = "config/tokengate.yaml";
-
-/// `tokengate ARGS` in the repository root (relative key paths of the shipped config
-/// resolve there), with no environment that would change its behaviour.
-fn tokengate(args: &[&str]) -> Command {
-    let mut cmd = Command::new(tokengate_bin());
-    cmd.args(args)
-        .current_dir(repo())
-        .env_remove("TOKENGATE_CONFIG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    cmd
-}
 
 fn run(args: &[&str]) -> Output {
     tokengate(args)
@@ -60,22 +49,6 @@ fn line_of(text: &str, needle: &str) -> usize {
         .position(|l| l.contains(needle))
         .map(|i| i + 1)
         .unwrap_or_else(|| panic!("`{needle}` not in the config"))
-}
-
-/// Waits up to `deadline` for the process to exit; panics (killing it) if it does not.
-fn wait_exit(proc: &mut Proc, deadline: Duration) -> ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = proc.child.try_wait().expect("try_wait") {
-            return status;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "{} did not exit within {deadline:?}",
-            proc.name
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn mint(config: &str, args: &[&str]) -> String {
@@ -288,90 +261,26 @@ fn token_mint_refuses_a_provider_with_only_public_keys() {
 
 // ----------------------------------------------------------------------------- serve
 
-/// A `serve` process on a copy of the shipped config with loopback free ports, its
-/// stdout and stderr in files.
-struct Served {
-    proc: Proc,
-    dir: Scratch,
-    config: PathBuf,
-    grpc: u16,
-    http: u16,
-    admin: u16,
+/// The shipped config with every listener on loopback port 0 (the kernel picks; the
+/// start-up line says which), and `edits` applied.
+fn shipped_on_port_zero(edits: &[(&str, &str)]) -> String {
+    let mut text = shipped_text();
+    for (from, to) in [
+        ("grpc: 0.0.0.0:9001", "grpc: 127.0.0.1:0"),
+        ("http: 0.0.0.0:8080", "http: 127.0.0.1:0"),
+        ("admin: 0.0.0.0:9090", "admin: 127.0.0.1:0"),
+    ]
+    .iter()
+    .chain(edits)
+    {
+        text = edit(&text, from, to);
+    }
+    text
 }
 
-impl Served {
-    fn start() -> Served {
-        let dir = Scratch::new("cli-serve");
-        let (grpc, http, admin) = (free_port(), free_port(), free_port());
-        let mut text = shipped_text();
-        text = edit(
-            &text,
-            "grpc: 0.0.0.0:9001",
-            &format!("grpc: 127.0.0.1:{grpc}"),
-        );
-        text = edit(
-            &text,
-            "http: 0.0.0.0:8080",
-            &format!("http: 127.0.0.1:{http}"),
-        );
-        text = edit(
-            &text,
-            "admin: 0.0.0.0:9090",
-            &format!("admin: 127.0.0.1:{admin}"),
-        );
-        let config = dir.write("tokengate.yaml", &text);
-        let proc = spawn_serve(&dir, &config);
-        Served {
-            proc,
-            dir,
-            config,
-            grpc,
-            http,
-            admin,
-        }
-    }
-
-    fn output(&self) -> String {
-        format!("{}{}", self.dir.read("stdout"), self.dir.read("stderr"))
-    }
-
-    fn ports(&self) -> [u16; 3] {
-        [self.grpc, self.http, self.admin]
-    }
-
-    async fn wait_ready(&mut self) {
-        let url = format!("http://127.0.0.1:{}/readyz", self.admin);
-        let client = reqwest::Client::new();
-        let (proc, dir) = (&mut self.proc, &self.dir);
-        wait_for("tokengate serve /readyz", Duration::from_secs(20), || {
-            if let Ok(Some(status)) = proc.child.try_wait() {
-                panic!(
-                    "tokengate serve exited ({status}):\n{}{}",
-                    dir.read("stdout"),
-                    dir.read("stderr")
-                );
-            }
-            let req = client.get(&url).send();
-            async move { matches!(req.await, Ok(r) if r.status() == 200) }
-        })
-        .await;
-    }
-}
-
-fn spawn_serve(dir: &Scratch, config: &Path) -> Proc {
-    let out = std::fs::File::create(dir.join("stdout")).expect("stdout file");
-    let err = std::fs::File::create(dir.join("stderr")).expect("stderr file");
-    Proc::spawn(
-        "tokengate serve",
-        tokengate(&["serve", "--config", &config.display().to_string()])
-            .stdout(out)
-            .stderr(err),
-    )
-}
-
-async fn logout(client: &reqwest::Client, http: u16, token: &str) -> (u16, Value) {
+async fn logout(client: &reqwest::Client, http: SocketAddr, token: &str) -> (u16, Value) {
     let resp = client
-        .post(format!("http://127.0.0.1:{http}/v1/auth/logout"))
+        .post(format!("http://{http}/v1/auth/logout"))
         .header("authorization", bearer(token))
         .send()
         .await
@@ -382,8 +291,9 @@ async fn logout(client: &reqwest::Client, http: u16, token: &str) -> (u16, Value
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_warns_about_the_dev_key_logs_out_and_stops_cleanly_on_sigterm() {
-    let mut served = Served::start();
-    served.wait_ready().await;
+    let mut served = Served::start("cli-serve", &shipped_on_port_zero(&[]));
+    let addrs = served.listening().await;
+    served.wait_ready(addrs.admin).await;
 
     let output = served.output();
     assert!(
@@ -399,45 +309,73 @@ async fn serve_warns_about_the_dev_key_logs_out_and_stops_cleanly_on_sigterm() {
     // The client keeps its keep-alive connection open across SIGTERM: an idle
     // connection must not hold the shutdown up.
     let client = reqwest::Client::new();
-    let (status, body) = logout(&client, served.http, &token).await;
+    let (status, body) = logout(&client, addrs.http, &token).await;
     assert_eq!(status, 200, "logout: {body}");
     assert_eq!(body["success"], true, "{body}");
-    let (status, body) = logout(&client, served.http, &token).await;
+    let (status, body) = logout(&client, addrs.http, &token).await;
     assert_eq!(status, 401, "the logged-out token is revoked: {body}");
     assert_eq!(body["reason"], "jti_revoked", "{body}");
 
     served.proc.signal("TERM");
-    let status = wait_exit(&mut served.proc, Duration::from_secs(10));
+    let status = served.wait_exit(Duration::from_secs(10));
     let output = served.output();
     assert!(status.success(), "exit after SIGTERM: {status}\n{output}");
     assert!(!output.contains("panicked"), "{output}");
 
-    for port in served.ports() {
+    for addr in [addrs.grpc, addrs.http, addrs.admin] {
         assert!(
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-            "port {port} still accepts after exit"
+            std::net::TcpStream::connect(addr).is_err(),
+            "{addr} still accepts after exit"
         );
     }
     drop(client);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_names_its_bound_ports_in_json_logs_too() {
+    // The start-up line is how a port-0 listener is found (support::serve): in the JSON
+    // format too, where the addresses are fields of the event.
+    let mut served = Served::start(
+        "cli-serve-json",
+        &shipped_on_port_zero(&[("format: text", "format: json")]),
+    );
+    let addrs = served.listening().await;
+    for addr in [addrs.grpc, addrs.http, addrs.admin] {
+        assert!(addr.ip().is_loopback() && addr.port() != 0, "{addrs:?}");
+    }
+    served.wait_ready(addrs.admin).await;
+    let line = served
+        .output()
+        .lines()
+        .find(|l| l.contains("tokengate listening"))
+        .map(str::to_string)
+        .expect("the start-up line");
+    let event: Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(event["fields"]["http"], addrs.http.to_string(), "{line}");
+
+    served.proc.signal("TERM");
+    let status = tokio::task::block_in_place(|| served.wait_exit(Duration::from_secs(10)));
+    assert!(status.success(), "{}", served.output());
+}
+
 #[test]
 fn serve_with_a_bad_config_exits_non_zero_without_panicking() {
-    let dir = Scratch::new("cli-serve-bad");
     let text = edit(
         &shipped_text(),
         "on_store_error: deny",
         "on_store_eror: deny",
     );
-    let config = dir.write("bad.yaml", &text);
+    let mut served = Served::start("cli-serve-bad", &text);
+    let status = served.wait_exit(Duration::from_secs(10));
 
-    let mut proc = spawn_serve(&dir, &config);
-    let status = wait_exit(&mut proc, Duration::from_secs(10));
-
-    let err = dir.read("stderr");
+    let err = served.stderr();
     assert!(!status.success(), "served a bad config");
     assert!(!err.contains("panicked"), "{err}");
-    let at = format!("{}:{}:", config.display(), line_of(&text, "on_store_eror"));
+    let at = format!(
+        "{}:{}:",
+        served.config.display(),
+        line_of(&text, "on_store_eror")
+    );
     assert!(err.contains(&at), "expected `{at}` in: {err}");
     assert!(err.contains("on_store_eror"), "{err}");
 }
@@ -447,10 +385,10 @@ fn serve_with_a_missing_config_file_exits_non_zero_without_panicking() {
     let dir = Scratch::new("cli-serve-missing");
     let config = dir.join("does-not-exist.yaml");
 
-    let mut proc = spawn_serve(&dir, &config);
-    let status = wait_exit(&mut proc, Duration::from_secs(10));
+    let mut served = Served::start_file(dir, config.clone());
+    let status = served.wait_exit(Duration::from_secs(10));
 
-    let err = dir.read("stderr");
+    let err = served.stderr();
     assert!(!status.success(), "served a missing config");
     assert!(!err.contains("panicked"), "{err}");
     assert!(
@@ -461,32 +399,15 @@ fn serve_with_a_missing_config_file_exits_non_zero_without_panicking() {
 
 #[test]
 fn serve_on_a_busy_port_exits_non_zero_without_panicking() {
-    let dir = Scratch::new("cli-serve-busy");
     // Held for the whole test, so tokengate cannot bind it.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = busy.local_addr().expect("addr").port();
-    let mut text = shipped_text();
-    text = edit(
-        &text,
-        "grpc: 0.0.0.0:9001",
-        &format!("grpc: 127.0.0.1:{}", free_port()),
-    );
-    text = edit(
-        &text,
-        "http: 0.0.0.0:8080",
-        &format!("http: 127.0.0.1:{port}"),
-    );
-    text = edit(
-        &text,
-        "admin: 0.0.0.0:9090",
-        &format!("admin: 127.0.0.1:{}", free_port()),
-    );
-    let config = dir.write("busy.yaml", &text);
+    let text = shipped_on_port_zero(&[("http: 127.0.0.1:0", &format!("http: 127.0.0.1:{port}"))]);
 
-    let mut proc = spawn_serve(&dir, &config);
-    let status = wait_exit(&mut proc, Duration::from_secs(10));
+    let mut served = Served::start("cli-serve-busy", &text);
+    let status = served.wait_exit(Duration::from_secs(10));
 
-    let err = dir.read("stderr");
+    let err = served.stderr();
     assert!(!status.success(), "started on a busy port");
     assert!(!err.contains("panicked"), "{err}");
     assert!(

@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 use serde_yaml_ng::Value;
-use support::envoy::Scratch;
+use support::envoy::{validate_command, Scratch};
 use support::procs::{repo, tool};
 
 // ---------------------------------------------------------------------------- helpers
@@ -239,20 +239,6 @@ fn hadolint() -> Command {
 fn promtool() -> Command {
     let mut cmd = Command::new(tool("promtool", "prometheus (Debian)"));
     cmd.current_dir(repo());
-    cmd
-}
-
-fn envoy_validate(config: &Path) -> Command {
-    let mut cmd = Command::new(support::envoy::envoy_bin());
-    cmd.args([
-        "--mode",
-        "validate",
-        "--disable-hot-restart",
-        "-l",
-        "warning",
-    ])
-    .arg("-c")
-    .arg(config);
     cmd
 }
 
@@ -945,7 +931,7 @@ fn envoy_validate_accepts_every_envoy_config() {
     for config in &configs {
         assert_passes(
             &format!("envoy --mode validate -c {}", rel(config)),
-            &mut envoy_validate(config),
+            &mut validate_command(config),
         );
     }
 }
@@ -961,7 +947,7 @@ fn envoy_validate_rejects_a_broken_http_mode_config() {
     );
     assert_refuses(
         "envoy --mode validate (misspelled field)",
-        &mut envoy_validate(&misspelled),
+        &mut validate_command(&misspelled),
         // protobuf varies the spacing of its messages on purpose: match words only.
         &["'path_prefx'", "has unknown fields"],
     );
@@ -972,8 +958,28 @@ fn envoy_validate_rejects_a_broken_http_mode_config() {
     );
     assert_refuses(
         "envoy --mode validate (wrong type)",
-        &mut envoy_validate(&wrong_type),
+        &mut validate_command(&wrong_type),
         &["'fivehundred'", "enum"],
+    );
+}
+
+#[test]
+fn envoy_validate_rejects_a_misspelled_field_in_the_grpc_config() {
+    // The gRPC-mode config too: a misspelled fail-closed switch must not pass silently.
+    let text = read(&repo().join("envoy/envoy.yaml"));
+    let dir = Scratch::new("envoy-grpc-mode");
+    let misspelled = dir.write(
+        "misspelled.yaml",
+        &break_text(
+            &text,
+            "failure_mode_allow: false",
+            "failure_mode_alow: false",
+        ),
+    );
+    assert_refuses(
+        "envoy --mode validate (misspelled field in envoy.yaml)",
+        &mut validate_command(&misspelled),
+        &["failure_mode_alow"],
     );
 }
 

@@ -1,11 +1,12 @@
 //! End to end through a real Envoy on envoy/envoy.yaml (ports rewritten): client →
 //! Envoy → ext_authz gRPC Check to tokengate → an upstream that echoes the headers it
-//! received. Also `envoy --mode validate` on every shipped Envoy config.
+//! received. (`envoy --mode validate` on every shipped Envoy config, and on broken
+//! copies, is in tests/it/deploy.rs with the other validators.)
 
 use crate::support;
 
 use serde_json::{json, Value};
-use support::envoy::{echoed, EchoUpstream, Envoy, Scratch};
+use support::envoy::{echoed, EchoUpstream, Envoy};
 use support::procs;
 use support::*;
 
@@ -270,48 +271,6 @@ async fn tokengate_unreachable_is_503_not_401_or_403() {
     );
 }
 
-#[test]
-fn every_shipped_envoy_config_validates() {
-    let configs = support::envoy::shipped_configs();
-    assert!(
-        configs.iter().any(|c| c.ends_with("envoy/envoy.yaml")),
-        "envoy/envoy.yaml not found: {configs:?}"
-    );
-    for config in &configs {
-        let out = support::envoy::validate(config);
-        assert!(
-            out.status.success(),
-            "envoy --mode validate -c {} failed ({}):\n{}{}",
-            config.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-    }
-}
-
-#[test]
-fn envoy_validate_rejects_a_misspelled_field() {
-    // The check above can fail: a copy with one misspelled field does not validate.
-    let text = std::fs::read_to_string(support::envoy::shipped_config()).expect("envoy.yaml");
-    assert!(text.contains("failure_mode_allow: false"));
-    let broken = text.replace("failure_mode_allow: false", "failure_mode_alow: false");
-    let dir = Scratch::new("envoy-validate");
-    let file = dir.write("broken.yaml", &broken);
-
-    let out = support::envoy::validate(&file);
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !out.status.success(),
-        "a misspelled field validated:\n{output}"
-    );
-    assert!(output.contains("failure_mode_alow"), "{output}");
-}
-
 /// `support::raw_get` through Envoy: the echo upstream answers with the headers and path
 /// it received, so reaching it shows as `"headers"`.
 async fn raw_through(envoy: &Envoy, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
@@ -354,14 +313,8 @@ async fn no_spelling_of_a_path_gets_through_either_shipped_envoy_config() {
             }
         }
         // a client's forwarded headers claiming an exempt path are ignored
-        let lies = [
-            ("authorization", plain.as_str()),
-            ("x-original-uri", "/public/x"),
-            ("x-forwarded-uri", "/public/x"),
-            ("x-original-url", "http://app.example.com/public/x"),
-            ("x-original-method", "GET"),
-            ("x-forwarded-method", "GET"),
-        ];
+        let mut lies = vec![("authorization", plain.as_str())];
+        lies.extend(support::forwarded::LIES);
         let (status, text) = raw_through(&envoy, "/admin/users", &lies).await;
         if status != 403 || text.contains("\"headers\"") {
             failures.push(format!("{config} forwarded-header lies: {status}\n{text}"));

@@ -8,6 +8,7 @@ use crate::support;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::outage::RECOVERY;
 use support::redis::{store_yaml, RedisServer};
 use support::*;
 use tonic::transport::Channel;
@@ -42,24 +43,22 @@ async fn readyz(s: &TestServer) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_outage_turns_health_not_serving_when_failing_closed() {
-    let mut r = tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .unwrap();
+    let mut r = RedisServer::start_async().await;
     let s = TestServer::start(&config_yaml(&store_yaml(&r.url(), ""))).await;
     let mut h = s.health().await;
     assert_eq!(statuses(&mut h).await, [SERVING; 2]);
 
-    tokio::task::block_in_place(|| r.kill());
+    r.kill_now();
     // nobody asks /readyz: the health task notices by itself
-    wait_for("NOT_SERVING", Duration::from_secs(10), || {
+    wait_for("NOT_SERVING", RECOVERY, || {
         let mut h = h.clone();
         async move { statuses(&mut h).await == [NOT_SERVING; 2] }
     })
     .await;
     assert_eq!(readyz(&s).await.0, 503, "the two agree");
 
-    tokio::task::block_in_place(|| r.restart());
-    wait_for("SERVING again", Duration::from_secs(10), || {
+    r.restart_now();
+    wait_for("SERVING again", RECOVERY, || {
         let mut h = h.clone();
         async move { statuses(&mut h).await == [SERVING; 2] }
     })
@@ -69,22 +68,16 @@ async fn a_store_outage_turns_health_not_serving_when_failing_closed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_outage_leaves_health_serving_when_failing_open() {
-    let mut r = tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .unwrap();
+    let mut r = RedisServer::start_async().await;
     let store = store_yaml(&r.url(), "  on_store_error: allow\n");
     let s = TestServer::start(&config_yaml(&store)).await;
     let mut h = s.health().await;
-    tokio::task::block_in_place(|| r.kill());
+    r.kill_now();
     // once readiness has seen the outage (and said so in its body)…
-    wait_for(
-        "readiness to see the outage",
-        Duration::from_secs(10),
-        || async {
-            let (status, body) = readyz(&s).await;
-            status == 200 && body["store"].is_string()
-        },
-    )
+    wait_for("readiness to see the outage", RECOVERY, || async {
+        let (status, body) = readyz(&s).await;
+        status == 200 && body["store"].is_string()
+    })
     .await;
     // …health, which follows the same verdict, still says SERVING
     assert_eq!(statuses(&mut h).await, [SERVING; 2]);

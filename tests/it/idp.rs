@@ -1,6 +1,6 @@
 //! tokengate against a real OpenID provider (npm `oidc-provider`, see
 //! `tests/it/support/oidc.rs`): keys found through OIDC discovery, real RFC 9068 access
-//! tokens from its token endpoint, a rotation after a flood of garbage key ids, a
+//! tokens from its token endpoint, a rotation during a flood of garbage key ids, a
 //! discovery document naming another issuer, and an identity provider that is down
 //! when tokengate starts.
 
@@ -18,6 +18,8 @@ use tonic_health::pb::HealthCheckRequest;
 
 const BURST: u64 = 3;
 const REFILL_MS: u64 = 1_000;
+/// At most this many garbage-kid tokens in the rotation test's background flood.
+const GARBAGE_CAP: u64 = 100_000;
 
 /// tokengate with one provider found through discovery at `issuer`. The scheduled
 /// refresh is far away, so only unknown kids (and the first load) cause fetches.
@@ -129,7 +131,7 @@ async fn assert_keys_unavailable(s: &TestServer, token: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_rotation_after_a_garbage_kid_flood_is_accepted_within_two_seconds() {
+async fn a_rotation_during_a_garbage_kid_flood_is_accepted_while_the_flood_goes_on() {
     let mut idp = OidcProvider::start(&[("a", "rsa-private.pem")], "a").await;
     let s = TestServer::start(&yaml(&idp.issuer)).await;
     let mut c = s.grpc().await;
@@ -185,8 +187,9 @@ async fn a_rotation_after_a_garbage_kid_flood_is_accepted_within_two_seconds() {
         let (issuer, stop, sent) = (idp.issuer.clone(), stop.clone(), sent.clone());
         let mut c = s.grpc().await;
         tokio::spawn(async move {
-            // bounded: at most 2000 tokens, and it stops once the test has its answer
-            for i in 0..2_000 {
+            // bounded (a safety net far beyond what the test needs), and it stops once
+            // the test has its answer
+            for i in 0..GARBAGE_CAP {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
@@ -200,19 +203,32 @@ async fn a_rotation_after_a_garbage_kid_flood_is_accepted_within_two_seconds() {
     let published = Instant::now();
     let rotated = idp.token().await;
     assert_eq!(header_kid(&rotated), "b");
-    let deadline = Duration::from_secs(2).saturating_sub(published.elapsed());
-    wait_for("the token of the new key to be allowed", deadline, || {
-        let t = rotated.clone();
-        let mut c = c.clone();
-        async move { check_token(&mut c, &t).await.allowed() }
-    })
+    // Not timed against the clock: the new key must be accepted while the garbage still
+    // comes (the flood cannot starve it), with the fetches bounded by the budget for the
+    // time it actually took (below).
+    wait_for(
+        "the token of the new key to be allowed",
+        support::outage::RECOVERY,
+        || {
+            let t = rotated.clone();
+            let mut c = c.clone();
+            async move { check_token(&mut c, &t).await.allowed() }
+        },
+    )
     .await;
     let waited = published.elapsed();
+    let flooding = !background.is_finished();
     stop.store(true, Ordering::SeqCst);
     background.await.unwrap();
+    let garbage = sent.load(Ordering::SeqCst);
+    println!(
+        "the new key was accepted {waited:?} after publication, {garbage} garbage kids meanwhile"
+    );
+    assert!(garbage > 0, "garbage kept coming during the rotation");
     assert!(
-        sent.load(Ordering::SeqCst) > 0,
-        "garbage kept coming during the rotation"
+        flooding && garbage < GARBAGE_CAP,
+        "the flood ({garbage} tokens) ended before the new key was accepted: the rotation \
+         may have waited for it to end"
     );
     // the rotation did not cost more than the budget either
     let fetched = s

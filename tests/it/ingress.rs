@@ -254,14 +254,7 @@ async fn client_cannot_pick_the_route_tokengate_checks() {
     // itself (proxy_set_header replaces a client's copy: a copy passed through would be
     // a second value, refused with 400), and tokengate behind nginx reads no
     // X-Forwarded-*, so claiming an exempt path gets a protected request nowhere.
-    let claims = [
-        ("x-original-uri", "/public/x"),
-        ("x-original-method", "GET"),
-        ("x-original-host", "www.example.com"),
-        ("x-original-url", "http://www.example.com/public/x"),
-        ("x-forwarded-uri", "/public/x"),
-        ("x-forwarded-method", "GET"),
-    ];
+    let claims = support::forwarded::LIES;
 
     let (status, _, body) = stack.get("/api/x", &claims).await;
     assert_eq!(status, 401, "{body}");

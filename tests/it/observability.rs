@@ -56,9 +56,7 @@ async fn authz(s: &TestServer, path: &str, bearer_token: Option<&str>) -> u16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_move_by_exactly_what_a_mixed_run_did() {
-    let mut r = tokio::task::spawn_blocking(RedisServer::start)
-        .await
-        .unwrap();
+    let mut r = RedisServer::start_async().await;
     let s = TestServer::start(&config_yaml(&store_yaml(&r.url(), ""))).await;
     let mut c = s.grpc().await;
     let before = scrape_map(&scrape(&s).await);
@@ -89,7 +87,7 @@ async fn counters_move_by_exactly_what_a_mixed_run_did() {
         Some("jti_revoked")
     );
     // a store error
-    tokio::task::block_in_place(|| r.kill());
+    r.kill_now();
     let a = check_token(&mut c, &token("ec256", "dave", json!({}))).await;
     assert_eq!(a.reason().as_deref(), Some("store_unavailable"));
 

@@ -1,28 +1,25 @@
 //! What only a shared store can show, against a real `redis-server`: a logout on one
 //! replica ends the session on another through the invalidation event, the cache saves
-//! Redis calls, a miss is one round trip, Redis outages fail closed (or open) within the
-//! deadline and recover by themselves, and acknowledged revocations survive a restart.
+//! Redis calls, a miss is one round trip, Redis outages fail closed (or open) and recover
+//! by themselves, and acknowledged revocations survive a restart.
 
 use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
+use support::outage::{assert_store_unavailable, wait_fresh_checks_allowed};
 use support::redis::{store_yaml, RedisServer};
 use support::*;
 use tokengate::metrics::StoreOp;
 use tokio_util::sync::CancellationToken;
 
 async fn redis(aof: bool) -> RedisServer {
-    tokio::task::spawn_blocking(move || {
-        if aof {
-            RedisServer::start_with_aof()
-        } else {
-            RedisServer::start()
-        }
-    })
-    .await
-    .expect("redis starts")
+    if aof {
+        RedisServer::start_with_aof_async().await
+    } else {
+        RedisServer::start_async().await
+    }
 }
 
 fn yaml(url: &str, revocation_extra: &str) -> String {
@@ -54,7 +51,7 @@ async fn logout_on_one_replica_is_enforced_by_the_other_through_the_event() {
     assert_eq!(logout(&a, "/v1/auth/logout", &t).await.0, 200);
     wait_for(
         "replica B to deny the logged-out token",
-        Duration::from_secs(2),
+        PROPAGATION,
         || {
             let t = t.clone();
             let mut cb = cb.clone();
@@ -69,7 +66,7 @@ async fn logout_on_one_replica_is_enforced_by_the_other_through_the_event() {
 
     // logout-all on A ends every older session of that user on B too
     assert_eq!(logout(&a, "/v1/auth/logout-all", &other).await.0, 200);
-    wait_for("replica B to deny the user's tokens", Duration::from_secs(2), || {
+    wait_for("replica B to deny the user's tokens", PROPAGATION, || {
         let other = other.clone();
         let mut cb = cb.clone();
         async move { check_token(&mut cb, &other).await.reason().as_deref() == Some("user_revoked") }
@@ -163,8 +160,13 @@ fn background_load(
     })
 }
 
+/// Redis killed under load: every answer is an allow (a cached "not revoked") or the
+/// fail-closed 503, a logout is refused rather than half done, and checks recover by
+/// themselves once Redis is back. How long an outage answer takes is not asserted here
+/// (a dead Redis refuses connections at once): tests/it/faults.rs holds the deadline
+/// against a slow Redis, relative to a baseline.
 #[tokio::test(flavor = "multi_thread")]
-async fn redis_down_fails_closed_within_the_deadline_and_recovers_by_itself() {
+async fn redis_down_fails_closed_and_recovers_by_itself() {
     let mut r = redis(false).await;
     let s = TestServer::start(&yaml(&r.url(), "  store_timeout_ms: 50\n")).await;
     let mut c = s.grpc().await;
@@ -174,26 +176,11 @@ async fn redis_down_fails_closed_within_the_deadline_and_recovers_by_itself() {
     let stop = CancellationToken::new();
     let load: Vec<_> = (0..2).map(|_| background_load(&s, stop.clone())).collect();
 
-    tokio::task::block_in_place(|| r.kill());
-    let deadline = Duration::from_millis(s.config.revocation.store_timeout_ms + 20);
-    let mut slowest = Duration::ZERO;
+    r.kill_now();
     for _ in 0..30 {
-        let t = token("ec256", "alice", json!({}));
-        let started = Instant::now();
-        let a = check_token(&mut c, &t).await;
-        slowest = slowest.max(started.elapsed());
-        assert_eq!(a.reason().as_deref(), Some("store_unavailable"), "{a:?}");
-        assert_eq!((a.grpc_code, a.http_status), (14, Some(503)));
-        assert!(a.header("retry-after").is_some());
-        assert!(
-            a.header("www-authenticate").is_none(),
-            "an outage is not a bad token"
-        );
+        let a = check_token(&mut c, &token("ec256", "alice", json!({}))).await;
+        assert_store_unavailable(&a);
     }
-    assert!(
-        slowest <= deadline,
-        "slowest answer {slowest:?} > store deadline + 20 ms"
-    );
 
     // a logout while Redis is down is refused, and nothing is claimed
     let kept = token("ec256", "alice", json!({}));
@@ -203,21 +190,9 @@ async fn redis_down_fails_closed_within_the_deadline_and_recovers_by_itself() {
         (503, Some("store_unavailable"))
     );
 
-    tokio::task::block_in_place(|| r.restart());
+    r.restart_now();
     let back = Instant::now();
-    wait_for(
-        "checks to recover after Redis restarts",
-        Duration::from_secs(1),
-        || {
-            let mut c = c.clone();
-            async move {
-                check_token(&mut c, &token("ec256", "alice", json!({})))
-                    .await
-                    .allowed()
-            }
-        },
-    )
-    .await;
+    wait_fresh_checks_allowed(&c, "checks to recover after Redis restarts").await;
     println!("recovered {:?} after Redis answered again", back.elapsed());
     assert!(
         check_token(&mut c, &kept).await.allowed(),
@@ -250,7 +225,7 @@ async fn fail_open_allows_during_an_outage_but_known_revocations_still_deny() {
     let revoked = token("ec256", "alice", json!({}));
     assert_eq!(logout(&s, "/v1/auth/logout", &revoked).await.0, 200);
 
-    tokio::task::block_in_place(|| r.kill());
+    r.kill_now();
     let a = check_token(&mut c, &token("ec256", "alice", json!({}))).await;
     assert!(
         a.allowed(),
@@ -310,7 +285,7 @@ async fn acknowledged_revocations_survive_a_redis_restart_with_aof() {
 #[tokio::test(flavor = "multi_thread")]
 async fn start_up_does_not_wait_for_redis_and_readiness_says_why() {
     let mut r = redis(false).await;
-    tokio::task::block_in_place(|| r.kill());
+    r.kill_now();
     let s = TestServer::start_unready(parse(&yaml(&r.url(), ""))).await;
 
     let health = reqwest::get(s.admin_url("/healthz")).await.unwrap();
@@ -325,7 +300,7 @@ async fn start_up_does_not_wait_for_redis_and_readiness_says_why() {
     let a = check_token(&mut c, &token("ec256", "alice", json!({}))).await;
     assert_eq!(a.reason().as_deref(), Some("store_unavailable"));
 
-    tokio::task::block_in_place(|| r.restart());
+    r.restart_now();
     s.wait_ready().await;
     assert!(check_token(&mut c, &token("ec256", "alice", json!({})))
         .await

@@ -31,9 +31,7 @@ pub async fn memory_store() -> StoreFixture {
 }
 
 pub async fn redis_store() -> StoreFixture {
-    let server = tokio::task::spawn_blocking(support::redis::RedisServer::start)
-        .await
-        .expect("redis starts");
+    let server = support::redis::RedisServer::start_async().await;
     StoreFixture {
         yaml: support::redis::store_yaml(&server.url(), ""),
         raw: Some(Raw::Single(server.port)),

@@ -9,6 +9,7 @@ use crate::support;
 
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
+use support::forwarded::{subrequest, Proxy};
 use support::*;
 
 /// The identity headers tokengate sets upstream (the test config's defaults).
@@ -145,12 +146,12 @@ async fn outcome_of(resp: reqwest::Response) -> Outcome {
 /// Traefik `forwardAuth`: always `GET` to the auth address, the original request in
 /// `X-Forwarded-*`, the client's headers copied.
 async fn via_traefik(http: &reqwest::Client, server: &TestServer, c: &Case) -> Outcome {
-    let mut req = http
-        .get(server.http_url("/authz"))
-        .header("x-forwarded-method", c.method)
-        .header("x-forwarded-uri", c.path)
-        .header("x-forwarded-host", "api.example.com")
-        .header("x-forwarded-proto", "https");
+    let (_, target, forwarded) = subrequest(Proxy::Traefik, c.method, "api.example.com", c.path);
+    let mut req = http.get(server.http_url(&target));
+    // the client sets `host` to the listener's address
+    for (k, v) in forwarded.iter().filter(|(k, _)| *k != "host") {
+        req = req.header(*k, v);
+    }
     for (k, v) in &c.headers {
         req = req.header(*k, v);
     }

@@ -3,18 +3,23 @@
 // grant with resource indicators, so that its token endpoint issues real JWT access
 // tokens (RFC 9068, `typ: at+jwt`) signed with the key the test names.
 //
-//   node provider.mjs --module DIR --port N --issuer URL \
+//   node provider.mjs --module DIR --port N --issuer-file FILE \
 //        --key KID=PRIVATE.pem [--key KID=PRIVATE.pem ...] --sign KID [--alg RS256]
 //
-// DIR is the installed oidc-provider package. Keys are PEM private keys turned into the
-// provider's JWKS (the public halves are what it publishes at /jwks). A rotation is a
-// restart on the same port with another --key list: the issuer URL stays the same.
+// DIR is the installed oidc-provider package. It listens on 127.0.0.1:N; with N = 0 the
+// kernel picks a free port. The issuer is http://127.0.0.1:PORT with the port actually
+// bound, and is written to FILE once the server listens (like Envoy's
+// --admin-address-path): whoever started the provider reads it there, so no port is
+// picked free and then raced for. Keys are PEM private keys turned into the provider's
+// JWKS (the public halves are what it publishes at /jwks). A rotation is a restart on
+// the same port with another --key list: the issuer URL stays the same.
 //
 // For the test's bookkeeping only, GET /__test/hits answers how many times the JWKS and
 // the discovery document were fetched by this process.
 
 import { createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -26,7 +31,7 @@ function parseArgs(argv) {
     if (value === undefined) throw new Error(`--${name} needs a value`);
     if (name === 'key') out.key.push(value); else out[name] = value;
   }
-  for (const required of ['module', 'port', 'issuer', 'sign']) {
+  for (const required of ['module', 'port', 'issuer-file', 'sign']) {
     if (!out[required]) throw new Error(`--${required} is required`);
   }
   return out;
@@ -42,8 +47,16 @@ const keys = args.key.map((spec) => {
 });
 if (!keys.some((k) => k.kid === args.sign)) throw new Error(`--sign ${args.sign} is not among the keys`);
 
+// Listen first: the issuer names the port the kernel gave.
+const server = createServer();
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(Number(args.port), '127.0.0.1', resolve);
+});
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
 const RESOURCE = 'https://api.test';
-const provider = new Provider(args.issuer, {
+const provider = new Provider(issuer, {
   jwks: { keys },
   cookies: { keys: ['tokengate-test-cookie-key'] },
   ttl: { ClientCredentials: 600 },
@@ -85,9 +98,12 @@ provider.use(async (ctx, next) => {
   await next();
 });
 
-const server = provider.listen(Number(args.port), '127.0.0.1', () => {
-  console.log(`oidc-provider listening on ${args.issuer} (signing with ${args.sign})`);
-});
+server.on('request', provider.callback());
+// Written whole, then renamed: a reader never sees half an issuer.
+const file = args['issuer-file'];
+writeFileSync(`${file}.tmp`, `${issuer}\n`);
+renameSync(`${file}.tmp`, file);
+console.log(`oidc-provider listening on ${issuer} (signing with ${args.sign})`);
 const stop = () => server.close(() => process.exit(0));
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);

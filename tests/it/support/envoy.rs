@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, Uri};
@@ -44,21 +44,21 @@ pub fn shipped_configs() -> Vec<PathBuf> {
     out
 }
 
-/// Runs `envoy --mode validate -c config` and returns its output.
-pub fn validate(config: &Path) -> Output {
-    Command::new(envoy_bin())
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "-l",
-            "warning",
-        ])
-        .arg("-c")
-        .arg(config)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run envoy --mode validate: {e}"))
+/// `envoy --mode validate -c config`, ready to run (tests/it/deploy.rs runs it on every
+/// shipped Envoy configuration and on broken copies).
+pub fn validate_command(config: &Path) -> Command {
+    let mut cmd = Command::new(envoy_bin());
+    cmd.args([
+        "--mode",
+        "validate",
+        "--disable-hot-restart",
+        "-l",
+        "warning",
+    ])
+    .arg("-c")
+    .arg(config)
+    .stdin(Stdio::null());
+    cmd
 }
 
 /// A fresh directory under the system temp dir, removed on drop unless the test is

@@ -3,15 +3,17 @@
 //! hostile ones that no honest signer would produce).
 
 pub mod envoy;
+pub mod forwarded;
 pub mod issuers;
 pub mod logs;
 pub mod nginx;
 pub mod oidc;
+pub mod outage;
 pub mod procs;
 pub mod proxy;
 pub mod redis;
+pub mod serve;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,9 +23,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
 use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 use tokengate::config::Config;
@@ -223,81 +224,35 @@ impl Drop for TestServer {
     }
 }
 
-/// The private key and algorithm of a fixture `kid`.
-pub fn signing_key(kid: &str) -> (Algorithm, EncodingKey) {
-    match kid {
-        "hs" => {
-            let mut s = read_key("hs.secret");
-            if s.last() == Some(&b'\n') {
-                s.pop();
-            }
-            (Algorithm::HS256, EncodingKey::from_secret(&s))
-        }
-        "rsa" => (
-            Algorithm::RS256,
-            EncodingKey::from_rsa_pem(&read_key("rsa-private.pem")).unwrap(),
-        ),
-        "ps" => (
-            Algorithm::PS256,
-            EncodingKey::from_rsa_pem(&read_key("rsa-private.pem")).unwrap(),
-        ),
-        "ec256" => (
-            Algorithm::ES256,
-            EncodingKey::from_ec_pem(&read_key("ec256-private.pem")).unwrap(),
-        ),
-        "ec384" => (
-            Algorithm::ES384,
-            EncodingKey::from_ec_pem(&read_key("ec384-private.pem")).unwrap(),
-        ),
-        "ed" => (
-            Algorithm::EdDSA,
-            EncodingKey::from_ed_pem(&read_key("ed25519-private.pem")).unwrap(),
-        ),
-        "rsa2" => (
-            Algorithm::RS256,
-            EncodingKey::from_rsa_pem(&read_key("rsa2-private.pem")).unwrap(),
-        ),
-        other => panic!("no fixture key {other}"),
-    }
+/// The private key and algorithm of a fixture key ("hs", "rsa", "ps", "ec256", "ec384",
+/// "ed", "rsa2": see `tokengate_tools::fixture::KEYS`).
+pub fn signing_key(name: &str) -> (Algorithm, EncodingKey) {
+    let key = fixture_key(name);
+    let encoding = key
+        .encoding_key(&fixture("keys"))
+        .unwrap_or_else(|e| panic!("fixture key {name}: {e}"));
+    (key.alg, encoding)
+}
+
+fn fixture_key(name: &str) -> &'static tokengate_tools::fixture::FixtureKey {
+    tokengate_tools::fixture::named(name).unwrap_or_else(|| panic!("no fixture key {name}"))
 }
 
 pub fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::EdDSA => "EdDSA",
-        _ => panic!("no name for {alg:?}"),
-    }
+    tokengate_tools::fixture::alg_name(alg).unwrap_or_else(|| panic!("no name for {alg:?}"))
 }
 
-pub fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+pub use tokengate_tools::request::bearer;
+pub use tokengate_tools::token::b64;
 
 /// Signs arbitrary header and payload JSON: for hostile tokens.
 pub fn sign(header: Value, payload: Value, alg: Algorithm, key: &EncodingKey) -> String {
-    sign_raw(
-        header.to_string().as_bytes(),
-        payload.to_string().as_bytes(),
-        alg,
-        key,
-    )
+    tokengate_tools::token::sign(&header, &payload, alg, key).expect("sign")
 }
 
 /// Signs arbitrary header and payload bytes (not necessarily JSON).
 pub fn sign_raw(header: &[u8], payload: &[u8], alg: Algorithm, key: &EncodingKey) -> String {
-    let message = format!("{}.{}", b64(header), b64(payload));
-    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).expect("sign");
-    format!("{message}.{sig}")
+    tokengate_tools::token::sign_raw(header, payload, alg, key).expect("sign")
 }
 
 /// Decodes part `i` (0 header, 1 payload) of a token as JSON.
@@ -333,33 +288,27 @@ pub fn with_claims(mut base: Value, extra: Value) -> Value {
     base
 }
 
-/// A valid token from the test provider signed with the fixture key `kid` ("hs", "rsa",
+/// A valid token from the test provider signed with the fixture key `name` ("hs", "rsa",
 /// "ps", "ec256", "ec384", "ed"); `extra` claims are merged in, a `null` removes one.
-pub fn token(kid: &str, sub: &str, extra: Value) -> String {
+pub fn token(name: &str, sub: &str, extra: Value) -> String {
     let c = with_claims(claims(sub), extra);
-    let (alg, key) = signing_key(kid);
-    let header_kid = if kid == "ps" { "rsa" } else { kid };
+    let (alg, key) = signing_key(name);
     sign(
-        json!({"alg": alg_name(alg), "kid": header_kid, "typ": "JWT"}),
+        json!({"alg": alg_name(alg), "kid": fixture_key(name).kid, "typ": "JWT"}),
         c,
         alg,
         &key,
     )
 }
 
-/// A CheckRequest as Envoy sends it with default settings (lower-case `headers` map).
+/// A CheckRequest as Envoy sends it with default settings (lower-case `headers` map, a
+/// repeated header's values joined by commas), with the request id `req-1`.
 pub fn check_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
-    let map: HashMap<String, String> = headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-        .collect();
-    wrap(HttpRequest {
-        id: "req-1".into(),
-        method: method.into(),
-        path: path.into(),
-        headers: map,
-        ..Default::default()
-    })
+    let mut req = tokengate_tools::request::check_request(method, path, "", headers);
+    if let Some(http) = tokengate_tools::request::http_mut(&mut req) {
+        http.id = "req-1".into();
+    }
+    req
 }
 
 /// A CheckRequest as Envoy sends it with `encode_raw_headers: true`: values only in
@@ -373,29 +322,13 @@ pub fn check_request_raw(method: &str, path: &str, headers: &[(&str, &[u8])]) ->
             raw_value: v.to_vec(),
         })
         .collect();
-    wrap(HttpRequest {
+    tokengate_tools::request::wrap(HttpRequest {
         id: "req-raw".into(),
         method: method.into(),
         path: path.into(),
         header_map: Some(HeaderMap { headers: list }),
         ..Default::default()
     })
-}
-
-pub fn bearer(token: &str) -> String {
-    format!("Bearer {token}")
-}
-
-fn wrap(http: HttpRequest) -> CheckRequest {
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(http),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
 }
 
 /// A Check answer reduced to what tests assert on.
@@ -473,6 +406,12 @@ pub async fn check_token(client: &mut AuthorizationClient<Channel>, token: &str)
     .await
 }
 
+/// How long a revocation may take to reach another replica before a test calls it lost.
+/// Generous, and far below the 600 s cache TTL the propagation tests configure: a deny
+/// within it can still only come from the invalidation path under test. How fast it is
+/// is measured by scripts/bench.sh (`propagation`), not asserted.
+pub const PROPAGATION: Duration = Duration::from_secs(30);
+
 /// Waits until `cond` holds, polling; panics with `what` after `deadline`.
 pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut cond: F)
 where
@@ -491,7 +430,12 @@ where
     }
 }
 
-/// A free loopback port (bound then released).
+/// A loopback port that was free a moment ago: bound, then released, so another process
+/// can take it before the caller binds it. Only for servers that cannot be handed a
+/// socket or report the port they bound (redis-server, nginx): their starters retry on
+/// another port when the start fails on a taken one. Everything else binds port 0 and
+/// reads the port back (tokengate from its start-up line, `support::serve`; Envoy from
+/// `--admin-address-path`; the OpenID provider from its issuer file).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -508,13 +452,27 @@ pub async fn raw_get(
     host: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    let mut all = vec![("host", host)];
+    all.extend_from_slice(headers);
+    raw_request(addr, "GET", target, &all).await
+}
+
+/// One HTTP/1.1 request with the request line and the header lines exactly as given
+/// (`host` included by the caller, `connection: close` added); returns the status and
+/// the whole raw response.
+pub async fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut request = format!("GET {target} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    let mut request = format!("{method} {target} HTTP/1.1\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
-    request.push_str("\r\n");
+    request.push_str("connection: close\r\n\r\n");
     conn.write_all(request.as_bytes()).await.expect("send");
     let mut response = Vec::new();
     conn.read_to_end(&mut response).await.expect("receive");

@@ -1,16 +1,18 @@
 //! A real OpenID provider in a child process: npm `oidc-provider` 8.x running
-//! `tests/oidc/provider.mjs` with `node` on a free loopback port, publishing the fixture
-//! keys the test names and signing access tokens with one of them. Stopped on drop; a
-//! rotation is a restart on the same port (same issuer) with other keys.
+//! `tests/oidc/provider.mjs` with `node` on loopback, publishing the fixture keys the
+//! test names and signing access tokens with one of them. It binds port 0 and writes
+//! the issuer (naming the port it got) to a file this module reads back: no port is
+//! chosen before the bind. Stopped on drop; a rotation is a restart on the same port
+//! (same issuer) with other keys.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::procs::{repo, tool, Proc};
-use super::{fixture, free_port, wait_for};
+use super::{fixture, wait_for};
 
 /// The client the provider knows (client credentials grant).
 const CLIENT_ID: &str = "tokengate-test";
@@ -22,6 +24,8 @@ pub struct OidcProvider {
     /// `http://127.0.0.1:{port}`: what the discovery document and every token name.
     pub issuer: String,
     log: PathBuf,
+    /// Where the process writes its issuer once it listens.
+    issuer_file: PathBuf,
 }
 
 /// The installed oidc-provider package; panics with the install command when missing.
@@ -36,38 +40,42 @@ fn module() -> PathBuf {
 }
 
 impl OidcProvider {
-    /// Starts on a free port, publishing `keys` (kid, fixture private key file name) and
-    /// signing with `sign`; returns once the discovery document is served.
+    /// Starts on a port the kernel picks, publishing `keys` (kid, fixture private key
+    /// file name) and signing with `sign`; returns once the discovery document is served.
     pub async fn start(keys: &[(&str, &str)], sign: &str) -> Self {
-        Self::start_on(free_port(), keys, sign).await
+        Self::start_on(0, keys, sign).await
     }
 
-    /// [`start`](Self::start) on a given port (to come back with the same issuer).
+    /// [`start`](Self::start) on a given port: to come back with the same issuer after
+    /// [`stop`](Self::stop). The port was this provider's a moment ago, but nothing holds
+    /// it in between: another test's process could take it (then this panics, naming
+    /// the failed listen in the provider's log).
     pub async fn start_on(port: u16, keys: &[(&str, &str)], sign: &str) -> Self {
-        let issuer = format!("http://127.0.0.1:{port}");
-        let log = std::env::temp_dir().join(format!(
-            "tokengate-oidc-{port}-{}.log",
-            uuid::Uuid::new_v4()
-        ));
+        let tag = uuid::Uuid::new_v4();
+        let temp = std::env::temp_dir();
         let mut p = OidcProvider {
             proc: None,
             port,
-            issuer,
-            log,
+            issuer: String::new(),
+            log: temp.join(format!("tokengate-oidc-{tag}.log")),
+            issuer_file: temp.join(format!("tokengate-oidc-{tag}.issuer")),
         };
-        p.spawn(keys, sign);
+        p.spawn(keys, sign).await;
         p.wait_up().await;
         p
     }
 
-    fn spawn(&mut self, keys: &[(&str, &str)], sign: &str) {
+    /// Starts the process on `self.port` (0: any) and waits for the issuer it reports.
+    async fn spawn(&mut self, keys: &[(&str, &str)], sign: &str) {
+        let _ = std::fs::remove_file(&self.issuer_file);
         let log = std::fs::File::create(&self.log).expect("provider log file");
         let mut cmd = Command::new(tool("node", "nodejs (Node 20)"));
         cmd.arg(repo().join("tests/oidc/provider.mjs"))
             .arg("--module")
             .arg(module())
             .args(["--port", &self.port.to_string()])
-            .args(["--issuer", &self.issuer])
+            .arg("--issuer-file")
+            .arg(&self.issuer_file)
             .args(["--sign", sign])
             .stdout(Stdio::null())
             .stderr(log);
@@ -76,25 +84,45 @@ impl OidcProvider {
             cmd.arg("--key").arg(format!("{kid}={}", path.display()));
         }
         self.proc = Some(Proc::spawn("oidc-provider", &mut cmd));
+
+        let mut issuer = None;
+        let (proc, file, log) = (&mut self.proc, &self.issuer_file, &self.log);
+        wait_for(
+            "oidc-provider to report its issuer",
+            Duration::from_secs(20),
+            || {
+                assert_running(proc, log);
+                issuer = std::fs::read_to_string(file)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty());
+                std::future::ready(issuer.is_some())
+            },
+        )
+        .await;
+        let issuer = issuer.expect("an issuer");
+        let port = issuer
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in the issuer {issuer:?}"));
+        assert!(
+            self.port == 0 || self.port == port,
+            "asked for port {}, got {issuer}",
+            self.port
+        );
+        self.port = port;
+        self.issuer = issuer;
     }
 
     async fn wait_up(&mut self) {
         let url = format!("{}/.well-known/openid-configuration", self.issuer);
-        let log = self.log.clone();
-        let proc = &mut self.proc;
+        let (proc, log) = (&mut self.proc, &self.log);
         wait_for(
             "oidc-provider to serve its discovery document",
             Duration::from_secs(20),
             || {
-                let exited = proc
-                    .as_mut()
-                    .and_then(|p| p.child.try_wait().ok().flatten());
-                if let Some(status) = exited {
-                    panic!(
-                        "oidc-provider exited ({status}): {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
+                assert_running(proc, log);
                 let url = url.clone();
                 async move { matches!(reqwest::get(&url).await, Ok(r) if r.status() == 200) }
             },
@@ -111,7 +139,7 @@ impl OidcProvider {
     /// `sign`; returns once the new process serves discovery.
     pub async fn restart(&mut self, keys: &[(&str, &str)], sign: &str) {
         self.stop();
-        self.spawn(keys, sign);
+        self.spawn(keys, sign).await;
         self.wait_up().await;
     }
 
@@ -153,9 +181,23 @@ impl OidcProvider {
     }
 }
 
+/// Panics with the provider's log when it has exited (a bad key, a port in use).
+fn assert_running(proc: &mut Option<Proc>, log: &Path) {
+    let exited = proc
+        .as_mut()
+        .and_then(|p| p.child.try_wait().ok().flatten());
+    if let Some(status) = exited {
+        panic!(
+            "oidc-provider exited ({status}): {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+}
+
 impl Drop for OidcProvider {
     fn drop(&mut self) {
         self.proc = None;
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.issuer_file);
     }
 }

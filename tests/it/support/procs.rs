@@ -2,7 +2,8 @@
 //! killed when dropped, so a failing test leaves nothing running.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// A child process killed (and reaped) on drop.
 pub struct Proc {
@@ -31,6 +32,23 @@ impl Proc {
             .status()
             .expect("kill runs");
         assert!(status.success(), "kill -{sig} {} failed", self.name);
+    }
+
+    /// Waits up to `deadline` for the process to exit; panics if it does not (dropping
+    /// the handle then kills it). Blocking: from async tests, in `block_in_place`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{} did not exit within {deadline:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 

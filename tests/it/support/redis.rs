@@ -147,6 +147,34 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// [`RedisServer::start`] from async test code (start-up blocks on a ping).
+    pub async fn start_async() -> RedisServer {
+        tokio::task::spawn_blocking(RedisServer::start)
+            .await
+            .expect("redis-server starts")
+    }
+
+    /// [`RedisServer::start_with_aof`] from async test code.
+    pub async fn start_with_aof_async() -> RedisServer {
+        tokio::task::spawn_blocking(RedisServer::start_with_aof)
+            .await
+            .expect("redis-server starts")
+    }
+
+    /// [`RedisServer::kill`] from a multi-thread runtime test: returns once it no longer
+    /// answers.
+    pub fn kill_now(&mut self) {
+        tokio::task::block_in_place(|| self.kill());
+    }
+
+    /// [`RedisServer::restart`] from a multi-thread runtime test: returns once it
+    /// answers again (tokengate may not have noticed yet: `outage::wait_fresh_checks_allowed`).
+    pub fn restart_now(&mut self) {
+        tokio::task::block_in_place(|| self.restart());
+    }
+}
+
 pub fn cli(port: u16, args: &[&str]) -> String {
     let out = Command::new(redis_cli())
         .arg("-p")

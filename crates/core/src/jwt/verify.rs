@@ -276,3 +276,693 @@ fn version_claim(payload: &Map<String, Value>, name: &str) -> Result<Option<u64>
         Some(v) => v.as_u64().map(Some).ok_or(Reason::Malformed),
     }
 }
+
+/// The verifier alone, at a chosen `now`: each refusal in RFC 8725's order reached
+/// directly, with honest and forged tokens, rather than through a server. The keys are
+/// the repository's fixtures: the configuration reads the public halves from
+/// tests/fixtures/keys, the tests sign with the private halves compiled in.
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::config::Config;
+
+    const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/keys");
+    const ISSUER: &str = "https://issuer.test";
+    const OTHER_ISSUER: &str = "https://other.test";
+    const NOW: i64 = 1_700_000_000;
+    const LEEWAY: i64 = 5;
+
+    const HS_SECRET: &[u8] = include_bytes!("../../../../tests/fixtures/keys/hs.secret");
+    const RSA_PRIVATE: &[u8] = include_bytes!("../../../../tests/fixtures/keys/rsa-private.pem");
+    const RSA_PUBLIC: &[u8] = include_bytes!("../../../../tests/fixtures/keys/rsa-public.pem");
+    const RSA2_PRIVATE: &[u8] = include_bytes!("../../../../tests/fixtures/keys/rsa2-private.pem");
+    const EC256_PRIVATE: &[u8] =
+        include_bytes!("../../../../tests/fixtures/keys/ec256-private.pem");
+    const EC384_PRIVATE: &[u8] =
+        include_bytes!("../../../../tests/fixtures/keys/ec384-private.pem");
+    const ED_PRIVATE: &[u8] = include_bytes!("../../../../tests/fixtures/keys/ed25519-private.pem");
+
+    /// The provider `test`: every family, each key under its own `kid`, leeway 5 s.
+    fn provider_test(algorithms: &str, extra: &str) -> String {
+        format!(
+            "  - name: test\n    issuer: {ISSUER}\n    audiences: [api, other-api]\n    \
+             algorithms: [{algorithms}]\n    leeway_seconds: {LEEWAY}\n{extra}    keys:\n      \
+             - {{kid: hs, secret_file: {KEYS}/hs.secret}}\n      \
+             - {{kid: rsa, public_key_file: {KEYS}/rsa-public.pem}}\n      \
+             - {{kid: ec256, public_key_file: {KEYS}/ec256-public.pem}}\n      \
+             - {{kid: ec384, public_key_file: {KEYS}/ec384-public.pem}}\n      \
+             - {{kid: ed, public_key_file: {KEYS}/ed25519-public.pem}}\n"
+        )
+    }
+
+    const ALL: &str = "HS256, RS256, PS256, ES256, ES384, EdDSA";
+
+    fn verifier_of(yaml: &str) -> Verifier {
+        let config = Config::parse("verify.rs tests", yaml).expect("test config parses");
+        Verifier::from_config(&config).expect("fixture keys load")
+    }
+
+    fn verifier() -> Verifier {
+        verifier_of(&format!("providers:\n{}", provider_test(ALL, "")))
+    }
+
+    /// The signing key of a fixture `kid` and the algorithm it signs with.
+    fn key(kid: &str) -> (Algorithm, EncodingKey) {
+        match kid {
+            "hs" => (
+                Algorithm::HS256,
+                EncodingKey::from_secret(HS_SECRET.strip_suffix(b"\n").unwrap_or(HS_SECRET)),
+            ),
+            "rsa" => (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+            ),
+            "ps" => (
+                Algorithm::PS256,
+                EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+            ),
+            "rsa2" => (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(RSA2_PRIVATE).unwrap(),
+            ),
+            "ec256" => (
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(EC256_PRIVATE).unwrap(),
+            ),
+            "ec384" => (
+                Algorithm::ES384,
+                EncodingKey::from_ec_pem(EC384_PRIVATE).unwrap(),
+            ),
+            "ed" => (
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_pem(ED_PRIVATE).unwrap(),
+            ),
+            other => panic!("no fixture key {other}"),
+        }
+    }
+
+    fn alg_name(alg: Algorithm) -> String {
+        serde_json::to_value(alg)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Any header and payload bytes, signed for real.
+    fn sign_raw(header: &[u8], payload: &[u8], alg: Algorithm, key: &EncodingKey) -> String {
+        let message = format!("{}.{}", b64(header), b64(payload));
+        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).unwrap();
+        format!("{message}.{sig}")
+    }
+
+    fn sign(header: &Value, payload: &Value, alg: Algorithm, key: &EncodingKey) -> String {
+        sign_raw(
+            header.to_string().as_bytes(),
+            payload.to_string().as_bytes(),
+            alg,
+            key,
+        )
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": ISSUER, "aud": "api", "sub": "alice", "tid": "acme",
+            "iat": NOW, "exp": NOW + 600, "jti": "jti-1",
+        })
+    }
+
+    /// `base` with `extra` merged in; `null` in `extra` removes the claim.
+    fn with(mut base: Value, extra: Value) -> Value {
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                base.as_object_mut().unwrap().remove(k);
+            } else {
+                base[k] = v.clone();
+            }
+        }
+        base
+    }
+
+    /// An honest token signed with fixture key `kid` (its header names the configured
+    /// `kid`: `ps` signs with the `rsa` pair), claims merged with `extra`.
+    fn token(kid: &str, extra: Value) -> String {
+        let (alg, key) = key(kid);
+        let header_kid = if kid == "ps" { "rsa" } else { kid };
+        sign(
+            &json!({"alg": alg_name(alg), "kid": header_kid, "typ": "JWT"}),
+            &with(claims(), extra),
+            alg,
+            &key,
+        )
+    }
+
+    fn verify(token: &str) -> Result<Claims, Reason> {
+        verifier().verify(token, NOW)
+    }
+
+    fn refused(token: &str) -> Reason {
+        match verify(token) {
+            Ok(c) => panic!("accepted: {:?}", c.payload),
+            Err(r) => r,
+        }
+    }
+
+    #[test]
+    fn a_token_of_each_algorithm_family_is_accepted_with_its_claims() {
+        for kid in ["hs", "rsa", "ps", "ec256", "ec384", "ed"] {
+            let claims = verify(&token(kid, json!({})))
+                .unwrap_or_else(|r| panic!("{kid}: refused as {r:?}"));
+            assert_eq!(claims.provider, 0, "{kid}");
+            assert_eq!(claims.user.as_deref(), Some("alice"), "{kid}");
+            assert_eq!(claims.tenant.as_deref(), Some("acme"), "{kid}");
+            assert_eq!(claims.jti.as_deref(), Some("jti-1"), "{kid}");
+            assert_eq!(claims.exp, NOW + 600, "{kid}");
+            assert_eq!(claims.iat_ms, Some(NOW * 1000), "{kid}");
+            assert_eq!(claims.scoped.jti.as_deref(), Some("test:jti-1"), "{kid}");
+        }
+    }
+
+    #[test]
+    fn a_kid_naming_a_key_of_another_family_is_refused_whatever_signed_it() {
+        // Every (algorithm, kid) pair across families: the token is really signed with
+        // the algorithm's own key, only its kid points elsewhere.
+        let signers = ["hs", "rsa", "ec256", "ed"];
+        for signer in signers {
+            for kid in signers.iter().filter(|k| **k != signer) {
+                let (alg, key) = key(signer);
+                let t = sign(
+                    &json!({"alg": alg_name(alg), "kid": kid}),
+                    &claims(),
+                    alg,
+                    &key,
+                );
+                assert_eq!(
+                    refused(&t),
+                    Reason::DisallowedAlgorithm,
+                    "{signer} key, kid {kid}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_rsa_public_key_as_an_hmac_secret_forges_nothing() {
+        // The classic confusion: HS256 "signed" with the RSA public key (which everyone
+        // has) as the secret.
+        let secret = EncodingKey::from_secret(RSA_PUBLIC);
+        for kid in [Some("rsa"), Some("hs"), None] {
+            let mut header = json!({"alg": "HS256"});
+            if let Some(kid) = kid {
+                header["kid"] = kid.into();
+            }
+            let t = sign(&header, &claims(), Algorithm::HS256, &secret);
+            let want = if kid == Some("rsa") {
+                Reason::DisallowedAlgorithm
+            } else {
+                // the HMAC key is the real secret: the signature does not match it
+                Reason::BadSignature
+            };
+            assert_eq!(refused(&t), want, "kid {kid:?}");
+        }
+    }
+
+    #[test]
+    fn an_algorithm_outside_the_allow_list_is_refused_even_with_a_fitting_key() {
+        let v = verifier_of(&format!(
+            "providers:\n  - name: test\n    issuer: {ISSUER}\n    audiences: [api]\n    \
+             algorithms: [RS256]\n    keys:\n      \
+             - {{kid: rsa, public_key_file: {KEYS}/rsa-public.pem}}\n"
+        ));
+        assert!(v.verify(&token("rsa", json!({})), NOW).is_ok());
+        // PS256 with the very RSA key that verifies RS256: not on the list
+        for kid in ["ps", "ec256", "ed", "hs"] {
+            assert_eq!(
+                v.verify(&token(kid, json!({})), NOW).err(),
+                Some(Reason::DisallowedAlgorithm),
+                "{kid}"
+            );
+        }
+        // a name jsonwebtoken knows but no provider lists
+        let (_, key) = key("hs");
+        let hs512 = sign(
+            &json!({"alg": "HS512", "kid": "hs"}),
+            &claims(),
+            Algorithm::HS512,
+            &key,
+        );
+        assert_eq!(refused(&hs512), Reason::DisallowedAlgorithm);
+    }
+
+    #[test]
+    fn alg_none_in_any_spelling_and_unknown_algorithms_are_refused() {
+        let payload = b64(claims().to_string().as_bytes());
+        for alg in [
+            "none", "None", "NONE", "nOnE", "", "HS1", "RS256 ", "ES256K",
+        ] {
+            let header = b64(json!({"alg": alg, "kid": "hs"}).to_string().as_bytes());
+            for sig in ["", "c2lnbmF0dXJl"] {
+                assert_eq!(
+                    refused(&format!("{header}.{payload}.{sig}")),
+                    Reason::DisallowedAlgorithm,
+                    "alg {alg:?}, signature {sig:?}"
+                );
+            }
+        }
+        // no `alg`, or not a string: not a JOSE header
+        for header in [
+            json!({"kid": "hs"}),
+            json!({"alg": 256}),
+            json!({"alg": null}),
+        ] {
+            let h = b64(header.to_string().as_bytes());
+            assert_eq!(
+                refused(&format!("{h}.{payload}.c2ln")),
+                Reason::Malformed,
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_real_algorithm_without_a_signature_is_malformed() {
+        let t = token("rsa", json!({}));
+        let unsigned = &t[..=t.rfind('.').unwrap()];
+        assert_eq!(refused(unsigned), Reason::Malformed);
+    }
+
+    #[test]
+    fn another_tokens_signature_or_an_edited_payload_is_a_bad_signature() {
+        for kid in ["hs", "rsa", "ec256", "ed"] {
+            let a = token(kid, json!({}));
+            let b = token(kid, json!({"sub": "admin"}));
+            let (a_msg, a_sig) = a.rsplit_once('.').unwrap();
+            let (b_msg, _) = b.rsplit_once('.').unwrap();
+            assert_eq!(
+                refused(&format!("{b_msg}.{a_sig}")),
+                Reason::BadSignature,
+                "{kid}"
+            );
+            // a's header and signature around b's payload
+            let a_head = a_msg.split('.').next().unwrap();
+            let b_payload = b_msg.split('.').nth(1).unwrap();
+            assert_eq!(
+                refused(&format!("{a_head}.{b_payload}.{a_sig}")),
+                Reason::BadSignature,
+                "{kid}"
+            );
+        }
+    }
+
+    #[test]
+    fn expiry_allows_exactly_the_leeway() {
+        assert!(verify(&token("ec256", json!({"exp": NOW - LEEWAY}))).is_ok());
+        assert_eq!(
+            refused(&token("ec256", json!({"exp": NOW - LEEWAY - 1}))),
+            Reason::Expired
+        );
+        assert_eq!(
+            refused(&token("ec256", json!({"exp": null}))),
+            Reason::MissingClaim
+        );
+        for bad in [
+            json!("soon"),
+            json!(-1),
+            json!(253_402_300_800_i64),
+            json!([NOW]),
+        ] {
+            assert_eq!(
+                refused(&token("ec256", json!({"exp": bad.clone()}))),
+                Reason::Malformed,
+                "exp {bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn not_before_and_issued_at_allow_exactly_the_leeway_into_the_future() {
+        assert!(verify(&token("ec256", json!({"nbf": NOW + LEEWAY}))).is_ok());
+        assert_eq!(
+            refused(&token("ec256", json!({"nbf": NOW + LEEWAY + 1}))),
+            Reason::NotYetValid
+        );
+        assert_eq!(
+            refused(&token("ec256", json!({"nbf": "now"}))),
+            Reason::Malformed
+        );
+        // an `iat` in the future would sort after every logout-all cut-off
+        assert!(verify(&token("ec256", json!({"iat": NOW + LEEWAY}))).is_ok());
+        assert_eq!(
+            refused(&token("ec256", json!({"iat": NOW + LEEWAY + 1}))),
+            Reason::NotYetValid
+        );
+        // fractional seconds are kept, in milliseconds
+        let c = verify(&token("ec256", json!({"iat": NOW as f64 + 0.25}))).unwrap();
+        assert_eq!(c.iat_ms, Some(NOW * 1000 + 250));
+    }
+
+    #[test]
+    fn the_issuer_must_be_the_configured_one_exactly() {
+        for iss in [
+            json!("https://issuer.test/"),
+            json!("https://ISSUER.test"),
+            json!("https://evil.test"),
+            json!(["https://issuer.test"]),
+            json!(1),
+            Value::Null,
+        ] {
+            assert_eq!(
+                refused(&token("ec256", json!({"iss": iss.clone()}))),
+                Reason::WrongIssuer,
+                "iss {iss}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_audience_must_name_a_configured_one() {
+        for aud in [json!("other-api"), json!(["x", "api"]), json!(["api"])] {
+            assert!(
+                verify(&token("ec256", json!({"aud": aud.clone()}))).is_ok(),
+                "aud {aud}"
+            );
+        }
+        for aud in [
+            json!("API"),
+            json!("api "),
+            json!([]),
+            json!(["x"]),
+            json!([["api"]]),
+            json!(1),
+            json!({"api": true}),
+            Value::Null,
+        ] {
+            assert_eq!(
+                refused(&token("ec256", json!({"aud": aud.clone()}))),
+                Reason::WrongAudience,
+                "aud {aud}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_kid_is_unknown_key_and_no_key_is_guessed() {
+        let (alg, key) = key("ec256");
+        let named = |kid: Value| {
+            let mut header = json!({"alg": alg_name(alg)});
+            if !kid.is_null() {
+                header["kid"] = kid;
+            }
+            sign(&header, &claims(), alg, &key)
+        };
+        for kid in [
+            json!("nope"),
+            json!("EC256"),
+            json!(""),
+            json!("x".repeat(5000)),
+        ] {
+            assert_eq!(refused(&named(kid.clone())), Reason::UnknownKey, "{kid}");
+        }
+        // no kid: two EC keys (ec256, ec384) fit ES256's family, so none is picked
+        assert_eq!(refused(&named(Value::Null)), Reason::UnknownKey);
+        // no kid, one RSA key: that one
+        let (alg, key) = super::tests::key("rsa");
+        let t = sign(&json!({"alg": "RS256"}), &claims(), alg, &key);
+        assert!(verify(&t).is_ok());
+    }
+
+    #[test]
+    fn any_crit_header_is_refused() {
+        let (alg, key) = key("ec256");
+        for crit in [
+            json!(["exp"]),
+            json!([]),
+            json!("b64"),
+            json!({"b64": false}),
+        ] {
+            let t = sign(
+                &json!({"alg": "ES256", "kid": "ec256", "crit": crit.clone()}),
+                &claims(),
+                alg,
+                &key,
+            );
+            assert_eq!(refused(&t), Reason::Malformed, "crit {crit}");
+        }
+    }
+
+    #[test]
+    fn a_name_given_twice_in_the_header_or_the_claims_is_malformed() {
+        let (alg, key) = key("ec256");
+        let header = br#"{"alg":"ES256","kid":"ec256"}"#;
+        let claims = |inner: &str| {
+            format!(
+                r#"{{"iss":"{ISSUER}","aud":"api","exp":{},"jti":"j",{inner}}}"#,
+                NOW + 600
+            )
+        };
+        // the control: once is fine
+        let once = sign_raw(header, claims(r#""sub":"alice""#).as_bytes(), alg, &key);
+        assert!(verify(&once).is_ok());
+        for (what, h, p) in [
+            (
+                "sub twice",
+                header.to_vec(),
+                claims(r#""sub":"alice","sub":"admin""#),
+            ),
+            (
+                "exp twice",
+                header.to_vec(),
+                claims(&format!(r#""sub":"alice","exp":{}"#, NOW + 99_999)),
+            ),
+            (
+                "alg twice",
+                br#"{"alg":"ES256","alg":"none","kid":"ec256"}"#.to_vec(),
+                claims(r#""sub":"alice""#),
+            ),
+            (
+                "kid twice",
+                br#"{"alg":"ES256","kid":"ec256","kid":"rsa"}"#.to_vec(),
+                claims(r#""sub":"alice""#),
+            ),
+        ] {
+            let t = sign_raw(&h, p.as_bytes(), alg, &key);
+            assert_eq!(refused(&t), Reason::Malformed, "{what}");
+        }
+    }
+
+    #[test]
+    #[ignore = "open finding: only top-level claim names are checked for duplicates; \
+                a nested object with a name twice (`realm_access.roles`) is accepted with \
+                the last value, which route rules and forwarded headers read. Run with \
+                --ignored once fixed."]
+    fn a_name_given_twice_inside_a_nested_claim_is_malformed() {
+        let (alg, key) = key("ec256");
+        let payload = format!(
+            r#"{{"iss":"{ISSUER}","aud":"api","exp":{},"jti":"j","sub":"alice","realm_access":{{"roles":["user"],"roles":["admin"]}}}}"#,
+            NOW + 600
+        );
+        let t = sign_raw(
+            br#"{"alg":"ES256","kid":"ec256"}"#,
+            payload.as_bytes(),
+            alg,
+            &key,
+        );
+        assert_eq!(verify(&t).err(), Some(Reason::Malformed));
+    }
+
+    #[test]
+    fn a_token_over_the_size_limit_is_refused_before_anything_is_parsed() {
+        let t = token("ec256", json!({}));
+        let limit = |max: usize| {
+            verifier_of(&format!(
+                "providers:\n{}tokens:\n  max_bytes: {max}\n",
+                provider_test(ALL, "")
+            ))
+        };
+        assert!(limit(t.len()).verify(&t, NOW).is_ok(), "exactly the limit");
+        assert_eq!(
+            limit(t.len() - 1).verify(&t, NOW).err(),
+            Some(Reason::TokenTooLarge)
+        );
+        // garbage over the limit is refused for its size, not parsed
+        let junk = "!".repeat(t.len());
+        assert_eq!(
+            limit(t.len() - 1).verify(&junk, NOW).err(),
+            Some(Reason::TokenTooLarge)
+        );
+        // the default limit (8 KiB) holds too
+        let big = token("ec256", json!({"pad": "x".repeat(9000)}));
+        assert_eq!(refused(&big), Reason::TokenTooLarge);
+    }
+
+    #[test]
+    fn anything_not_three_base64url_parts_of_json_objects_is_malformed() {
+        let t = token("ec256", json!({}));
+        let (h, rest) = t.split_once('.').unwrap();
+        let (p, s) = rest.split_once('.').unwrap();
+        let obj = |v: &str| b64(v.as_bytes());
+        let mut cases: Vec<(String, String)> = vec![
+            ("empty".into(), String::new()),
+            ("one part".into(), h.to_string()),
+            ("two parts".into(), format!("{h}.{p}")),
+            ("four parts".into(), format!("{t}.{s}")),
+            ("empty payload".into(), format!("{h}..{s}")),
+            ("empty header".into(), format!(".{p}.{s}")),
+            ("padding".into(), format!("{h}=.{p}.{s}")),
+            ("whitespace".into(), format!("{h}.{p}.{s} ")),
+            ("standard base64".into(), format!("{h}.{p}+/.{s}")),
+            (
+                "header not JSON".into(),
+                format!("{}.{p}.{s}", obj("alg=ES256")),
+            ),
+        ];
+        // payloads that are not a JSON object of claims, signed for real
+        let (alg, key) = key("ec256");
+        let header = br#"{"alg":"ES256","kid":"ec256"}"#;
+        for payload in ["null", "[1]", "\"alice\"", "{", "{\"sub\":\"a\"} x"] {
+            cases.push((
+                format!("payload {payload}"),
+                sign_raw(header, payload.as_bytes(), alg, &key),
+            ));
+        }
+        for (what, t) in cases {
+            assert_eq!(refused(&t), Reason::Malformed, "{what}");
+        }
+    }
+
+    #[test]
+    #[ignore = "open finding: a signed token whose header is a JSON array is accepted \
+                (serde's derived Deserialize reads `Header` from a sequence); verify.rs \
+                must parse the header as an object. Run with --ignored once fixed."]
+    fn a_header_that_is_not_a_json_object_is_malformed() {
+        // RFC 7515 §4: the header is a JSON object. serde's derived `Deserialize` also
+        // reads a struct from a JSON array, field by field, so `["ES256","ec256"]` is
+        // taken as alg ES256, kid ec256.
+        let (alg, key) = key("ec256");
+        for header in [r#"["ES256","ec256"]"#, r#"["ES256","ec256",null,null]"#] {
+            let t = sign_raw(
+                header.as_bytes(),
+                claims().to_string().as_bytes(),
+                alg,
+                &key,
+            );
+            assert_eq!(verify(&t).err(), Some(Reason::Malformed), "header {header}");
+        }
+    }
+
+    #[test]
+    fn identifier_claims_are_strings_or_integers_and_jti_is_required() {
+        let c = verify(&token("ec256", json!({"jti": 42, "sub": 7}))).unwrap();
+        assert_eq!(
+            (c.jti.as_deref(), c.user.as_deref()),
+            (Some("42"), Some("7"))
+        );
+        for (claim, bad) in [
+            ("jti", json!({})),
+            ("jti", json!("")),
+            ("sub", json!(1.5)),
+            ("tid", json!(["acme"])),
+            ("fam", json!(true)),
+        ] {
+            assert_eq!(
+                refused(&token("ec256", json!({claim: bad.clone()}))),
+                Reason::Malformed,
+                "{claim}: {bad}"
+            );
+        }
+        assert_eq!(
+            refused(&token("ec256", json!({"jti": null}))),
+            Reason::MissingClaim
+        );
+        let lax = verifier_of(&format!(
+            "providers:\n{}tokens:\n  require_jti: false\n",
+            provider_test(ALL, "")
+        ));
+        let c = lax
+            .verify(&token("ec256", json!({"jti": null})), NOW)
+            .unwrap();
+        assert_eq!(c.jti, None);
+    }
+
+    #[test]
+    fn token_types_when_configured_are_compared_as_media_types() {
+        let v = verifier_of(&format!(
+            "providers:\n{}",
+            provider_test(ALL, "    token_types: [at+jwt]\n")
+        ));
+        let (alg, key) = key("ec256");
+        let typed = |typ: Option<&str>| {
+            let mut header = json!({"alg": "ES256", "kid": "ec256"});
+            if let Some(typ) = typ {
+                header["typ"] = typ.into();
+            }
+            v.verify(&sign(&header, &claims(), alg, &key), NOW)
+        };
+        for typ in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+            assert!(typed(Some(typ)).is_ok(), "{typ}");
+        }
+        for typ in [Some("JWT"), Some("application/jwt"), Some("at+jwt+x"), None] {
+            assert_eq!(typed(typ).err(), Some(Reason::WrongTokenType), "{typ:?}");
+        }
+    }
+
+    #[test]
+    fn with_two_providers_a_token_is_verified_with_its_issuers_keys_only() {
+        let v = verifier_of(&format!(
+            "providers:\n{}  - name: other\n    issuer: {OTHER_ISSUER}\n    audiences: [api]\n    \
+             algorithms: [RS256, ES256]\n    keys:\n      \
+             - {{kid: rsa2, public_key_file: {KEYS}/rsa2-public.pem}}\n",
+            provider_test(ALL, "")
+        ));
+        let other = json!({"iss": OTHER_ISSUER});
+        // other's own key: verified, by provider 1
+        let (alg, key) = key("rsa2");
+        let own = sign(
+            &json!({"alg": "RS256", "kid": "rsa2"}),
+            &with(claims(), other.clone()),
+            alg,
+            &key,
+        );
+        let c = v.verify(&own, NOW).unwrap();
+        assert_eq!(
+            (c.provider, c.scoped.jti.as_deref()),
+            (1, Some("other:jti-1"))
+        );
+        // naming other but signed with test's key and kid: other has no such key
+        let forged = token("ec256", other);
+        assert_eq!(v.verify(&forged, NOW).err(), Some(Reason::UnknownKey));
+        // naming test but signed with other's key: test has no such key
+        let crossed = sign(
+            &json!({"alg": "RS256", "kid": "rsa2"}),
+            &claims(),
+            alg,
+            &key,
+        );
+        assert_eq!(v.verify(&crossed, NOW).err(), Some(Reason::UnknownKey));
+        // naming nobody: no provider's keys are tried
+        for iss in [json!("https://nobody.test"), Value::Null] {
+            let t = token("ec256", json!({"iss": iss.clone()}));
+            assert_eq!(v.verify(&t, NOW).err(), Some(Reason::WrongIssuer), "{iss}");
+        }
+    }
+
+    #[test]
+    fn the_unverified_kid_is_read_for_the_fetch_budget_only() {
+        assert_eq!(
+            header_kid(&token("ec256", json!({}))).as_deref(),
+            Some("ec256")
+        );
+        let unsigned = format!("{}.e30.", b64(br#"{"alg":"RS256","kid":"k1"}"#));
+        assert_eq!(header_kid(&unsigned).as_deref(), Some("k1"));
+        assert_eq!(header_kid("garbage"), None);
+        // and naming a kid in an otherwise bad token never makes it valid
+        assert_eq!(refused(&unsigned), Reason::Malformed);
+    }
+}

@@ -21,9 +21,10 @@ use std::time::Instant;
 
 use clap::Parser;
 use tokengate::config::Config;
-use tokengate::jwt::mint::{mint_with, MintRequest};
 use tokengate::metrics::Metrics;
 use tokengate::revocation::{Query, RevocationStore};
+use tokengate_tools::fixture;
+use tokengate_tools::token::{Minter, Population};
 
 #[derive(Parser)]
 struct Args {
@@ -49,18 +50,12 @@ fn rss_bytes() -> u64 {
 fn config(args: &Args) -> anyhow::Result<Config> {
     // Caches large enough that nothing is evicted, TTLs long enough that nothing expires.
     let cap = args.entries + args.entries / 10 + 1000;
+    let hs = fixture::for_alg("HS256").ok_or_else(|| anyhow::anyhow!("no HS256 fixture key"))?;
     let yaml = format!(
         r#"
 listen: {{grpc: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0"}}
 providers:
-  - name: bench
-    issuer: https://issuer.bench
-    audiences: [bench-api]
-    algorithms: [HS256]
-    keys:
-      - kid: hs
-        secret_file: {keys}/hs.secret
-tokens:
+{provider}tokens:
   verified_cache_entries: {cap}
 revocation:
   store: memory
@@ -70,7 +65,13 @@ revocation:
 log:
   level: warn
 "#,
-        keys = args.keys
+        provider = fixture::provider_yaml(
+            "bench",
+            "https://issuer.bench",
+            "bench-api",
+            &[hs],
+            std::path::Path::new(&args.keys),
+        )
     );
     Ok(Config::parse("cache_memory", &yaml)?)
 }
@@ -132,22 +133,11 @@ async fn main() -> anyhow::Result<()> {
             (before, after, held, "revocation cache entries")
         }
         "verified" => {
-            let verifier = tokengate::jwt::Verifier::from_config(&config)?;
             let server = tokengate::Server::bind(&config).await?;
             let engine = server.engine().clone();
-            let mint = |i: u64| {
-                mint_with(
-                    &verifier,
-                    &config,
-                    &MintRequest {
-                        provider: None,
-                        sub: format!("user-{i:07}"),
-                        tenant: Some(format!("tenant-{:02}", i % 16)),
-                        ttl_seconds: 3600,
-                        claims: Vec::new(),
-                    },
-                )
-            };
+            let minter = Minter::new(config.clone())?;
+            let population = Population::default();
+            let mint = |i: u64| minter.numbered(&population, i as usize);
             engine
                 .verify_token(&mint(u64::MAX)?)
                 .await

@@ -3,13 +3,10 @@
 //!
 //!     cargo run -p tokengate-tools --bin check -- --token "$TOKEN" [--path /api/items] [--addr http://127.0.0.1:9001]
 
-use std::collections::HashMap;
-
 use clap::Parser;
-use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::ext_authz::v3::pb::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use tokengate_tools::request::{bearer, check_request};
 
 #[derive(Parser)]
 struct Args {
@@ -30,24 +27,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut headers = HashMap::new();
-    if let Some(t) = &args.token {
-        headers.insert("authorization".to_string(), format!("Bearer {t}"));
-    }
-    let request = CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: args.method,
-                    path: args.path,
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    };
+    let auth = args.token.as_deref().map(bearer);
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let request = check_request(&args.method, &args.path, "", &headers);
     let mut client = AuthorizationClient::connect(args.addr).await?;
     let response = client.check(request).await?.into_inner();
     let code = response.status.map_or(-1, |s| s.code);

@@ -14,15 +14,13 @@
 //!     cargo run --release -p tokengate-tools --bin propagation -- --tokens prop.tokens \
 //!         --a-http http://127.0.0.1:19122 --b-grpc http://127.0.0.1:19131
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::ext_authz::v3::pb::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use tokengate_tools::request::{bearer, check_request};
 use tonic::transport::Channel;
 
 #[derive(Parser)]
@@ -43,31 +41,14 @@ struct Args {
     timeout_ms: u64,
 }
 
-fn check_request(token: &str) -> CheckRequest {
-    let mut headers = HashMap::new();
-    headers.insert("authorization".to_string(), format!("Bearer {token}"));
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: "/api/items".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
 /// `Ok(None)` on allow, `Ok(Some(body))` on deny (the JSON body names the reason).
 async fn check(
     client: &mut AuthorizationClient<Channel>,
     token: &str,
 ) -> anyhow::Result<Option<(i32, String)>> {
-    let resp = client.check(check_request(token)).await?.into_inner();
+    let auth = bearer(token);
+    let request = check_request("GET", "/api/items", "", &[("authorization", &auth)]);
+    let resp = client.check(request).await?.into_inner();
     let code = resp.status.map_or(-1, |s| s.code);
     Ok(match resp.http_response {
         Some(HttpResponse::OkResponse(_)) if code == 0 => None,

@@ -52,14 +52,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::ext_authz::v3::pb::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use serde_json::{json, Value};
 use tokengate::config::Config;
 use tokengate::jwt::mint::{mint_with, MintRequest};
 use tokengate::jwt::Verifier;
+use tokengate_tools::request::{bearer, check_request};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser)]
@@ -423,23 +422,13 @@ fn snapshot(ring: &Mutex<VecDeque<Arc<Tok>>>) -> Vec<Arc<Tok>> {
 }
 
 async fn check(client: &AuthorizationClient<Channel>, token: &str) -> Outcome {
-    let mut headers = std::collections::HashMap::new();
-    headers.insert("authorization".to_string(), format!("Bearer {token}"));
-    let request = CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(Request {
-                http: Some(HttpRequest {
-                    method: "GET".into(),
-                    path: "/api/soak".into(),
-                    host: "soak.local".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    };
+    let auth = bearer(token);
+    let request = check_request(
+        "GET",
+        "/api/soak",
+        "soak.local",
+        &[("authorization", &auth)],
+    );
     let mut client = client.clone();
     let call = tokio::time::timeout(Duration::from_secs(5), client.check(request)).await;
     let response = match call {
