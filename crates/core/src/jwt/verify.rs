@@ -23,8 +23,10 @@ struct Header {
     alg: String,
     #[serde(default)]
     kid: Option<String>,
-    #[serde(default)]
-    crit: Option<Value>,
+    /// Whether `crit` is present at all (even `null`: it is then malformed, and no
+    /// extension is understood anyway). Set by [`Header::parse`].
+    #[serde(skip)]
+    crit: bool,
     #[serde(default)]
     typ: Option<String>,
 }
@@ -32,8 +34,12 @@ struct Header {
 impl Header {
     /// The header of a token: a JSON object (RFC 7515 §4) without a name twice.
     fn parse(bytes: &[u8]) -> Result<Header, Reason> {
-        let object = UniqueObject::parse(bytes)?;
-        Header::deserialize(Value::Object(object)).map_err(|_| Reason::Malformed)
+        let mut object = UniqueObject::parse(bytes)?;
+        let crit = object.remove("crit").is_some();
+        let mut header =
+            Header::deserialize(Value::Object(object)).map_err(|_| Reason::Malformed)?;
+        header.crit = crit;
+        Ok(header)
     }
 }
 
@@ -58,7 +64,7 @@ impl Verifier {
         }
         let header_bytes = URL_SAFE_NO_PAD.decode(h64).map_err(|_| Reason::Malformed)?;
         let header = Header::parse(&header_bytes)?;
-        if header.crit.is_some() {
+        if header.crit {
             // No JWS extension is understood, so any critical one makes the token invalid
             // (RFC 7515 §4.1.11).
             return Err(Reason::Malformed);
@@ -756,6 +762,7 @@ mod tests {
             json!([]),
             json!("b64"),
             json!({"b64": false}),
+            json!(null),
         ] {
             let t = sign(
                 &json!({"alg": "ES256", "kid": "ec256", "crit": crit.clone()}),
