@@ -24,6 +24,7 @@ ap.add_argument("--elapsed", type=int, default=0)
 ap.add_argument("--build-seconds", type=int, default=0)
 ap.add_argument("--criterion-dir", default="target/criterion")
 ap.add_argument("--settings", default="")
+ap.add_argument("--bin-dir", default="target/release", help="where the binaries were built (shown in the commands)")
 args = ap.parse_args()
 
 runs = [json.loads(l) for l in open(args.results) if l.strip()]
@@ -570,16 +571,19 @@ if invalid:
 out.append("## Exact commands\n")
 out.append("Run everything (about %d s here, build excluded or not depending on what was already built):\n" % args.elapsed)
 out.append("```sh\nscripts/bench.sh\n```\n")
+out.append("`BENCH_SMOKE=1 scripts/bench.sh` runs the same harness in smoke mode (tiny counts, a dev build, its report "
+           "in a temporary directory, never this file, in about a minute); `scripts/test.sh`, and so CI, runs it after "
+           "the tests so that the harness and this report cannot rot. Its numbers mean nothing.\n")
 out.append("Servers and inputs, as started by the script (`target/bench/` holds the generated files; "
            "templates in `scripts/bench/`):\n")
 out.append("```sh")
 out.append("redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec")
-out.append("target/release/bare --grpc 127.0.0.1:PORT --http 127.0.0.1:PORT")
-out.append("target/release/tokengate serve --config target/bench/tokengate.yaml   # from scripts/bench/tokengate.yaml")
+out.append(f"{args.bin_dir}/bare --grpc 127.0.0.1:PORT --http 127.0.0.1:PORT")
+out.append(f"{args.bin_dir}/tokengate serve --config target/bench/tokengate.yaml   # from scripts/bench/tokengate.yaml")
 if cacheoff:
-    out.append("target/release/tokengate serve --config target/bench/tokengate-nocache.yaml   # the same, revocation.cache.ttl_seconds: 0")
+    out.append(f"{args.bin_dir}/tokengate serve --config target/bench/tokengate-nocache.yaml   # the same, revocation.cache.ttl_seconds: 0")
 if select(section="envoy", case="grpc-tokengate-nometa"):
-    out.append("target/release/tokengate serve --config target/bench/tokengate-nometa.yaml   # the same, plus forward: {dynamic_metadata: false}")
+    out.append(f"{args.bin_dir}/tokengate serve --config target/bench/tokengate-nometa.yaml   # the same, plus forward: {{dynamic_metadata: false}}")
 out.append(".tools/bin/envoy -c target/bench/envoy-CASE.yaml --concurrency 1 --disable-hot-restart -l warning")
 out.append(gen)
 out.append("```\n")
