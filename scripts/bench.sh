@@ -46,6 +46,8 @@
 #   BENCH_SECTIONS="warm profile latency miss http envoy propagation memory criterion"
 #   BENCH_ENVOY_WARMUP_SECONDS=3  the warm-up pass through each Envoy
 #   BENCH_MEMORY_VERIFIED_ENTRIES=100000  entries of the verified-token cache row
+#   BENCH_STORE_TIMEOUT_MS=50   tokengate's revocation.store_timeout_ms (the default)
+#   BENCH_AUTHZ_TIMEOUT=0.25s   Envoy's ext_authz timeout (that of envoy/envoy.yaml)
 #   BENCH_PORT_BASE=19100       ports BASE..BASE+60 on 127.0.0.1 must be free; `auto` picks
 #                               a free base at random below the kernel's ephemeral range
 #   BENCH_PROFILE=release       cargo profile of the binaries: release or dev (debug build)
@@ -72,6 +74,9 @@ if [ "$SMOKE" = 1 ]; then
     : "${BENCH_MEMORY_VERIFIED_ENTRIES:=1000}" "${BENCH_CRITERION:=0}" "${BENCH_PROFILE:=dev}"
     : "${BENCH_SECTIONS:=warm latency miss http envoy propagation memory}"
     : "${BENCH_PORT_BASE:=auto}" "${BENCH_RUN_LIMIT_SECONDS:=30}"
+    # A debug build on a machine that may be busy: generous deadlines, so that a check
+    # fails only when the harness or tokengate is wrong, never because it was slow.
+    : "${BENCH_STORE_TIMEOUT_MS:=1000}" "${BENCH_AUTHZ_TIMEOUT:=2s}"
     if [ -z "${BENCH_WORK:-}" ]; then
         BENCH_WORK="$(mktemp -d "${TMPDIR:-/tmp}/tokengate-bench-smoke.XXXXXX")"
     fi
@@ -97,6 +102,8 @@ ENVOY_WARMUP="${BENCH_ENVOY_WARMUP_SECONDS:-3}"
 REVOCATIONS="${BENCH_REVOCATIONS:-1000}"
 MEM_ENTRIES="${BENCH_MEMORY_ENTRIES:-1000000}"
 MEM_VERIFIED_ENTRIES="${BENCH_MEMORY_VERIFIED_ENTRIES:-100000}"
+STORE_TIMEOUT_MS="${BENCH_STORE_TIMEOUT_MS:-50}"
+AUTHZ_TIMEOUT="${BENCH_AUTHZ_TIMEOUT:-0.25s}"
 CRITERION="${BENCH_CRITERION:-1}"
 SECTIONS="${BENCH_SECTIONS:-warm profile latency miss http envoy propagation memory criterion}"
 BASE="${BENCH_PORT_BASE:-19100}"
@@ -269,7 +276,8 @@ P_B_GRPC=$((BASE + 31)) P_B_HTTP=$((BASE + 32)) P_B_ADMIN=$((BASE + 33))
 
 tg_config() { # tg_config FILE GRPC HTTP ADMIN TTL
     sed -e "s/@GRPC_PORT@/$2/; s/@HTTP_PORT@/$3/; s/@ADMIN_PORT@/$4/" \
-        -e "s/@REDIS_PORT@/$P_REDIS/; s/@CACHE_TTL@/$5/" scripts/bench/tokengate.yaml >"$1"
+        -e "s/@REDIS_PORT@/$P_REDIS/; s/@CACHE_TTL@/$5/; s/@STORE_TIMEOUT_MS@/$STORE_TIMEOUT_MS/" \
+        scripts/bench/tokengate.yaml >"$1"
 }
 
 log "starting redis-server, bare server, tokengate"
@@ -531,12 +539,12 @@ if want envoy; then
                 cache="jwt_cache_config: { jwt_cache_size: $((TOKENS * 2)) }" ;;
         esac
         python3 - "scripts/bench/$tpl" "$WORK/envoy-$case.yaml" "$lport" "$aport" "$authz" \
-            "$JWKS" "$cache" <<'PY'
+            "$JWKS" "$cache" "$AUTHZ_TIMEOUT" <<'PY'
 import sys
-src, dst, lport, aport, authz, jwks, cache = sys.argv[1:]
+src, dst, lport, aport, authz, jwks, cache, timeout = sys.argv[1:]
 text = open(src).read()
 for k, v in {"@LISTEN_PORT@": lport, "@ADMIN_PORT@": aport, "@AUTHZ_PORT@": authz,
-             "@JWKS@": jwks, "@JWT_CACHE@": cache}.items():
+             "@JWKS@": jwks, "@JWT_CACHE@": cache, "@AUTHZ_TIMEOUT@": timeout}.items():
     text = text.replace(k, v)
 open(dst, "w").write(text)
 PY
