@@ -146,8 +146,11 @@ fi
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')" ||
     die "cargo metadata failed"
+# Inside the repository, relative (the script runs from its top): the commands that
+# docs/performance.md lists stay free of this machine's paths.
+case "$TARGET_DIR" in "$REPO"/*) TARGET_DIR="${TARGET_DIR#"$REPO"/}" ;; esac
 WORK="${BENCH_WORK:-$TARGET_DIR/bench}"
-case "$WORK" in /*) ;; *) WORK="$REPO/$WORK" ;; esac
+case "$WORK" in /*) WORK_ABS="$WORK" ;; *) WORK_ABS="$REPO/$WORK" ;; esac
 BINS=(--bin tokengate --bin bare --bin gen_requests --bin loadgen --bin propagation --bin cache_memory)
 case "$PROFILE" in
     release) BUILD=(cargo build --release -p tokengate -p tokengate-tools "${BINS[@]}") BIN_DIR=release ;;
@@ -281,7 +284,7 @@ tg_config() { # tg_config FILE GRPC HTTP ADMIN TTL
 }
 
 log "starting redis-server, bare server, tokengate"
-start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --dir "$WORK/redis" \
+start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --dir "$WORK_ABS/redis" \
     --save '' --appendonly yes --appendfsync everysec
 wait_until "redis" 10 redis-cli -p "$P_REDIS" ping
 start bare "$EX/bare" --grpc "127.0.0.1:$P_BARE_GRPC" --http "127.0.0.1:$P_BARE_HTTP"
@@ -628,7 +631,7 @@ mkdir -p "$(dirname "$OUT")"
 if [ "$SMOKE" = 1 ]; then exec 3>/dev/null; else exec 3>&1; fi
 python3 scripts/bench/report.py --results "$RESULTS" --work "$WORK" --out "$OUT" \
     --elapsed "$ELAPSED" --build-seconds "$BUILD_SECONDS" --criterion-dir "$TARGET_DIR/criterion" \
-    --bin-dir "target/$BIN_DIR" \
+    --bin-dir "$TARGET_DIR/$BIN_DIR" \
     --settings "PROFILE=$PROFILE ALGS=$ALGS TOKENS=$TOKENS REPS=$REPS REQUESTS=$REQUESTS CONNS=$CONNS INFLIGHT=$INFLIGHT LAT_REQUESTS=$LAT_REQUESTS MISS_ALGS=$MISS_ALGS MISS_REQUESTS=$MISS_REQUESTS ENVOY_SECONDS=$ENVOY_SECONDS ENVOY_REQUESTS=$ENVOY_REQUESTS ENVOY_CONNS=$ENVOY_CONNS REVOCATIONS=$REVOCATIONS MEM_ENTRIES=$MEM_ENTRIES BASE=$BASE" >&3
 exec 3>&-
 if [ "$SMOKE" = 1 ]; then
