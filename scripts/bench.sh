@@ -44,12 +44,47 @@
 #   BENCH_MEMORY_ENTRIES=1000000
 #   BENCH_CRITERION=1           0 skips the criterion run
 #   BENCH_SECTIONS="warm profile latency miss http envoy propagation memory criterion"
-#   BENCH_PORT_BASE=19100       ports BASE..BASE+60 on 127.0.0.1 must be free
-#   BENCH_OUT=docs/performance.md  BENCH_WORK=target/bench
+#   BENCH_ENVOY_WARMUP_SECONDS=3  the warm-up pass through each Envoy
+#   BENCH_MEMORY_VERIFIED_ENTRIES=100000  entries of the verified-token cache row
+#   BENCH_STORE_TIMEOUT_MS=50   tokengate's revocation.store_timeout_ms (the default)
+#   BENCH_AUTHZ_TIMEOUT=0.25s   Envoy's ext_authz timeout (that of envoy/envoy.yaml)
+#   BENCH_PORT_BASE=19100       ports BASE..BASE+60 on 127.0.0.1 must be free; `auto` picks
+#                               a free base at random below the kernel's ephemeral range
+#   BENCH_PROFILE=release       cargo profile of the binaries: release or dev (debug build)
+#   BENCH_OUT=docs/performance.md  BENCH_WORK=target/bench (under the cargo target dir)
 # Longer, steadier runs: BENCH_REPS=5 BENCH_REQUESTS=200000 BENCH_ENVOY_SECONDS=15 scripts/bench.sh
+#
+# Smoke mode (CI, scripts/test.sh): BENCH_SMOKE=1 runs every section but profile and
+# criterion with tiny counts, from a dev build (the test build's dependencies), on a
+# random port base, into a temporary work directory and report (never docs/performance.md),
+# then checks that the report has every section and ratio (scripts/bench/check_report.py)
+# and that every run was valid. It proves the harness still works end to end; its numbers
+# mean nothing. Any knob above still overrides its smoke default. The work directory is
+# removed on success (BENCH_KEEP=1 keeps it) and kept on failure.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO="$(pwd)"
+
+SMOKE="${BENCH_SMOKE:-0}"
+if [ "$SMOKE" = 1 ]; then
+    : "${BENCH_TOKENS:=200}" "${BENCH_REPS:=1}" "${BENCH_REQUESTS:=400}"
+    : "${BENCH_CONNECTIONS:=2}" "${BENCH_INFLIGHT:=8}" "${BENCH_LATENCY_REQUESTS:=200}"
+    : "${BENCH_MISS_REQUESTS:=300}" "${BENCH_ENVOY_SECONDS:=1}" "${BENCH_ENVOY_WARMUP_SECONDS:=1}"
+    : "${BENCH_ENVOY_CONNECTIONS:=4}" "${BENCH_REVOCATIONS:=10}" "${BENCH_MEMORY_ENTRIES:=1000}"
+    : "${BENCH_MEMORY_VERIFIED_ENTRIES:=1000}" "${BENCH_CRITERION:=0}" "${BENCH_PROFILE:=dev}"
+    : "${BENCH_SECTIONS:=warm latency miss http envoy propagation memory}"
+    : "${BENCH_PORT_BASE:=auto}" "${BENCH_RUN_LIMIT_SECONDS:=30}"
+    # A debug build on a machine that may be busy: generous deadlines, so that a check
+    # fails only when the harness or tokengate is wrong, never because it was slow.
+    : "${BENCH_STORE_TIMEOUT_MS:=1000}" "${BENCH_AUTHZ_TIMEOUT:=2s}"
+    if [ -z "${BENCH_WORK:-}" ]; then
+        BENCH_WORK="$(mktemp -d "${TMPDIR:-/tmp}/tokengate-bench-smoke.XXXXXX")"
+    fi
+    : "${BENCH_OUT:=$BENCH_WORK/performance.md}"
+elif [ "$SMOKE" != 0 ]; then
+    echo "bench: BENCH_SMOKE must be 0 or 1, not '$SMOKE'" >&2
+    exit 2
+fi
 
 ALGS="${BENCH_ALGS:-HS256 RS256 ES256 EdDSA}"
 TOKENS="${BENCH_TOKENS:-10000}"
@@ -63,13 +98,17 @@ MISS_REQUESTS="${BENCH_MISS_REQUESTS:-20000}"
 ENVOY_SECONDS="${BENCH_ENVOY_SECONDS:-5}"
 ENVOY_REQUESTS="${BENCH_ENVOY_REQUESTS:-$((ENVOY_SECONDS * 80000))}"
 ENVOY_CONNS="${BENCH_ENVOY_CONNECTIONS:-32}"
+ENVOY_WARMUP="${BENCH_ENVOY_WARMUP_SECONDS:-3}"
 REVOCATIONS="${BENCH_REVOCATIONS:-1000}"
 MEM_ENTRIES="${BENCH_MEMORY_ENTRIES:-1000000}"
+MEM_VERIFIED_ENTRIES="${BENCH_MEMORY_VERIFIED_ENTRIES:-100000}"
+STORE_TIMEOUT_MS="${BENCH_STORE_TIMEOUT_MS:-50}"
+AUTHZ_TIMEOUT="${BENCH_AUTHZ_TIMEOUT:-0.25s}"
 CRITERION="${BENCH_CRITERION:-1}"
 SECTIONS="${BENCH_SECTIONS:-warm profile latency miss http envoy propagation memory criterion}"
 BASE="${BENCH_PORT_BASE:-19100}"
 OUT="${BENCH_OUT:-docs/performance.md}"
-WORK="${BENCH_WORK:-target/bench}"
+PROFILE="${BENCH_PROFILE:-release}"
 # Upper bound of any single load run, whatever its request count.
 RUN_LIMIT="${BENCH_RUN_LIMIT_SECONDS:-60}"
 
@@ -103,16 +142,35 @@ if want envoy && ! "$ENVOY" --version >/dev/null 2>&1; then
 fi
 
 # ------------------------------------------------------------------ build
-log "building release binaries"
+# The cargo target directory (CARGO_TARGET_DIR or a .cargo/config setting move it).
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')" ||
+    die "cargo metadata failed"
+# Inside the repository, relative (the script runs from its top): the commands that
+# docs/performance.md lists stay free of this machine's paths.
+case "$TARGET_DIR" in "$REPO"/*) TARGET_DIR="${TARGET_DIR#"$REPO"/}" ;; esac
+WORK="${BENCH_WORK:-$TARGET_DIR/bench}"
+case "$WORK" in /*) WORK_ABS="$WORK" ;; *) WORK_ABS="$REPO/$WORK" ;; esac
+BINS=(--bin tokengate --bin bare --bin gen_requests --bin loadgen --bin propagation --bin cache_memory)
+case "$PROFILE" in
+    release) BUILD=(cargo build --release -p tokengate -p tokengate-tools "${BINS[@]}") BIN_DIR=release ;;
+    # `--test it` (the integration tests, already built by `cargo test`) makes cargo
+    # resolve features as `cargo test` does (dev-dependencies on): without it, tokio,
+    # reqwest and everything above them would be built a second time with other features.
+    dev) BUILD=(cargo build --locked -p tokengate -p tokengate-core -p tokengate-tools "${BINS[@]}" --test it) BIN_DIR=debug ;;
+    *) die "BENCH_PROFILE must be release or dev, not '$PROFILE'" ;;
+esac
+log "building $PROFILE binaries"
 BUILD_STARTED=$(date +%s)
-if ! cargo build --release -p tokengate -p tokengate-tools --bin tokengate --bin bare \
-    --bin gen_requests --bin loadgen --bin propagation --bin cache_memory >"${TMPDIR:-/tmp}/tokengate-bench-build.log" 2>&1; then
-    tail -n 40 "${TMPDIR:-/tmp}/tokengate-bench-build.log" >&2
-    die "cargo build failed"
+BUILD_LOG="$(mktemp "${TMPDIR:-/tmp}/tokengate-bench-build.XXXXXX")"
+if ! "${BUILD[@]}" >"$BUILD_LOG" 2>&1; then
+    tail -n 40 "$BUILD_LOG" >&2
+    die "cargo build failed: ${BUILD[*]}"
 fi
+rm -f "$BUILD_LOG"
 BUILD_SECONDS=$(($(date +%s) - BUILD_STARTED))
-BIN=target/release
-EX=target/release
+BIN="$TARGET_DIR/$BIN_DIR"
+EX="$TARGET_DIR/$BIN_DIR"
 for b in "$BIN/tokengate" "$EX/bare" "$EX/gen_requests" "$EX/loadgen" "$EX/propagation" "$EX/cache_memory"; do
     [ -x "$b" ] || die "$b was not built"
 done
@@ -128,7 +186,7 @@ NAMES=()
 cleanup() {
     local i
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        [ -n "${PIDS[$i]}" ] && kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+        if [ -n "${PIDS[$i]}" ]; then kill -TERM "${PIDS[$i]}" 2>/dev/null || true; fi
     done
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         [ -n "${PIDS[$i]}" ] || continue
@@ -165,7 +223,7 @@ stop() {
     # Forget it, so that cleanup never signals a PID the system may have reused.
     local i
     for i in "${!PIDS[@]}"; do
-        if [ "${PIDS[$i]}" = "$pid" ]; then PIDS[$i]=""; fi
+        if [ "${PIDS[$i]}" = "$pid" ]; then PIDS[i]=""; fi
     done
     return 0
 }
@@ -182,6 +240,33 @@ wait_until() { # wait_until WHAT SECONDS CMD...
 }
 http_ok() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1")" = 200 ]; }
 
+# BENCH_PORT_BASE=auto: a random base from 20000 to 32000, below the kernel's ephemeral
+# range (ip_local_port_range starts at 32768 by default), where the tests' port-0 listeners
+# and outgoing connections never land; a base whose ports are not all free is skipped.
+bench_ports() { # the ports of base $1 (BASE..BASE+58; Envoy i: listener BASE+40+i, admin BASE+50+i)
+    local b=$1
+    echo "$b" $((b + 1)) $((b + 2)) $((b + 11)) $((b + 12)) $((b + 13)) $((b + 14)) $((b + 15)) \
+        $((b + 16)) $((b + 17)) $((b + 18)) $((b + 19)) $((b + 21)) $((b + 22)) $((b + 23)) \
+        $((b + 31)) $((b + 32)) $((b + 33))
+    seq $((b + 40)) $((b + 58))
+}
+ports_free() {
+    local p
+    for p in $(bench_ports "$1"); do
+        if port_busy "$p"; then echo "$p"; return 1; fi
+    done
+}
+if [ "$BASE" = auto ]; then
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        BASE=$((20000 + (RANDOM % 120) * 100))
+        ports_free "$BASE" >/dev/null && break
+        BASE=auto
+    done
+    [ "$BASE" != auto ] || die "no free port base found (set BENCH_PORT_BASE)"
+    log "port base $BASE"
+elif ! busy=$(ports_free "$BASE"); then
+    die "127.0.0.1:$busy is in use (set BENCH_PORT_BASE)"
+fi
 P_REDIS=$BASE
 P_BARE_GRPC=$((BASE + 1)) P_BARE_HTTP=$((BASE + 2))
 P_TG_GRPC=$((BASE + 11)) P_TG_HTTP=$((BASE + 12)) P_TG_ADMIN=$((BASE + 13))
@@ -191,19 +276,15 @@ P_NM_GRPC=$((BASE + 17)) P_NM_HTTP=$((BASE + 18)) P_NM_ADMIN=$((BASE + 19))
 P_A_GRPC=$((BASE + 21)) P_A_HTTP=$((BASE + 22)) P_A_ADMIN=$((BASE + 23))
 P_B_GRPC=$((BASE + 31)) P_B_HTTP=$((BASE + 32)) P_B_ADMIN=$((BASE + 33))
 # Envoy i: listener BASE+40+i, admin BASE+50+i.
-for p in $P_REDIS $P_BARE_GRPC $P_BARE_HTTP $P_TG_GRPC $P_TG_HTTP $P_TG_ADMIN \
-    $P_NC_GRPC $P_NC_HTTP $P_NC_ADMIN $P_NM_GRPC $P_NM_HTTP $P_NM_ADMIN \
-    $P_A_GRPC $P_A_HTTP $P_A_ADMIN $P_B_GRPC $P_B_HTTP $P_B_ADMIN $(seq $((BASE + 40)) $((BASE + 58))); do
-    port_busy "$p" && die "127.0.0.1:$p is in use (set BENCH_PORT_BASE)"
-done
 
 tg_config() { # tg_config FILE GRPC HTTP ADMIN TTL
     sed -e "s/@GRPC_PORT@/$2/; s/@HTTP_PORT@/$3/; s/@ADMIN_PORT@/$4/" \
-        -e "s/@REDIS_PORT@/$P_REDIS/; s/@CACHE_TTL@/$5/" scripts/bench/tokengate.yaml >"$1"
+        -e "s/@REDIS_PORT@/$P_REDIS/; s/@CACHE_TTL@/$5/; s/@STORE_TIMEOUT_MS@/$STORE_TIMEOUT_MS/" \
+        scripts/bench/tokengate.yaml >"$1"
 }
 
 log "starting redis-server, bare server, tokengate"
-start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --dir "$REPO/$WORK/redis" \
+start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --dir "$WORK_ABS/redis" \
     --save '' --appendonly yes --appendfsync everysec
 wait_until "redis" 10 redis-cli -p "$P_REDIS" ping
 start bare "$EX/bare" --grpc "127.0.0.1:$P_BARE_GRPC" --http "127.0.0.1:$P_BARE_HTTP"
@@ -273,7 +354,7 @@ measure() {
     while [ "$1" != "--" ]; do meta+=("$1"); shift; done
     shift
     RUN_N=$((RUN_N + 1))
-    local out="$WORK/runs/$RUN_N.out" i before=() after=()
+    local out="$WORK/runs/$RUN_N.out" i before=()
     for i in "${!PIDS[@]}"; do before+=("$(cpu_ticks "${PIDS[$i]:-0}")"); done
     local r0 busy0 tot0 busy1 tot1 r1 t0 t1 rc=0
     r0=$(redis_calls)
@@ -461,12 +542,12 @@ if want envoy; then
                 cache="jwt_cache_config: { jwt_cache_size: $((TOKENS * 2)) }" ;;
         esac
         python3 - "scripts/bench/$tpl" "$WORK/envoy-$case.yaml" "$lport" "$aport" "$authz" \
-            "$JWKS" "$cache" <<'PY'
+            "$JWKS" "$cache" "$AUTHZ_TIMEOUT" <<'PY'
 import sys
-src, dst, lport, aport, authz, jwks, cache = sys.argv[1:]
+src, dst, lport, aport, authz, jwks, cache, timeout = sys.argv[1:]
 text = open(src).read()
 for k, v in {"@LISTEN_PORT@": lport, "@ADMIN_PORT@": aport, "@AUTHZ_PORT@": authz,
-             "@JWKS@": jwks, "@JWT_CACHE@": cache}.items():
+             "@JWKS@": jwks, "@JWT_CACHE@": cache, "@AUTHZ_TIMEOUT@": timeout}.items():
     text = text.replace(k, v)
 open(dst, "w").write(text)
 PY
@@ -485,7 +566,7 @@ PY
         v="LPORT_${case//-/_}"
         # Warm-up: every token once (fills tokengate's and jwt_authn's caches, opens
         # Envoy's upstream connections).
-        timeout -k 5 "$RUN_LIMIT" wrk -t1 -c "$ENVOY_CONNS" -d 3s -s "$ENVOY_LUA" \
+        timeout -k 5 "$RUN_LIMIT" wrk -t1 -c "$ENVOY_CONNS" -d "${ENVOY_WARMUP}s" -s "$ENVOY_LUA" \
             "http://127.0.0.1:${!v}" -- "$ES_TOKENS" 0 >"$WORK/logs/wrk-warm-$case.txt" 2>&1 || true
         grep -q 'TALLY ok=[1-9][0-9]* bad=0 ' "$WORK/logs/wrk-warm-$case.txt" ||
             log "warning: Envoy $case warm-up had failures: $(grep TALLY "$WORK/logs/wrk-warm-$case.txt")"
@@ -528,7 +609,7 @@ if want memory; then
             "$EX/cache_memory" --mode $mode --entries "$MEM_ENTRIES"
     done
     measure section=memory mode=verified tool=cache_memory rep=1 -- \
-        "$EX/cache_memory" --mode verified --entries 100000
+        "$EX/cache_memory" --mode verified --entries "$MEM_VERIFIED_ENTRIES"
 fi
 
 CRIT_LOG="$WORK/criterion.txt"
@@ -537,7 +618,7 @@ if want criterion && [ "$CRITERION" = 1 ]; then
     log "criterion microbenchmarks (cargo bench --bench decision)"
     stop tokengate
     stop bare
-    rm -rf target/criterion
+    rm -rf "$TARGET_DIR/criterion"
     timeout -k 10 900 cargo bench --bench decision >"$CRIT_LOG" 2>&1 ||
         log "warning: criterion run failed (see $CRIT_LOG)"
 fi
@@ -546,7 +627,23 @@ cleanup
 ELAPSED=$(($(date +%s) - STARTED_AT))
 log "writing $OUT"
 mkdir -p "$(dirname "$OUT")"
+# report.py prints the summary; the smoke's numbers mean nothing, so it stays quiet.
+if [ "$SMOKE" = 1 ]; then exec 3>/dev/null; else exec 3>&1; fi
 python3 scripts/bench/report.py --results "$RESULTS" --work "$WORK" --out "$OUT" \
-    --elapsed "$ELAPSED" --build-seconds "$BUILD_SECONDS" --criterion-dir target/criterion \
-    --settings "ALGS=$ALGS TOKENS=$TOKENS REPS=$REPS REQUESTS=$REQUESTS CONNS=$CONNS INFLIGHT=$INFLIGHT LAT_REQUESTS=$LAT_REQUESTS MISS_ALGS=$MISS_ALGS MISS_REQUESTS=$MISS_REQUESTS ENVOY_SECONDS=$ENVOY_SECONDS ENVOY_REQUESTS=$ENVOY_REQUESTS ENVOY_CONNS=$ENVOY_CONNS REVOCATIONS=$REVOCATIONS MEM_ENTRIES=$MEM_ENTRIES BASE=$BASE"
+    --elapsed "$ELAPSED" --build-seconds "$BUILD_SECONDS" --criterion-dir "$TARGET_DIR/criterion" \
+    --bin-dir "$TARGET_DIR/$BIN_DIR" \
+    --settings "PROFILE=$PROFILE ALGS=$ALGS TOKENS=$TOKENS REPS=$REPS REQUESTS=$REQUESTS CONNS=$CONNS INFLIGHT=$INFLIGHT LAT_REQUESTS=$LAT_REQUESTS MISS_ALGS=$MISS_ALGS MISS_REQUESTS=$MISS_REQUESTS ENVOY_SECONDS=$ENVOY_SECONDS ENVOY_REQUESTS=$ENVOY_REQUESTS ENVOY_CONNS=$ENVOY_CONNS REVOCATIONS=$REVOCATIONS MEM_ENTRIES=$MEM_ENTRIES BASE=$BASE" >&3
+exec 3>&-
+if [ "$SMOKE" = 1 ]; then
+    # The point of the smoke: every section and ratio is in the report, every run valid.
+    python3 scripts/bench/check_report.py "$OUT" --sections "$SECTIONS" --algs "$ALGS" \
+        --miss-algs "$MISS_ALGS" ||
+        die "smoke: the report is incomplete (report $OUT, logs in $WORK)"
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        log "smoke passed; kept $WORK"
+    else
+        rm -rf "$WORK"
+        log "smoke passed"
+    fi
+fi
 log "done in ${ELAPSED}s"

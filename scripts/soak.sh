@@ -111,6 +111,7 @@ stop_pid() { # PID NAME: TERM, wait up to 10 s, then KILL. Only PIDs this script
     wait "$pid" 2>/dev/null || true
 }
 
+# shellcheck disable=SC2317 # called by the EXIT trap below, which shellcheck does not follow
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -134,7 +135,7 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---------------------------------------------------------------- redis
 mkdir -p "$TMP/redis"
-for attempt in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
     REDIS_PORT=$((20000 + RANDOM % 30000))
     port_free "$REDIS_PORT" || continue
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode yes \

