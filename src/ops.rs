@@ -41,7 +41,10 @@ async fn open(
     loop {
         match store.ping().await {
             Ok(()) => return Ok(store),
-            Err(e) if tokio::time::Instant::now() >= deadline => return Err(OpsError::Store(e)),
+            // Connecting (or a failover) may end within the deadline; anything else won't.
+            Err(e) if !e.is_transient() || tokio::time::Instant::now() >= deadline => {
+                return Err(OpsError::Store(e))
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }

@@ -185,17 +185,11 @@ async fn invoke<T: redis::FromRedisValue>(
     conn: &Conn,
     inv: &redis::ScriptInvocation<'_>,
 ) -> RedisResult<T> {
-    match conn.clone() {
-        Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-        Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
-    }
+    inv.invoke_async(&mut conn.clone()).await
 }
 
 async fn exists(conn: &Conn, key: &str) -> RedisResult<bool> {
-    match conn.clone() {
-        Conn::Single(mut c) => c.exists(key).await,
-        Conn::Cluster(mut c) => c.exists(key).await,
-    }
+    conn.clone().exists(key).await
 }
 
 /// A legacy key's value and remaining lifetime (ms, -1 for none); `None` when it is
@@ -231,10 +225,7 @@ async fn read(conn: &Conn, kind: Kind, key: &str) -> RedisResult<Option<Legacy>>
 }
 
 async fn query<T: redis::FromRedisValue>(conn: &Conn, pipe: &redis::Pipeline) -> RedisResult<T> {
-    match conn.clone() {
-        Conn::Single(mut c) => pipe.query_async(&mut c).await,
-        Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
-    }
+    pipe.query_async(&mut conn.clone()).await
 }
 
 /// Every key matching `pattern`: one SCAN walk on a standalone server, one per master

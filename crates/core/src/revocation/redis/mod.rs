@@ -44,6 +44,40 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// Either connection answers a command or a pipeline the same way (a Cluster routes it
+/// by its keys), so callers write one `query_async` / `invoke_async` for both. Only what
+/// really differs (the CHECK read, a keyspace scan) still matches on the kind.
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 struct Shared {
     conn: RwLock<Option<Conn>>,
     /// Why the store is not usable (for readiness), empty when it is.
@@ -156,11 +190,10 @@ impl RedisStore {
             Kind::User | Kind::Tenant => cmd.hget(key, "ver").hget(key, "before"),
         };
         // Both commands touch one key, hence one slot: a pipeline works in a Cluster too.
-        let reply: (Option<String>, Option<i64>) = match self.conn()? {
-            Conn::Single(mut c) => cmd.query_async(&mut c).await,
-            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-        }
-        .map_err(unavailable)?;
+        let reply: (Option<String>, Option<i64>) = cmd
+            .query_async(&mut self.conn()?)
+            .await
+            .map_err(unavailable)?;
         Ok(match (kind, reply) {
             (_, (None, None)) => None,
             (Kind::Jti | Kind::Family, (Some(json), ttl)) => {
@@ -292,7 +325,7 @@ impl RevocationStore for RedisStore {
         let key = self.keys.key(kind, target.id());
         let channel = self.keys.events();
         let record_json = serde_json::to_string(record).unwrap_or_default();
-        let conn = self.conn()?;
+        let mut conn = self.conn()?;
         let marker_ttl = match *target {
             Target::Jti { expires_at, .. } => Some(super::marker_ttl(expires_at)),
             Target::Family(_) => Some(self.family_ttl as i64),
@@ -302,11 +335,7 @@ impl RevocationStore for RedisStore {
             let event = Written::Marker.event(target).to_json();
             let mut inv = scripts::MARK.key(&key);
             inv.arg(&record_json).arg(ttl).arg(&channel).arg(&event);
-            let _: i64 = match conn {
-                Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-                Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
-            }
-            .map_err(unavailable)?;
+            let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
             return Ok(Written::Marker);
         }
         // User or tenant: the event's version and cut-off are only known inside the
@@ -317,11 +346,7 @@ impl RevocationStore for RedisStore {
             .arg(self.subject_ttl)
             .arg(&channel)
             .arg(&head);
-        let (ver, before): (i64, i64) = match conn {
-            Conn::Single(mut c) => inv.invoke_async(&mut c).await,
-            Conn::Cluster(mut c) => inv.invoke_async(&mut c).await,
-        }
-        .map_err(unavailable)?;
+        let (ver, before): (i64, i64) = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(Written::Subject(Subject {
             version: ver.max(0) as u64,
             before_ms: before,
@@ -346,10 +371,7 @@ impl RevocationStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let r: RedisResult<String> = match self.conn()? {
-            Conn::Single(mut c) => redis::cmd("PING").query_async(&mut c).await,
-            Conn::Cluster(mut c) => redis::cmd("PING").query_async(&mut c).await,
-        };
+        let r: RedisResult<String> = redis::cmd("PING").query_async(&mut self.conn()?).await;
         r.map(|_| ()).map_err(unavailable)
     }
 
