@@ -11,7 +11,7 @@ pub mod shutdown;
 
 // The core (crates/core): the decision and everything it needs, no transport. Re-exported
 // under the paths the server, the tests and the tools have always used.
-pub use tokengate_core::{config, decision, jwt, metrics, reason, revocation, secret};
+pub use tokengate_core::{config, decision, json, jwt, metrics, reason, revocation, secret};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -12,8 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use super::json::{parse_unique, BodyError};
 use super::{deny_response, json_body, AppState};
+use crate::json::{parse_unique, BodyError};
 use crate::jwt::{now_unix, Claims};
 use crate::reason::{Deny, Reason};
 use crate::revocation::{operator_expiry, scope, Kind, Target, Written, OPERATOR_EXPIRY};

@@ -7,7 +7,6 @@ mod auth;
 mod check;
 pub mod grpc_health;
 mod health;
-mod json;
 pub mod oauth;
 
 use std::sync::Arc;

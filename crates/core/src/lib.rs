@@ -19,12 +19,15 @@
 //! - [`reason`]: every deny, with its HTTP status, OAuth error, gRPC code and metric label.
 //! - [`metrics`]: the Prometheus registry the decision reports to (the server exposes it).
 //! - [`secret`]: secrets from the environment or a file, read in one place.
+//! - [`json`]: JSON without duplicate keys at any depth (token headers and claims,
+//!   admin request bodies).
 //!
 //! The contract all of this implements is `docs/spec.md`; "docs/spec.md §n" in comments cites it.
 
 pub mod config;
 pub mod crypto;
 pub mod decision;
+pub mod json;
 pub mod jwt;
 pub mod metrics;
 pub mod reason;

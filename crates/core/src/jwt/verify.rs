@@ -223,79 +223,19 @@ pub(super) fn header_kid(token: &str) -> Option<String> {
     Header::parse(&URL_SAFE_NO_PAD.decode(h64).ok()?).ok()?.kid
 }
 
-/// A JSON object that refuses duplicate names at every depth. RFC 7519 lets a parser
-/// take the last of two `sub`s (or of two `roles` inside `realm_access`), but the
-/// service behind tokengate may take the first: a token that means two things to two
-/// parsers is refused (`malformed`). Anything but an object (a JSON array would pass a
-/// derived struct `Deserialize`, field by field) is refused too.
+/// A JSON object without a name twice at any depth ([`crate::json::parse_unique`]):
+/// RFC 7519 lets a parser take the last of two `sub`s (or of two `roles` inside
+/// `realm_access`), but the service behind tokengate may take the first, so a token that
+/// means two things to two parsers is refused (`malformed`). Anything but an object (a
+/// JSON array would pass a derived struct `Deserialize`, field by field) is refused too.
 struct UniqueObject;
 
 impl UniqueObject {
     fn parse(bytes: &[u8]) -> Result<Map<String, Value>, Reason> {
-        match serde_json::from_slice::<Unique>(bytes) {
-            Ok(Unique(Value::Object(map))) => Ok(map),
+        match crate::json::parse_unique(bytes) {
+            Ok(Value::Object(map)) => Ok(map),
             _ => Err(Reason::Malformed),
         }
-    }
-}
-
-/// A JSON value read by [`UniqueVisitor`]: objects with a name twice are an error.
-struct Unique(Value);
-
-impl<'de> Deserialize<'de> for Unique {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UniqueVisitor).map(Unique)
-    }
-}
-
-struct UniqueVisitor;
-
-impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value without duplicate object names")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Unique(v)) = a.next_element()? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
-        let mut map = Map::new();
-        while let Some((k, Unique(v))) = a.next_entry::<String, Unique>()? {
-            if map.contains_key(&k) {
-                return Err(serde::de::Error::custom("duplicate name"));
-            }
-            map.insert(k, v);
-        }
-        Ok(Value::Object(map))
     }
 }
 

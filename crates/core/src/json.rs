@@ -1,7 +1,8 @@
-//! JSON request bodies that mean one thing. serde_json keeps the last of two equal keys
-//! (`{"user":"a","user":"b"}` is `{"user":"b"}`), while a proxy, a WAF or an audit tool
-//! in front of tokengate may read the first: the admin API would then revoke something
-//! other than what was reviewed. A body with a duplicate key anywhere is refused.
+//! JSON that means one thing. serde_json keeps the last of two equal keys
+//! (`{"user":"a","user":"b"}` is `{"user":"b"}`), while another parser may read the
+//! first: a token's header or claims (the service behind tokengate, RFC 8725), or an
+//! admin request body (a proxy, a WAF or an audit tool in front of tokengate) would then
+//! mean something else to it than to tokengate. A duplicate key anywhere is refused.
 
 use std::cell::RefCell;
 use std::fmt;
