@@ -265,15 +265,15 @@ fn metric_names(expr: &str) -> Vec<String> {
     names
 }
 
-/// The whole log output of this test binary at trace level, with the filter tokengate
-/// builds for `level: trace`.
+/// The log output of the test binary (at trace level while a test holds
+/// [`support::logs::at_trace`]).
 fn logs() -> &'static support::logs::Captured {
     support::logs::capture()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_token_or_piece_of_one_reaches_logs_or_metrics_at_trace_level() {
-    logs();
+    let _trace = support::logs::at_trace();
     let s =
         TestServer::start(&config_yaml(MEMORY_STORE).replace("level: warn", "level: trace")).await;
     let mut c = s.grpc().await;
