@@ -43,22 +43,8 @@ impl Stack {
         path: &str,
         headers: &[(&str, &str)],
     ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut req = self.client.request(method, self.envoy.url(path));
-        for (k, v) in headers {
-            // `header` appends: a name given twice is sent twice.
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("request through Envoy");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("response body");
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| {
-            panic!(
-                "{path}: body is not JSON ({status}): {text:?}\nenvoy log:\n{}",
-                self.envoy.log()
-            )
-        });
-        (status, headers, body)
+        let url = self.envoy.url(path);
+        send_json(&self.client, method, url, headers, || self.envoy.log()).await
     }
 
     async fn get(

@@ -41,21 +41,8 @@ impl Stack {
         path: &str,
         headers: &[(&str, &str)],
     ) -> (u16, HeaderMap, Value) {
-        let mut req = self.client.request(method, self.nginx.url(path));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("request through nginx");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.expect("response body");
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| {
-            panic!(
-                "{path}: body is not JSON ({status}): {text:?}\nnginx log:\n{}",
-                self.nginx.log()
-            )
-        });
-        (status, headers, body)
+        let url = self.nginx.url(path);
+        send_json(&self.client, method, url, headers, || self.nginx.log()).await
     }
 
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, Value) {

@@ -486,6 +486,33 @@ pub async fn raw_request(
 }
 
 /// Logs out `token` through the HTTP listener and returns (status, body).
+/// Sends `method url` with `headers` (`header` appends: a name given twice is sent
+/// twice); returns status, headers and the JSON body. A body that is not JSON fails the
+/// test with `proxy_log()`, the log of the proxy the request went through.
+pub async fn send_json(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    headers: &[(&str, &str)],
+    proxy_log: impl FnOnce() -> String,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut req = client.request(method, &url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request through the proxy");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("response body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| {
+        panic!(
+            "{url}: body is not JSON ({status}): {text:?}\nproxy log:\n{}",
+            proxy_log()
+        )
+    });
+    (status, headers, body)
+}
+
 pub async fn logout(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(server.http_url(path))
