@@ -13,8 +13,9 @@
 //! kubernetes-validate has no schema for CRDs (PodMonitor, PrometheusRule, Traefik
 //! Middleware) and passes them with a mere warning; those files are checked here against
 //! the subset of their CRD schemas they use ([`CRD_FIELDS`]). kustomize is run through
-//! `kubectl kustomize` when kubectl is installed; without it the kustomizations are
-//! checked structurally (every listed file exists, every manifest is listed).
+//! `kubectl kustomize` (a missing kubectl fails that test), and the kustomizations are
+//! also checked structurally (every listed file exists, every manifest is listed). The
+//! Helm chart under deploy/helm is rendered and validated by tests/it/helm.rs.
 //!
 //! The tools come from scripts/install-test-deps.sh (`.tools/bin`, or PATH).
 
@@ -32,7 +33,7 @@ use support::procs::{repo, tool};
 // ---------------------------------------------------------------------------- helpers
 
 /// Runs a validator; returns whether it succeeded and its stdout + stderr.
-fn run(cmd: &mut Command) -> (bool, String) {
+pub(crate) fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -46,14 +47,14 @@ fn run(cmd: &mut Command) -> (bool, String) {
 }
 
 /// Asserts that `cmd` succeeds.
-fn assert_passes(what: &str, cmd: &mut Command) -> String {
+pub(crate) fn assert_passes(what: &str, cmd: &mut Command) -> String {
     let (ok, out) = run(cmd);
     assert!(ok, "{what} failed:\n{cmd:?}\n{out}");
     out
 }
 
 /// Asserts that `cmd` fails and that its output names the problem (every `needles`).
-fn assert_refuses(what: &str, cmd: &mut Command, needles: &[&str]) {
+pub(crate) fn assert_refuses(what: &str, cmd: &mut Command, needles: &[&str]) {
     let (ok, out) = run(cmd);
     assert!(!ok, "{what}: a broken copy passed:\n{cmd:?}\n{out}");
     for needle in needles {
@@ -64,7 +65,7 @@ fn assert_refuses(what: &str, cmd: &mut Command, needles: &[&str]) {
     }
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
@@ -76,7 +77,7 @@ fn break_text(text: &str, from: &str, to: &str) -> String {
 }
 
 /// Every YAML document of a file (empty documents skipped).
-fn documents(path: &Path) -> Vec<Value> {
+pub(crate) fn documents(path: &Path) -> Vec<Value> {
     let text = read(path);
     serde_yaml_ng::Deserializer::from_str(&text)
         .map(|doc| {
@@ -123,16 +124,16 @@ fn rel(path: &Path) -> String {
         .to_string()
 }
 
-fn s(v: &Value) -> &str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-fn seq(v: &Value) -> &[Value] {
+pub(crate) fn seq(v: &Value) -> &[Value] {
     v.as_sequence().map(Vec::as_slice).unwrap_or(&[])
 }
 
 /// The port of a `host:port` listen address.
-fn port_of(addr: &str) -> u16 {
+pub(crate) fn port_of(addr: &str) -> u16 {
     addr.rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
@@ -151,6 +152,12 @@ fn manifests() -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut core = Vec::new();
     let mut crd = Vec::new();
     for path in files_under(&repo().join("deploy"), &["yaml", "yml"]) {
+        // Helm templates become YAML only when rendered: tests/it/helm.rs checks them.
+        if path.starts_with(repo().join("deploy/helm"))
+            && path.components().any(|c| c.as_os_str() == "templates")
+        {
+            continue;
+        }
         let docs = documents(&path);
         let is_object = |d: &Value| d["apiVersion"].is_string() && d["kind"].is_string();
         if docs.is_empty() || !docs.iter().all(is_object) {
@@ -199,7 +206,7 @@ fn object(kind: &str, name: &str) -> Value {
     found.into_iter().next().expect("one object")
 }
 
-fn container<'a>(pod_spec: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn container<'a>(pod_spec: &'a Value, name: &str) -> &'a Value {
     seq(&pod_spec["containers"])
         .iter()
         .find(|c| s(&c["name"]) == name)
@@ -207,7 +214,7 @@ fn container<'a>(pod_spec: &'a Value, name: &str) -> &'a Value {
 }
 
 /// The containerPort of the port named `name` in `container`.
-fn container_port(container: &Value, name: &str) -> u16 {
+pub(crate) fn container_port(container: &Value, name: &str) -> u16 {
     seq(&container["ports"])
         .iter()
         .find(|p| s(&p["name"]) == name)
@@ -224,7 +231,7 @@ fn yamllint() -> Command {
     cmd
 }
 
-fn kubernetes_validate() -> Command {
+pub(crate) fn kubernetes_validate() -> Command {
     let mut cmd = Command::new(tool("kubernetes-validate", "kubernetes-validate (PyPI)"));
     cmd.current_dir(repo()).args(["--strict", "--quiet"]);
     cmd
@@ -242,16 +249,27 @@ fn promtool() -> Command {
     cmd
 }
 
-/// kubectl, when installed (it is not installed by the test dependencies: kustomize
-/// cannot be fetched offline); `None` otherwise.
-fn kubectl() -> Option<PathBuf> {
+/// kubectl (for `kubectl kustomize`): the machine image ships it as /usr/bin/kubectl;
+/// it cannot be fetched from a package registry, so a missing one fails the test
+/// naming the problem instead of skipping the render.
+fn kubectl() -> PathBuf {
     let local = repo().join(".tools/bin/kubectl");
     if local.exists() {
-        return Some(local);
+        return local;
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("kubectl"))
-        .find(|p| p.is_file())
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "kubectl is not installed (neither .tools/bin/kubectl nor on PATH): \
+                 `kubectl kustomize` must render deploy/kubernetes. Install kubectl \
+                 (the machine image has /usr/bin/kubectl)."
+            )
+        })
 }
 
 /// Every Envoy bootstrap shipped: envoy/*.yaml and the sidecar's in deploy/kubernetes.
@@ -426,13 +444,7 @@ fn kustomizations_list_every_manifest_and_only_existing_files() {
 
 #[test]
 fn kustomize_build_renders_manifests_that_validate() {
-    let Some(kubectl) = kubectl() else {
-        eprintln!(
-            "kubectl is not installed: `kubectl kustomize` skipped; the kustomizations \
-             are still checked file by file (kustomizations_list_every_manifest_…)"
-        );
-        return;
-    };
+    let kubectl = kubectl();
     let dir = Scratch::new("kustomize");
 
     let (ok, base) = run(Command::new(&kubectl)
@@ -549,6 +561,44 @@ const CRD_FIELDS: &[(&str, &[(&str, Ty)])] = &[
             ("metricRelabelings", Ty::List),
         ],
     ),
+    // The Helm chart's (deploy/helm, rendered by tests/it/helm.rs).
+    (
+        "ServiceMonitor.spec",
+        &[
+            ("selector", Ty::Map),
+            ("namespaceSelector", Ty::Map),
+            ("endpoints", Ty::List),
+            ("jobLabel", Ty::Str),
+        ],
+    ),
+    (
+        "ServiceMonitor.spec.selector",
+        &[("matchLabels", Ty::Map), ("matchExpressions", Ty::List)],
+    ),
+    (
+        "ServiceMonitor.spec.endpoints[]",
+        &[
+            ("port", Ty::Str),
+            ("path", Ty::Str),
+            ("scheme", Ty::Str),
+            ("interval", Ty::Str),
+            ("scrapeTimeout", Ty::Str),
+            ("tlsConfig", Ty::Map),
+            ("honorLabels", Ty::Bool),
+            ("relabelings", Ty::List),
+            ("metricRelabelings", Ty::List),
+        ],
+    ),
+    (
+        "ServiceMonitor.spec.endpoints[].tlsConfig",
+        &[
+            ("ca", Ty::Map),
+            ("cert", Ty::Map),
+            ("keySecret", Ty::Map),
+            ("serverName", Ty::Str),
+            ("insecureSkipVerify", Ty::Bool),
+        ],
+    ),
     ("PrometheusRule.spec", &[("groups", Ty::List)]),
     (
         "PrometheusRule.spec.groups[]",
@@ -597,7 +647,7 @@ fn type_ok(v: &Value, ty: Ty) -> bool {
 }
 
 /// Problems of one CRD object against [`CRD_FIELDS`]: unknown fields and wrong types.
-fn crd_problems(doc: &Value) -> Vec<String> {
+pub(crate) fn crd_problems(doc: &Value) -> Vec<String> {
     fn check(path: &str, generic: &str, v: &Value, out: &mut Vec<String>) {
         let Some(fields) = CRD_FIELDS
             .iter()

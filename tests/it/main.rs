@@ -25,6 +25,7 @@ mod envoy;
 mod faults;
 mod grpc;
 mod health;
+mod helm;
 mod hostile;
 mod idp;
 mod ingress;
