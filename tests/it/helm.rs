@@ -279,58 +279,30 @@ fn check_config(set: Set) {
 /// A CA, a server certificate it signed and its key, as a cert-manager Secret holds them.
 fn write_tls_files(dir: &Path) {
     std::fs::create_dir_all(dir).expect("tls dir");
-    let openssl = |args: &[&str]| {
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:tokengate.tokengate.svc\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("extensions file");
+    let openssl = |args: &str| {
+        let args: Vec<&str> = args.split_whitespace().collect();
         assert_passes(
             "openssl",
             Command::new("openssl").current_dir(dir).args(args),
         )
     };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "tls.key",
-        "-out",
-        "tls.csr",
-        "-subj",
-        "/CN=tokengate",
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "tls.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "tls.crt",
-        "-days",
-        "1",
-    ]);
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    openssl(&format!(
+        "req -x509 {ec} -keyout ca.key -out ca.crt -days 1 -subj /CN=test-ca"
+    ));
+    openssl(&format!(
+        "req {ec} -keyout tls.key -out tls.csr -subj /CN=tokengate"
+    ));
+    openssl(
+        "x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out tls.crt \
+         -days 1 -extfile leaf.ext",
+    );
 }
 
 #[test]
