@@ -15,7 +15,7 @@
 #   - helm-python-sdk                  (PyPI, in the same venv: Helm's Go SDK as a C
 #                                       library, no helm binary; scripts/helm-render.py
 #                                       renders and lints deploy/helm with it for
-#                                       tests/it/helm.rs)
+#                                       tests/it/helm/)
 #   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/it/idp.rs
 #                                       runs tests/oidc/provider.mjs with node against it)
 #

@@ -15,7 +15,7 @@
 //! the subset of their CRD schemas they use ([`CRD_FIELDS`]). kustomize is run through
 //! `kubectl kustomize` (a missing kubectl fails that test), and the kustomizations are
 //! also checked structurally (every listed file exists, every manifest is listed). The
-//! Helm chart under deploy/helm is rendered and validated by tests/it/helm.rs.
+//! Helm chart under deploy/helm is rendered and validated by tests/it/helm/.
 //!
 //! The tools come from scripts/install-test-deps.sh (`.tools/bin`, or PATH).
 
@@ -152,7 +152,7 @@ fn manifests() -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut core = Vec::new();
     let mut crd = Vec::new();
     for path in files_under(&repo().join("deploy"), &["yaml", "yml"]) {
-        // Helm templates become YAML only when rendered: tests/it/helm.rs checks them.
+        // Helm templates become YAML only when rendered: tests/it/helm/ checks them.
         if path.starts_with(repo().join("deploy/helm"))
             && path.components().any(|c| c.as_os_str() == "templates")
         {
@@ -561,7 +561,7 @@ const CRD_FIELDS: &[(&str, &[(&str, Ty)])] = &[
             ("metricRelabelings", Ty::List),
         ],
     ),
-    // The Helm chart's (deploy/helm, rendered by tests/it/helm.rs).
+    // The Helm chart's (deploy/helm, rendered by tests/it/helm/).
     (
         "ServiceMonitor.spec",
         &[
