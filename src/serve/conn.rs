@@ -42,7 +42,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::request::Limited;
+use super::stream::Stream;
 use crate::config::HttpLimits;
+use crate::tls::ListenerTls;
 
 /// How long an HTTP/2 connection told to go away (GOAWAY) may take to close once nothing
 /// is in flight: one round trip for the client to acknowledge, with room to spare.
@@ -166,7 +168,7 @@ impl Drop for InFlight {
 /// The socket, reporting reads to [`Activity`] and telling HTTP/2 prior knowledge from
 /// HTTP/1 by the first bytes (hyper-util decides the same way, but does not say).
 struct Watched {
-    tcp: TcpStream,
+    tcp: Stream,
     activity: Arc<Activity>,
     /// Preface bytes matched so far; `usize::MAX` once decided.
     preface: usize,
@@ -216,6 +218,7 @@ write_through_tcp!(Watched);
 /// drained it. The slot is the connection's place under the listener's cap.
 pub(super) async fn serve(
     tcp: TcpStream,
+    tls: Option<Arc<ListenerTls>>,
     router: Router,
     builder: auto::Builder<TokioExecutor>,
     t: Timeouts,
@@ -224,7 +227,7 @@ pub(super) async fn serve(
 ) {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
-        tcp,
+        tcp: Stream::new(tcp, tls.as_ref()),
         activity: activity.clone(),
         preface: 0,
     });

@@ -36,4 +36,5 @@ mod providers;
 mod redis;
 mod revocation;
 mod slow_clients;
+mod tls;
 mod transports;
