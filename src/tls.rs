@@ -131,6 +131,7 @@ impl ListenerTls {
     ) -> Result<Arc<Self>, TlsError> {
         let files = Files::read(name, settings)?;
         let (config, not_after) = build(name, settings, &files, alpn)?;
+        warn_if_expired(name, not_after);
         metrics.tls_listener(name, not_after);
         Ok(Arc::new(ListenerTls {
             name,
@@ -191,6 +192,7 @@ impl ListenerTls {
         }
         match build(self.name, &self.settings, &files, self.alpn) {
             Ok((config, not_after)) => {
+                warn_if_expired(self.name, not_after);
                 self.current.store(Arc::new(config));
                 self.metrics.tls_reload(self.name, Some(not_after));
                 tracing::info!(
@@ -204,6 +206,22 @@ impl ListenerTls {
                 tracing::error!(listener = self.name, error = %e, "TLS files changed but cannot be used; the previous certificate stays in use");
             }
         }
+    }
+}
+
+/// Clients will refuse an expired certificate; it is served anyway (refusing to start
+/// would not help them) but said loudly, until the renewed files arrive.
+fn warn_if_expired(listener: &'static str, not_after: i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    if not_after <= now {
+        tracing::warn!(
+            listener,
+            not_after,
+            "the TLS certificate has expired: clients will refuse it until it is renewed"
+        );
     }
 }
 

@@ -519,3 +519,174 @@ fn check_config_and_serve_name_the_unusable_tls_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------- through Envoy
+
+const SERVICE: &str = "tokengate.tokengate.svc.cluster.local";
+
+/// envoy/envoy-tls.yaml as it runs here: ports rewritten, the tokengate Service on
+/// loopback, Envoy's certificate files from `files` (ca.crt, tls.crt, tls.key).
+fn envoy_tls_yaml(addrs: &tokengate::Addrs, app: std::net::SocketAddr, files: &Scratch) -> String {
+    use crate::support::envoy::*;
+    let template =
+        std::fs::read_to_string(crate::support::procs::repo().join("envoy/envoy-tls.yaml"))
+            .unwrap();
+    let text = rewrite_ports(
+        &template,
+        &[
+            (ADMIN_PORT, 0),
+            (LISTENER_PORT, 0),
+            (TOKENGATE_GRPC_PORT, addrs.grpc.port()),
+            (TOKENGATE_HTTP_PORT, addrs.http.port()),
+            (APP_PORT, app.port()),
+        ],
+    );
+    let dir = format!("{}/", files.join("x").parent().unwrap().display());
+    text.replace(TLS_FILES, &dir)
+        .replace(&format!("address: {SERVICE}"), "address: 127.0.0.1")
+}
+
+/// Envoy's certificate files: the CA it trusts for tokengate, and its own identity.
+fn envoy_files(trusts: &Ca, identity: &Pair) -> Scratch {
+    let dir = Scratch::new("envoy-tls");
+    trusts.write(&dir, "ca");
+    identity.write(&dir, "tls");
+    dir
+}
+
+/// tokengate serving `server` on gRPC (mTLS, allowing [`ENVOY_ID`]) and HTTP (TLS).
+async fn tls_tokengate(pki: &Pki) -> TestServer {
+    let l = pki.listener(&[ENVOY_ID]);
+    let plain = pki.listener(&[]);
+    TestServer::start(&with_tls(&format!(
+        "  reload_interval_seconds: 1\n  grpc:\n{l}  http:\n{plain}"
+    )))
+    .await
+}
+
+async fn status(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+) -> u16 {
+    client
+        .request(method, url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_checks_over_mutual_tls_and_picks_up_a_renewed_certificate() {
+    use crate::support::envoy::{EchoUpstream, Envoy};
+    let mut pki = Pki::new();
+    // tokengate starts on an expired certificate: cert-manager has not renewed it yet
+    pki.server = pki.ca.sign(&Leaf::server(&[SERVICE]).valid(2001, 2002));
+    pki.server.write(&pki.dir, "server");
+    let server = tls_tokengate(&pki).await;
+    let app = EchoUpstream::start().await;
+    let files = envoy_files(&pki.ca, &pki.client);
+    let envoy = Envoy::start_text(&envoy_tls_yaml(&server.addrs, app.addr, &files)).await;
+    let client = reqwest::Client::new();
+    let t = token("hs", "alice", serde_json::json!({}));
+    let get = || status(&client, reqwest::Method::GET, envoy.url("/api/items"), &t);
+
+    assert_eq!(
+        get().await,
+        503,
+        "Envoy refuses tokengate's expired certificate: fail closed, 503"
+    );
+
+    let renewed = pki.ca.sign(&Leaf::server(&[SERVICE]));
+    rotate(&pki, &renewed);
+    wait_for(
+        "Envoy to reach tokengate on the renewed certificate",
+        Duration::from_secs(20),
+        || async { get().await == 200 },
+    )
+    .await;
+    let bad = status(
+        &client,
+        reqwest::Method::GET,
+        envoy.url("/api/items"),
+        "not-a-token",
+    )
+    .await;
+    assert_eq!(bad, 401, "a bad token is refused over the TLS hop");
+
+    // logout over the TLS hop to tokengate's HTTP listener, then the token is refused
+    let out = status(
+        &client,
+        reqwest::Method::POST,
+        envoy.url("/v1/auth/logout"),
+        &t,
+    )
+    .await;
+    assert_eq!(
+        out,
+        200,
+        "logout through Envoy over TLS; Envoy log:\n{}",
+        envoy.log()
+    );
+    assert_eq!(get().await, 401, "the logged-out token is refused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_without_the_allowed_identity_gets_no_answer_and_fails_closed() {
+    use crate::support::envoy::{EchoUpstream, Envoy};
+    let mut pki = Pki::new();
+    pki.server = pki.ca.sign(&Leaf::server(&[SERVICE]));
+    pki.server.write(&pki.dir, "server");
+    let server = tls_tokengate(&pki).await;
+    let app = EchoUpstream::start().await;
+    let client = reqwest::Client::new();
+    let t = token("hs", "alice", serde_json::json!({}));
+    let other_ca = Ca::new("untrusted CA");
+    let failures = "tokengate_tls_handshake_failures_total{listener=\"grpc\"}";
+
+    let cases = [
+        (
+            "an untrusted client certificate",
+            other_ca.sign(&Leaf::client_uri(ENVOY_ID)),
+        ),
+        (
+            "an expired client certificate",
+            pki.ca.sign(&Leaf::client_uri(ENVOY_ID).valid(2001, 2002)),
+        ),
+        (
+            "another identity",
+            pki.ca
+                .sign(&Leaf::client_uri("spiffe://cluster.local/ns/x/sa/y")),
+        ),
+    ];
+    for (what, identity) in &cases {
+        let before = server.metric(failures).await;
+        let files = envoy_files(&pki.ca, identity);
+        let envoy = Envoy::start_text(&envoy_tls_yaml(&server.addrs, app.addr, &files)).await;
+        let got = status(&client, reqwest::Method::GET, envoy.url("/api/items"), &t).await;
+        assert_eq!(got, 503, "{what}: Envoy must fail closed with 503");
+        assert!(
+            server.metric(failures).await > before,
+            "{what}: tokengate counted the refusal"
+        );
+    }
+
+    // a plaintext Envoy (the sidecar config) pointed at the TLS listener
+    let envoy = Envoy::start(&server.addrs, app.addr).await;
+    let got = status(&client, reqwest::Method::GET, envoy.url("/api/items"), &t).await;
+    assert_eq!(got, 503, "plaintext gRPC to a TLS listener: 503");
+
+    // control: the allowed identity is answered on the same tokengate
+    let files = envoy_files(&pki.ca, &pki.client);
+    let envoy = Envoy::start_text(&envoy_tls_yaml(&server.addrs, app.addr, &files)).await;
+    let got = status(&client, reqwest::Method::GET, envoy.url("/api/items"), &t).await;
+    assert_eq!(
+        got,
+        200,
+        "the allowed identity; Envoy log:\n{}",
+        envoy.log()
+    );
+}
