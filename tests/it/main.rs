@@ -19,6 +19,7 @@ mod support;
 
 mod admin;
 mod bypass;
+mod caching;
 mod cli;
 mod deploy;
 mod envoy;
