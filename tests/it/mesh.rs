@@ -384,6 +384,20 @@ fn istio_and_envoy_gateway_manifests_point_at_tokengate_and_fail_closed_with_503
         "the CUSTOM policy must match every request (`rules: [{{}}]`): {rules:?}"
     );
 
+    // TLS to tokengate from the app's sidecars: Istio applies credentialName at
+    // sidecars only with a workloadSelector (the schema cannot say so), and the Secret
+    // must be in the proxies' namespace, so the rule sits beside the policy.
+    let dr = object("deploy/istio/destinationrule-tls.yaml", "DestinationRule");
+    assert_eq!(s(&dr["spec"]["host"]), host);
+    let tls = &dr["spec"]["trafficPolicy"]["tls"];
+    assert!(!s(&tls["credentialName"]).is_empty());
+    assert_eq!(
+        dr["spec"]["workloadSelector"]["matchLabels"], policy["spec"]["selector"]["matchLabels"],
+        "credentialName needs the workloadSelector of the calling workloads"
+    );
+    assert_eq!(dr["metadata"]["namespace"], policy["metadata"]["namespace"]);
+    assert_eq!(s(&tls["sni"]), host);
+
     let sp = object("deploy/envoy-gateway/securitypolicy.yaml", "SecurityPolicy");
     let ext = &sp["spec"]["extAuth"];
     let backend = &seq(&ext["grpc"]["backendRefs"])[0];
