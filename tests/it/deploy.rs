@@ -6,6 +6,7 @@
 //! |--------------------------------|---------------------------------------------------------|
 //! | yamllint (deploy/yamllint.yaml)| every YAML file under deploy/, envoy/, config/          |
 //! | kubernetes-validate --strict   | every core Kubernetes manifest under deploy/            |
+//! | scripts/crd_schemas.py         | Istio / Gateway API / Envoy Gateway kinds (mesh.rs)     |
 //! | hadolint                       | Dockerfile                                              |
 //! | envoy --mode validate          | envoy/*.yaml and the Envoy config in deploy/kubernetes  |
 //! | promtool check/test rules      | deploy/prometheus/alerts.yaml (+ alerts.test.yaml)      |
@@ -32,7 +33,7 @@ use support::procs::{repo, tool};
 // ---------------------------------------------------------------------------- helpers
 
 /// Runs a validator; returns whether it succeeded and its stdout + stderr.
-fn run(cmd: &mut Command) -> (bool, String) {
+pub(crate) fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -46,14 +47,14 @@ fn run(cmd: &mut Command) -> (bool, String) {
 }
 
 /// Asserts that `cmd` succeeds.
-fn assert_passes(what: &str, cmd: &mut Command) -> String {
+pub(crate) fn assert_passes(what: &str, cmd: &mut Command) -> String {
     let (ok, out) = run(cmd);
     assert!(ok, "{what} failed:\n{cmd:?}\n{out}");
     out
 }
 
 /// Asserts that `cmd` fails and that its output names the problem (every `needles`).
-fn assert_refuses(what: &str, cmd: &mut Command, needles: &[&str]) {
+pub(crate) fn assert_refuses(what: &str, cmd: &mut Command, needles: &[&str]) {
     let (ok, out) = run(cmd);
     assert!(!ok, "{what}: a broken copy passed:\n{cmd:?}\n{out}");
     for needle in needles {
@@ -64,19 +65,19 @@ fn assert_refuses(what: &str, cmd: &mut Command, needles: &[&str]) {
     }
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 /// `text` with the first occurrence of `from` replaced; panics if there is none (the
 /// shipped file changed and the broken copy would silently be the original).
-fn break_text(text: &str, from: &str, to: &str) -> String {
+pub(crate) fn break_text(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "{from:?} not found: update this test");
     text.replacen(from, to, 1)
 }
 
 /// Every YAML document of a file (empty documents skipped).
-fn documents(path: &Path) -> Vec<Value> {
+pub(crate) fn documents(path: &Path) -> Vec<Value> {
     let text = read(path);
     serde_yaml_ng::Deserializer::from_str(&text)
         .map(|doc| {
@@ -94,7 +95,7 @@ fn document(path: &Path) -> Value {
 }
 
 /// Files under `dir` (recursively) whose name ends with one of `exts`, sorted.
-fn files_under(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
         let entries =
             std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
@@ -116,18 +117,18 @@ fn files_under(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     out
 }
 
-fn rel(path: &Path) -> String {
+pub(crate) fn rel(path: &Path) -> String {
     path.strip_prefix(repo())
         .unwrap_or(path)
         .display()
         .to_string()
 }
 
-fn s(v: &Value) -> &str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
-fn seq(v: &Value) -> &[Value] {
+pub(crate) fn seq(v: &Value) -> &[Value] {
     v.as_sequence().map(Vec::as_slice).unwrap_or(&[])
 }
 
@@ -143,6 +144,12 @@ fn port_of(addr: &str) -> u16 {
 
 /// API groups of the CRDs used under deploy/: kubernetes-validate cannot check them.
 const CRD_GROUPS: &[&str] = &["monitoring.coreos.com", "traefik.io"];
+
+/// The API group of an object (`apps` of `apps/v1`; `v1` for the core group, which has
+/// no name and is in no list).
+pub(crate) fn group_of(doc: &Value) -> &str {
+    s(&doc["apiVersion"]).split('/').next().unwrap_or("")
+}
 
 /// Kubernetes manifests under deploy/: files whose every document has apiVersion and
 /// kind, except kustomize's own files. Returns (core manifests, CRD manifests); a file
@@ -162,12 +169,17 @@ fn manifests() -> (Vec<PathBuf>, Vec<PathBuf>) {
         {
             continue;
         }
+        // Istio, Gateway API and Envoy Gateway kinds: validated against their vendored
+        // CRD schemas in tests/it/mesh.rs.
+        if docs
+            .iter()
+            .any(|d| crate::mesh::SCHEMA_GROUPS.contains(&group_of(d)))
+        {
+            continue;
+        }
         let crds = docs
             .iter()
-            .filter(|d| {
-                let group = s(&d["apiVersion"]).split('/').next().unwrap_or("");
-                CRD_GROUPS.contains(&group)
-            })
+            .filter(|d| CRD_GROUPS.contains(&group_of(d)))
             .count();
         match crds {
             0 => core.push(path),
@@ -224,7 +236,7 @@ fn yamllint() -> Command {
     cmd
 }
 
-fn kubernetes_validate() -> Command {
+pub(crate) fn kubernetes_validate() -> Command {
     let mut cmd = Command::new(tool("kubernetes-validate", "kubernetes-validate (PyPI)"));
     cmd.current_dir(repo()).args(["--strict", "--quiet"]);
     cmd

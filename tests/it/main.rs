@@ -30,6 +30,7 @@ mod hostile;
 mod idp;
 mod ingress;
 mod layout;
+mod mesh;
 mod observability;
 mod openapi;
 mod properties;
