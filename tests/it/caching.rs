@@ -46,13 +46,11 @@ async fn every_http_answer_says_no_store_by_default() {
         ("logout without a token", c.post(http("/v1/auth/logout"))),
         (
             "introspection without a client",
-            c.post(http("/v1/oauth/introspect"))
-                .form(&[("token", "x")]),
+            c.post(http("/v1/oauth/introspect")).form(&[("token", "x")]),
         ),
         (
             "revocation (RFC 7009) without a client",
-            c.post(http("/v1/oauth/revoke"))
-                .form(&[("token", "x")]),
+            c.post(http("/v1/oauth/revoke")).form(&[("token", "x")]),
         ),
         ("metrics", c.get(admin("/metrics"))),
         ("readyz", c.get(admin("/readyz"))),

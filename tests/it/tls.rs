@@ -690,3 +690,75 @@ async fn envoy_without_the_allowed_identity_gets_no_answer_and_fails_closed() {
         envoy.log()
     );
 }
+
+/// `text` with an `UpstreamTlsContext` on `cluster`, as Istio generates from
+/// deploy/istio/destinationrule-tls.yaml (mode MUTUAL) and Envoy Gateway from
+/// deploy/envoy-gateway/backendtlspolicy.yaml with the EnvoyProxy's client certificate:
+/// SNI and SAN match on the Service name, the CA, the proxy's certificate.
+fn with_upstream_tls(text: &str, cluster: &str, files: &Scratch) -> String {
+    let at = format!("    - name: {cluster}\n");
+    assert_eq!(
+        text.matches(&at).count(),
+        1,
+        "cluster {cluster} once in the config"
+    );
+    let block = format!(
+        r#"      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          sni: {SERVICE}
+          common_tls_context:
+            alpn_protocols: [h2]
+            tls_certificates:
+              - certificate_chain: {{ filename: {cert} }}
+                private_key: {{ filename: {key} }}
+            validation_context:
+              trusted_ca: {{ filename: {ca} }}
+              match_typed_subject_alt_names:
+                - san_type: DNS
+                  matcher: {{ exact: {SERVICE} }}
+"#,
+        cert = files.join("tls.crt").display(),
+        key = files.join("tls.key").display(),
+        ca = files.join("ca.crt").display(),
+    );
+    text.replace(&at, &format!("{at}{block}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_istio_and_envoy_gateway_configs_reach_a_tls_tokengate_with_their_tls_settings() {
+    use crate::support::envoy::{EchoUpstream, Envoy};
+    let mut pki = Pki::new();
+    pki.server = pki.ca.sign(&Leaf::server(&[SERVICE]));
+    pki.server.write(&pki.dir, "server");
+    let server = tls_tokengate(&pki).await;
+    let app = EchoUpstream::start().await;
+    let client = reqwest::Client::new();
+    let t = token("hs", "alice", serde_json::json!({}));
+    let stranger = Ca::new("not the mesh CA").sign(&Leaf::client_uri(ENVOY_ID));
+    for (config, cluster) in [
+        (
+            "envoy/istio-ext-authz-grpc.yaml",
+            "outbound|grpc||tokengate.tokengate.svc.cluster.local",
+        ),
+        (
+            "envoy/envoy-gateway-ext-auth.yaml",
+            "securitypolicy/app/tokengate/tokengate/tokengate",
+        ),
+    ] {
+        let template = std::fs::read_to_string(crate::support::procs::repo().join(config)).unwrap();
+        for (identity, want) in [(&pki.client, 200), (&stranger, 503)] {
+            let files = envoy_files(&pki.ca, identity);
+            let dir = Scratch::new("mesh-tls");
+            let path = dir.write("envoy.yaml", &with_upstream_tls(&template, cluster, &files));
+            let envoy = Envoy::start_config(&path, &server.addrs, app.addr).await;
+            let got = status(&client, reqwest::Method::GET, envoy.url("/api/items"), &t).await;
+            assert_eq!(got, want, "{config}: Envoy log:\n{}", envoy.log());
+            if want == 200 {
+                let bad = status(&client, reqwest::Method::GET, envoy.url("/api/items"), "x").await;
+                assert_eq!(bad, 401, "{config}: a bad token over TLS");
+            }
+        }
+    }
+}
