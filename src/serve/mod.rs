@@ -10,48 +10,6 @@
 //! (or Envoy) learns immediately that it should go elsewhere, instead of waiting in the
 //! kernel's backlog behind the connections that exhausted the cap.
 
-/// The HTTP connection wrapper (`conn::Watched`) watches what is read and passes writes
-/// straight to its socket, field `tcp`.
-macro_rules! write_through_tcp {
-    ($wrapper:ty) => {
-        impl tokio::io::AsyncWrite for $wrapper {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
-            }
-
-            fn poll_write_vectored(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                bufs: &[std::io::IoSlice<'_>],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                self.tcp.is_write_vectored()
-            }
-
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
-            }
-
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-            }
-        }
-    };
-}
-
 mod conn;
 mod grpc;
 mod request;
