@@ -19,7 +19,9 @@
 #      tokens): ext_authz gRPC and HTTP to tokengate and to the bare server, ext_authz
 #      gRPC to a third tokengate (tokengate-nometa) with `forward: {dynamic_metadata:
 #      false}` (what the claims in dynamic_metadata cost Envoy), Envoy's own jwt_authn
-#      with and without jwt_cache_config, and Envoy with no authorization;
+#      with and without jwt_cache_config, Envoy with no authorization, and ext_authz
+#      gRPC over mutual TLS to a fourth tokengate (tokengate-tls: certificates made here
+#      with openssl) beside the same over plaintext: the cost of TLS on that hop;
 #   6. revocation propagation between two replicas on one Redis (crates/tools/src/bin/propagation.rs);
 #   7. resident memory per cached entry at 1 M entries (crates/tools/src/bin/cache_memory.rs);
 #   8. criterion microbenchmarks of the decision pipeline (benches/decision.rs).
@@ -275,6 +277,8 @@ P_NC_GRPC=$((BASE + 14)) P_NC_HTTP=$((BASE + 15)) P_NC_ADMIN=$((BASE + 16))
 P_NM_GRPC=$((BASE + 17)) P_NM_HTTP=$((BASE + 18)) P_NM_ADMIN=$((BASE + 19))
 P_A_GRPC=$((BASE + 21)) P_A_HTTP=$((BASE + 22)) P_A_ADMIN=$((BASE + 23))
 P_B_GRPC=$((BASE + 31)) P_B_HTTP=$((BASE + 32)) P_B_ADMIN=$((BASE + 33))
+# tokengate-tls (section envoy): gRPC over mutual TLS.
+P_TLS_GRPC=$((BASE + 34)) P_TLS_HTTP=$((BASE + 35)) P_TLS_ADMIN=$((BASE + 36))
 # Envoy i: listener BASE+40+i, admin BASE+50+i.
 
 tg_config() { # tg_config FILE GRPC HTTP ADMIN TTL
@@ -303,6 +307,33 @@ if want envoy; then
     tg_config "$WORK/tokengate-nometa.yaml" $P_NM_GRPC $P_NM_HTTP $P_NM_ADMIN 300
     printf 'forward:\n  dynamic_metadata: false\n' >>"$WORK/tokengate-nometa.yaml"
     start tokengate-nometa "$BIN/tokengate" serve --config "$WORK/tokengate-nometa.yaml"
+    # ... and a fourth whose gRPC listener is TLS with client certificates, as a shared
+    # tokengate Service would be (docs/operations.md, "TLS between proxy and tokengate").
+    # P-256 keys, the CA and both leaves made here; Envoy presents the client one.
+    PKI="$WORK/pki"
+    mkdir -p "$PKI"
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+    openssl req -x509 "${ec[@]}" -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 2 \
+        -subj /CN=bench-ca 2>/dev/null
+    leaf() { # leaf NAME SAN USAGE
+        openssl req "${ec[@]}" -keyout "$PKI/$1.key" -out "$PKI/$1.csr" -subj "/CN=$1" 2>/dev/null
+        printf 'subjectAltName=%s\nextendedKeyUsage=%s\nbasicConstraints=CA:FALSE\n' "$2" "$3" \
+            >"$PKI/$1.ext"
+        openssl x509 -req -in "$PKI/$1.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
+            -CAcreateserial -days 2 -extfile "$PKI/$1.ext" -out "$PKI/$1.crt" 2>/dev/null
+    }
+    leaf server "DNS:localhost,IP:127.0.0.1" serverAuth
+    leaf envoy "URI:spiffe://bench/envoy" clientAuth
+    tg_config "$WORK/tokengate-tls.yaml" $P_TLS_GRPC $P_TLS_HTTP $P_TLS_ADMIN 300
+    cat >>"$WORK/tokengate-tls.yaml" <<EOF_TLS
+tls:
+  grpc:
+    cert_file: $PKI/server.crt
+    key_file: $PKI/server.key
+    client_ca_file: $PKI/ca.crt
+    allowed_clients: [{uri: "spiffe://bench/envoy"}]
+EOF_TLS
+    start tokengate-tls "$BIN/tokengate" serve --config "$WORK/tokengate-tls.yaml"
 fi
 wait_until "tokengate /readyz" 20 http_ok "http://127.0.0.1:$P_TG_ADMIN/readyz"
 if want miss; then
@@ -310,6 +341,7 @@ if want miss; then
 fi
 if want envoy; then
     wait_until "tokengate-nometa /readyz" 20 http_ok "http://127.0.0.1:$P_NM_ADMIN/readyz"
+    wait_until "tokengate-tls /readyz" 20 http_ok "http://127.0.0.1:$P_TLS_ADMIN/readyz"
 fi
 
 # ------------------------------------------------------------------ tokens
@@ -523,18 +555,20 @@ fi
 if want envoy; then
     log "Envoy: starting one Envoy (1 worker) per configuration"
     JWKS=$(cat "$WORK/jwks.json")
-    envoy_cases=(none grpc-bare grpc-tokengate grpc-tokengate-nometa jwt-authn jwt-authn-cache)
+    envoy_cases=(none grpc-bare grpc-tokengate grpc-tokengate-nometa grpc-tokengate-tls jwt-authn
+        jwt-authn-cache)
     [ "$AUTHZ_PRESENT" = 1 ] && envoy_cases+=(http-bare http-tokengate)
     i=0
     for case in "${envoy_cases[@]}"; do
         lport=$((BASE + 40 + i)) aport=$((BASE + 50 + i))
         eval "LPORT_${case//-/_}=$lport"
-        cache='{}'
+        cache='{}' tls=''
         case $case in
             none) tpl=envoy-none.yaml authz=0 ;;
             grpc-bare) tpl=envoy-ext-authz-grpc.yaml authz=$P_BARE_GRPC ;;
             grpc-tokengate) tpl=envoy-ext-authz-grpc.yaml authz=$P_TG_GRPC ;;
             grpc-tokengate-nometa) tpl=envoy-ext-authz-grpc.yaml authz=$P_NM_GRPC ;;
+            grpc-tokengate-tls) tpl=envoy-ext-authz-grpc.yaml authz=$P_TLS_GRPC tls=$PKI ;;
             http-bare) tpl=envoy-ext-authz-http.yaml authz=$P_BARE_HTTP ;;
             http-tokengate) tpl=envoy-ext-authz-http.yaml authz=$P_TG_HTTP ;;
             jwt-authn) tpl=envoy-jwt-authn.yaml authz=0 cache='# no jwt_cache_config' ;;
@@ -542,12 +576,31 @@ if want envoy; then
                 cache="jwt_cache_config: { jwt_cache_size: $((TOKENS * 2)) }" ;;
         esac
         python3 - "scripts/bench/$tpl" "$WORK/envoy-$case.yaml" "$lport" "$aport" "$authz" \
-            "$JWKS" "$cache" "$AUTHZ_TIMEOUT" <<'PY'
+            "$JWKS" "$cache" "$AUTHZ_TIMEOUT" "$tls" <<'PY'
 import sys
-src, dst, lport, aport, authz, jwks, cache, timeout = sys.argv[1:]
+src, dst, lport, aport, authz, jwks, cache, timeout, pki = sys.argv[1:]
 text = open(src).read()
+# With a PKI directory: the authz cluster speaks mutual TLS (that of envoy/envoy-tls.yaml).
+tls = ""
+if pki:
+    tls = f"""transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          sni: localhost
+          common_tls_context:
+            alpn_protocols: [h2]
+            tls_certificates:
+              - certificate_chain: {{ filename: {pki}/envoy.crt }}
+                private_key: {{ filename: {pki}/envoy.key }}
+            validation_context:
+              trusted_ca: {{ filename: {pki}/ca.crt }}
+              match_typed_subject_alt_names:
+                - san_type: DNS
+                  matcher: {{ exact: localhost }}"""
 for k, v in {"@LISTEN_PORT@": lport, "@ADMIN_PORT@": aport, "@AUTHZ_PORT@": authz,
-             "@JWKS@": jwks, "@JWT_CACHE@": cache, "@AUTHZ_TIMEOUT@": timeout}.items():
+             "@JWKS@": jwks, "@JWT_CACHE@": cache, "@AUTHZ_TIMEOUT@": timeout,
+             "# @AUTHZ_TLS@": tls}.items():
     text = text.replace(k, v)
 open(dst, "w").write(text)
 PY

@@ -8,6 +8,7 @@ pub mod ops;
 pub mod reload;
 pub mod serve;
 pub mod shutdown;
+pub mod tls;
 
 // The core (crates/core): the decision and everything it needs, no transport. Re-exported
 // under the paths the server, the tests and the tools have always used.
@@ -53,6 +54,8 @@ pub enum StartError {
     EmptySecret(String),
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// The gRPC server stopped with an error (the HTTP listeners only stop on shutdown).
@@ -81,6 +84,7 @@ pub struct Server {
     grpc: TcpListener,
     http: TcpListener,
     admin: TcpListener,
+    tls: tls::Listeners,
     grace: Duration,
 }
 
@@ -100,6 +104,7 @@ impl Server {
         let policy = decision::Policy::new(config, Arc::new(verifier));
         let engine = Arc::new(Engine::new(policy, store, metrics.clone()));
         let readiness = Arc::new(Readiness::default());
+        let tls = tls::Listeners::load(&config.tls, &metrics)?;
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -119,6 +124,7 @@ impl Server {
             grpc: bind("grpc", config.listen.grpc).await?,
             http: bind("http", config.listen.http).await?,
             admin: bind("admin", config.listen.admin).await?,
+            tls,
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
         })
     }
@@ -150,6 +156,10 @@ impl Server {
                 shutdown.clone(),
             );
         }
+        self.tls.watch(
+            Duration::from_secs(self.config.tls.reload_interval_seconds),
+            shutdown.clone(),
+        );
         let state = AppState {
             engine: self.engine.clone(),
             readiness: self.readiness.clone(),
@@ -170,7 +180,7 @@ impl Server {
             .add_service(authz)
             .serve_with_incoming_shutdown(
                 // capped, with a handshake deadline, TCP_NODELAY set
-                serve::GrpcIncoming::new(self.grpc, grpc_limits),
+                serve::GrpcIncoming::new(self.grpc, grpc_limits, self.tls.grpc.clone()),
                 async move { grpc_shutdown.cancelled().await },
             );
 
@@ -180,6 +190,7 @@ impl Server {
             http::public_router(state.clone()),
             http_limits,
             "http",
+            self.tls.http.clone(),
             shutdown.clone(),
         );
         let admin = serve::http(
@@ -187,10 +198,18 @@ impl Server {
             http::admin_router(state),
             http_limits,
             "admin",
+            self.tls.admin.clone(),
             shutdown.clone(),
         );
 
-        tracing::info!(grpc = %addrs.grpc, http = %addrs.http, admin = %addrs.admin, "tokengate listening");
+        let scheme =
+            |t: &Option<Arc<tls::ListenerTls>>| if t.is_some() { "tls" } else { "plaintext" };
+        tracing::info!(
+            grpc = %addrs.grpc, http = %addrs.http, admin = %addrs.admin,
+            grpc_transport = scheme(&self.tls.grpc), http_transport = scheme(&self.tls.http),
+            admin_transport = scheme(&self.tls.admin),
+            "tokengate listening"
+        );
 
         let readiness = self.readiness.clone();
         let grace = self.grace;

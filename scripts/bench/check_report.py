@@ -56,6 +56,7 @@ def expectations(sections, algs, miss_algs):
         measures = [re.escape(through.format("gRPC")) + "$"]
         measures.append(re.escape(through.format("gRPC, dynamic_metadata off")) + "$")
         measures.append(re.escape(through.format("HTTP mode")) + "$")
+        measures.append(re.escape("Through Envoy, gRPC: mutual TLS vs plaintext (both to tokengate)") + "$")
         measures.append(re.escape("HTTP ext_authz mode vs gRPC mode (through Envoy)") + "$")
         measures.append(re.escape("Envoy → tokengate vs Envoy jwt_authn (ES256, no cache)") + "$")
         measures.append(re.escape("Envoy → tokengate vs Envoy jwt_authn (ES256, jwt_cache_config)") + "$")

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::{deny_response_with, AppState};
@@ -63,6 +63,8 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
                     .http(|| allow_headers(&policy, Some(claims))),
                 None => allow_headers(&policy, None),
             };
+            let cache = super::cache_control(policy.allow_max_age, allowed.claims.as_deref());
+            response.headers_mut().insert(header::CACHE_CONTROL, cache);
             response
         }
     }

@@ -46,6 +46,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v1/oauth/revoke", post(oauth::revoke))
         .route("/v1/oauth/introspect", post(oauth::introspect))
         .with_state(state)
+        .layer(axum::middleware::map_response(no_store_unless_set))
 }
 
 /// Routes of the admin listener: never routed publicly.
@@ -59,7 +60,44 @@ pub fn admin_router(state: AppState) -> Router {
             .route("/v1/admin/revocations", post(admin::revoke))
             .route("/v1/admin/revocations/{kind}/{id}", get(admin::status));
     }
-    router.with_state(state)
+    router
+        .with_state(state)
+        .layer(axum::middleware::map_response(no_store_unless_set))
+}
+
+/// Every answer of both listeners, errors and 404s included, says `no-store` unless its
+/// handler decided otherwise: an auth answer a proxy keeps would keep allowing a token
+/// after its logout, and a logout or introspection answer must not be replayed
+/// (docs/spec.md §4).
+async fn no_store_unless_set(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The `Cache-Control` of an HTTP-mode allow: `private, max-age=N` when the operator
+/// opted in (`max_age`) and a verified token bounds it (N is at most its remaining
+/// life); `no-store` otherwise, and for an allow without a token (an exempt route),
+/// whose answer a later configuration may change.
+pub(crate) fn cache_control(
+    max_age: Option<u64>,
+    claims: Option<&crate::jwt::Claims>,
+) -> HeaderValue {
+    let (Some(max), Some(claims)) = (max_age, claims) else {
+        return HeaderValue::from_static("no-store");
+    };
+    let left = claims.exp.saturating_sub(crate::jwt::now_unix());
+    match u64::try_from(left)
+        .ok()
+        .map(|l| l.min(max))
+        .filter(|n| *n > 0)
+    {
+        Some(n) => HeaderValue::from_str(&format!("private, max-age={n}"))
+            .unwrap_or(HeaderValue::from_static("no-store")),
+        None => HeaderValue::from_static("no-store"),
+    }
 }
 
 /// A deny as an HTTP response: docs/spec.md §2's status, challenge and JSON body.

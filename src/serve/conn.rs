@@ -35,14 +35,16 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::request::Limited;
+use super::stream::Stream;
 use crate::config::HttpLimits;
+use crate::tls::ListenerTls;
 
 /// How long an HTTP/2 connection told to go away (GOAWAY) may take to close once nothing
 /// is in flight: one round trip for the client to acknowledge, with room to spare.
@@ -166,7 +168,7 @@ impl Drop for InFlight {
 /// The socket, reporting reads to [`Activity`] and telling HTTP/2 prior knowledge from
 /// HTTP/1 by the first bytes (hyper-util decides the same way, but does not say).
 struct Watched {
-    tcp: TcpStream,
+    tcp: Stream,
     activity: Arc<Activity>,
     /// Preface bytes matched so far; `usize::MAX` once decided.
     preface: usize,
@@ -210,12 +212,42 @@ impl AsyncRead for Watched {
     }
 }
 
-write_through_tcp!(Watched);
+/// Writes go straight to the socket.
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
 
 /// Serves one connection until it closes, the watchdog closes it, or shutdown has
 /// drained it. The slot is the connection's place under the listener's cap.
 pub(super) async fn serve(
     tcp: TcpStream,
+    tls: Option<Arc<ListenerTls>>,
     router: Router,
     builder: auto::Builder<TokioExecutor>,
     t: Timeouts,
@@ -224,7 +256,7 @@ pub(super) async fn serve(
 ) {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Watched {
-        tcp,
+        tcp: Stream::new(tcp, tls.as_ref()),
         activity: activity.clone(),
         preface: 0,
     });

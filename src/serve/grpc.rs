@@ -14,15 +14,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tokio_stream::Stream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use super::stream::Stream as Socket;
 use super::Refusals;
 use crate::config::GrpcLimits;
+use crate::tls::ListenerTls;
 
 /// The client preface (24 bytes) and the header of its first frame (9, SETTINGS): what a
 /// client must have sent for the handshake to count as begun in earnest.
@@ -52,6 +54,7 @@ pub fn server(limits: &GrpcLimits) -> tonic::transport::Server {
 /// The gRPC listener's accepted connections, for `serve_with_incoming_shutdown`.
 pub struct Incoming {
     listener: TcpListener,
+    tls: Option<Arc<ListenerTls>>,
     slots: Arc<Semaphore>,
     handshake: Duration,
     refusals: Refusals,
@@ -59,9 +62,10 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    pub fn new(listener: TcpListener, limits: &GrpcLimits) -> Self {
+    pub fn new(listener: TcpListener, limits: &GrpcLimits, tls: Option<Arc<ListenerTls>>) -> Self {
         Self {
             listener,
+            tls,
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             handshake: secs(limits.handshake_timeout_seconds),
             refusals: Refusals::new("grpc", limits.max_connections),
@@ -107,8 +111,10 @@ impl Stream for Incoming {
             // that frame waits for the client's delayed ACK (~40 ms per request when one
             // request is in flight).
             let _ = tcp.set_nodelay(true);
+            let info = tcp.connect_info();
             return Poll::Ready(Some(Ok(Conn {
-                tcp,
+                tcp: Socket::new(tcp, this.tls.as_ref()),
+                info,
                 handshake: Some(Box::pin(tokio::time::sleep(this.handshake))),
                 seen: 0,
                 _slot: slot,
@@ -117,9 +123,11 @@ impl Stream for Incoming {
     }
 }
 
-/// An accepted gRPC connection: its slot under the cap, and its handshake deadline.
+/// An accepted gRPC connection: its slot under the cap, and its handshake deadline
+/// (which, on a TLS listener, bounds the TLS handshake and the HTTP/2 one together).
 pub struct Conn {
-    tcp: TcpStream,
+    tcp: Socket,
+    info: TcpConnectInfo,
     /// Running until the client has sent [`HANDSHAKE_BYTES`].
     handshake: Option<Pin<Box<Sleep>>>,
     seen: usize,
@@ -130,7 +138,38 @@ impl Connected for Conn {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.tcp.connect_info()
+        self.info.clone()
+    }
+}
+
+impl Conn {
+    /// Whether the handshake deadline has passed (registering for its wake-up if not).
+    /// Looked at whenever the socket is pending in either direction: before the TLS
+    /// handshake is done, hyper's first move is to write its SETTINGS, so a client that
+    /// stalls there leaves hyper waiting on a write, not a read.
+    fn late(&mut self, cx: &mut Context<'_>) -> bool {
+        self.handshake
+            .as_mut()
+            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
+    }
+
+    fn timed_out<T>() -> Poll<io::Result<T>> {
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no TLS and HTTP/2 handshake within grpc_limits.handshake_timeout_seconds",
+        )))
+    }
+
+    /// `polled`, unless it is pending past the handshake deadline.
+    fn bounded<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_pending() && self.late(cx) {
+            return Self::timed_out();
+        }
+        polled
     }
 }
 
@@ -149,20 +188,45 @@ impl AsyncRead for Conn {
                 if this.seen >= HANDSHAKE_BYTES {
                     this.handshake = None;
                 }
-            } else if polled.is_pending()
-                && this
-                    .handshake
-                    .as_mut()
-                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
-            {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no HTTP/2 handshake within grpc_limits.handshake_timeout_seconds",
-                )));
             }
+            return this.bounded(cx, polled);
         }
         polled
     }
 }
 
-write_through_tcp!(Conn);
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        this.bounded(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        this.bounded(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.tcp).poll_flush(cx);
+        this.bounded(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}

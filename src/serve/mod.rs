@@ -10,51 +10,10 @@
 //! (or Envoy) learns immediately that it should go elsewhere, instead of waiting in the
 //! kernel's backlog behind the connections that exhausted the cap.
 
-/// Both connection wrappers (`conn::Watched`, `grpc::Conn`) watch what is read and pass
-/// writes straight to their socket, field `tcp`: the write half written once.
-macro_rules! write_through_tcp {
-    ($wrapper:ty) => {
-        impl tokio::io::AsyncWrite for $wrapper {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
-            }
-
-            fn poll_write_vectored(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                bufs: &[std::io::IoSlice<'_>],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                self.tcp.is_write_vectored()
-            }
-
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
-            }
-
-            fn poll_shutdown(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-            }
-        }
-    };
-}
-
 mod conn;
 mod grpc;
 mod request;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,17 +27,19 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpLimits;
+use crate::tls::ListenerTls;
 
 pub use grpc::{server as grpc_server, Incoming as GrpcIncoming};
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting,
 /// lets requests in flight finish and returns when every connection has closed.
-/// `name` only labels log events.
+/// `name` only labels log events; with `tls` every connection is TLS.
 pub async fn http(
     listener: TcpListener,
     router: Router,
     limits: &HttpLimits,
     name: &'static str,
+    tls: Option<Arc<ListenerTls>>,
     shutdown: CancellationToken,
 ) {
     let max = limits.max_connections;
@@ -110,6 +71,7 @@ pub async fn http(
         let _ = tcp.set_nodelay(true);
         tokio::spawn(conn::serve(
             tcp,
+            tls.clone(),
             router.clone(),
             builder.clone(),
             timeouts,

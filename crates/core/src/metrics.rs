@@ -90,6 +90,9 @@ pub struct Metrics {
     pub subscription_up: IntGauge,
     jwks_refresh: IntCounterVec,
     reloads: IntCounterVec,
+    tls_handshake_failures: IntCounterVec,
+    tls_reloads: IntCounterVec,
+    tls_not_after: IntGaugeVec,
 }
 
 /// Which local cache a lookup went to.
@@ -224,6 +227,27 @@ impl Metrics {
         for r in ["ok", "error"] {
             reloads.with_label_values(&[r]);
         }
+        let tls_handshake_failures = IntCounterVec::new(
+            Opts::new(
+                "tokengate_tls_handshake_failures_total",
+                "TLS handshakes that failed (plaintext, untrusted or refused client certificates, timeouts), by listener.",
+            ),
+            &["listener"],
+        )?;
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "tokengate_tls_reloads_total",
+                "Changed certificate files read again, by listener and result (error: the previous certificate stays in use).",
+            ),
+            &["listener", "result"],
+        )?;
+        let tls_not_after = IntGaugeVec::new(
+            Opts::new(
+                "tokengate_tls_certificate_not_after_seconds",
+                "Expiry (Unix time) of the certificate each TLS listener serves.",
+            ),
+            &["listener"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("tokengate_build_info", "Build information; always 1."),
             &["version"],
@@ -244,6 +268,9 @@ impl Metrics {
         reg(Box::new(subscription_up.clone()))?;
         reg(Box::new(jwks_refresh.clone()))?;
         reg(Box::new(reloads.clone()))?;
+        reg(Box::new(tls_handshake_failures.clone()))?;
+        reg(Box::new(tls_reloads.clone()))?;
+        reg(Box::new(tls_not_after.clone()))?;
         reg(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -262,7 +289,39 @@ impl Metrics {
             subscription_up,
             jwks_refresh,
             reloads,
+            tls_handshake_failures,
+            tls_reloads,
+            tls_not_after,
         })
+    }
+
+    /// A TLS listener starts serving `not_after` (Unix time): its series appear at zero.
+    pub fn tls_listener(&self, listener: &str, not_after: i64) {
+        self.tls_handshake_failures.with_label_values(&[listener]);
+        for r in ["ok", "error"] {
+            self.tls_reloads.with_label_values(&[listener, r]);
+        }
+        self.tls_not_after
+            .with_label_values(&[listener])
+            .set(not_after);
+    }
+
+    pub fn tls_handshake_failed(&self, listener: &str) {
+        self.tls_handshake_failures
+            .with_label_values(&[listener])
+            .inc();
+    }
+
+    /// Changed files were read again; `not_after` is the new certificate's expiry when
+    /// they were accepted.
+    pub fn tls_reload(&self, listener: &str, not_after: Option<i64>) {
+        let result = if not_after.is_some() { "ok" } else { "error" };
+        self.tls_reloads
+            .with_label_values(&[listener, result])
+            .inc();
+        if let Some(t) = not_after {
+            self.tls_not_after.with_label_values(&[listener]).set(t);
+        }
     }
 
     pub fn reload(&self, ok: bool) {

@@ -44,9 +44,43 @@ pub fn shipped_configs() -> Vec<PathBuf> {
     out
 }
 
+/// Where envoy/envoy-tls.yaml reads its certificate files. Envoy reads them even to
+/// validate, so a config naming them is validated on a copy that points at certificates
+/// made here (tests/it/tls.rs runs it the same way).
+pub const TLS_FILES: &str = "/etc/envoy/tls/";
+
+/// `dir` with `ca.crt` and a client `tls.crt`/`tls.key` signed by it for
+/// `envoy/envoy-tls.yaml`, written once per test process.
+fn validation_tls_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("tokengate-envoy-validate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("validation TLS dir");
+        let ca = super::certs::Ca::new("validation CA");
+        let client = ca.sign(&super::certs::Leaf::client_uri("spiffe://validate/envoy"));
+        std::fs::write(dir.join("ca.crt"), &ca.pem).expect("ca.crt");
+        std::fs::write(dir.join("tls.crt"), &client.cert).expect("tls.crt");
+        std::fs::write(dir.join("tls.key"), &client.key).expect("tls.key");
+        dir
+    })
+}
+
 /// `envoy --mode validate -c config`, ready to run (tests/it/deploy.rs runs it on every
 /// shipped Envoy configuration and on broken copies).
 pub fn validate_command(config: &Path) -> Command {
+    static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let text = std::fs::read_to_string(config).unwrap_or_default();
+    let config = if text.contains(TLS_FILES) {
+        let dir = validation_tls_dir();
+        let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let copy = dir.join(format!("config-{n}.yaml"));
+        let files = format!("{}/", dir.display());
+        std::fs::write(&copy, text.replace(TLS_FILES, &files)).expect("validation copy");
+        copy
+    } else {
+        config.to_path_buf()
+    };
     let mut cmd = Command::new(envoy_bin());
     cmd.args([
         "--mode",
@@ -56,7 +90,7 @@ pub fn validate_command(config: &Path) -> Command {
         "warning",
     ])
     .arg("-c")
-    .arg(config)
+    .arg(&config)
     .stdin(Stdio::null());
     cmd
 }

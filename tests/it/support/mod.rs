@@ -2,6 +2,7 @@
 //! client and a real HTTP client against it, fixture keys, and token builders (including
 //! hostile ones that no honest signer would produce).
 
+pub mod certs;
 pub mod envoy;
 pub mod forwarded;
 pub mod issuers;
@@ -13,6 +14,7 @@ pub mod procs;
 pub mod proxy;
 pub mod redis;
 pub mod serve;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

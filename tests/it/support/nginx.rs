@@ -26,7 +26,7 @@ pub fn nginx_bin() -> PathBuf {
 }
 
 /// The configuration: `{listen}`, `{tokengate}` (tokengate's HTTP listener), `{app}`
-/// (the upstream) and `{dir}` (the scratch directory) are filled in by [`config`].
+/// (the upstream) and `{dir}` (the scratch directory) are filled in by `fill`.
 ///
 /// What makes it safe, line by line:
 /// - `auth_request /_authz` asks tokengate before anything reaches the app; nginx maps
@@ -120,9 +120,9 @@ http {
 }
 "#;
 
-/// [`TEMPLATE`] filled in.
-pub fn config(listen: u16, tokengate: SocketAddr, app: SocketAddr, dir: &Path) -> String {
-    TEMPLATE
+/// A template filled in.
+fn fill(template: &str, listen: u16, tokengate: SocketAddr, app: SocketAddr, dir: &Path) -> String {
+    template
         .replace("{listen}", &listen.to_string())
         .replace("{tokengate}", &tokengate.to_string())
         .replace("{app}", &app.to_string())
@@ -142,6 +142,11 @@ impl Nginx {
     /// accepts connections. A port taken between choosing and binding (another test)
     /// makes nginx exit at once: then another port is tried.
     pub async fn start(tokengate: SocketAddr, app: SocketAddr) -> Nginx {
+        Self::start_template(TEMPLATE, tokengate, app).await
+    }
+
+    /// [`start`](Self::start) on another template with the same placeholders.
+    pub async fn start_template(template: &str, tokengate: SocketAddr, app: SocketAddr) -> Nginx {
         let dir = Scratch::new("nginx");
         for temp in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
             std::fs::create_dir_all(dir.join(temp)).expect("nginx temp dir");
@@ -149,7 +154,7 @@ impl Nginx {
         let mut last_log = String::new();
         for _ in 0..5 {
             let port = super::free_port();
-            let conf = config(port, tokengate, app, &dir.path);
+            let conf = fill(template, port, tokengate, app, &dir.path);
             dir.write("nginx.conf", &conf);
             let log = std::fs::File::create(dir.join("stderr.log")).expect("nginx stderr file");
             let mut proc = Proc::spawn(

@@ -14,12 +14,14 @@
 //!
 //! By concern: [`providers`] (issuers and keys), [`tokens`] (where tokens are found, the
 //! claims revocation reads), [`revocation`] (store and cache), [`listeners`] (addresses,
-//! connection limits, logging), [`policy`] (routes, forwarding, responses, admin, OAuth).
+//! connection limits, logging), [`tls`] (certificates per listener), [`policy`] (routes,
+//! forwarding, responses, admin, OAuth).
 
 mod listeners;
 mod policy;
 mod providers;
 mod revocation;
+mod tls;
 mod tokens;
 
 use std::fmt::Display;
@@ -34,6 +36,7 @@ pub use policy::{
 };
 pub use providers::{JwksSettings, Key, KeySource, Provider, Remote};
 pub use revocation::{Cache, LegacyKeys, OnStoreError, Redis, Revocation, Store, StoreKind};
+pub use tls::{ClientName, ListenerTls, Tls, TlsVersion};
 pub use tokens::{ClaimNames, TokenSource, Tokens};
 
 /// A configuration problem, always naming the file and the field.
@@ -88,6 +91,8 @@ pub struct Config {
     pub admin_api: AdminApi,
     #[serde(default)]
     pub oauth: OAuth,
+    #[serde(default)]
+    pub tls: Tls,
     #[serde(default)]
     pub server: Server,
     #[serde(default)]

@@ -174,6 +174,13 @@ pub enum TrustedProxy {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpCheck {
     pub proxy: TrustedProxy,
+    /// Off (absent) by default: every answer says `Cache-Control: no-store`. When set, an
+    /// allow for a verified token says `private, max-age=N` with N this, capped by the
+    /// token's remaining life and by `revocation.cache.ttl_seconds`: a proxy that caches
+    /// auth answers then enforces a logout within N seconds (docs/operations.md, "Auth
+    /// answers and caches").
+    #[serde(deserialize_with = "super::optional_timeout_seconds")]
+    pub allow_max_age_seconds: Option<u64>,
 }
 
 /// Cookie tokens on the state-changing endpoints (logout, logout-all, RFC 7009, admin):

@@ -40,6 +40,9 @@ pub struct Policy {
     pub(super) on_store_error: OnStoreError,
     /// Where the HTTP-mode check reads the original request from.
     pub http_proxy: TrustedProxy,
+    /// How long a proxy may cache an HTTP-mode allow (`http_check.allow_max_age_seconds`,
+    /// capped by the revocation cache TTL); `None`: never (`no-store`).
+    pub allow_max_age: Option<u64>,
     /// Origins whose requests may use a cookie token on the state-changing endpoints.
     pub(super) csrf_allowed_origins: Vec<String>,
 }
@@ -78,6 +81,11 @@ impl Policy {
             },
             on_store_error: config.revocation.on_store_error,
             http_proxy: config.http_check.proxy,
+            allow_max_age: config
+                .http_check
+                .allow_max_age_seconds
+                .map(|n| n.min(config.revocation.cache.ttl_seconds))
+                .filter(|n| *n > 0),
             csrf_allowed_origins: config.csrf.allowed_origins.clone(),
         }
     }
