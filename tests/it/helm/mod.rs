@@ -41,8 +41,8 @@ const CHART: &str = "deploy/helm/tokengate";
 struct Set {
     name: &'static str,
     values: Option<&'static str>,
-    /// Whether the rendered config has a `tls:` section (tokengate needs the TLS config
-    /// support from main to accept it).
+    /// Whether the rendered config has a `tls:` section (every listener on, so the
+    /// admin probes are HTTPS).
     tls: bool,
 }
 
