@@ -103,9 +103,17 @@ pub struct Scoped {
     pub user: Option<String>,
     pub tenant: Option<String>,
     pub family: Option<String>,
+    /// Set by [`Scoped::with_session`].
+    pub session: Option<String>,
 }
 
 impl Scoped {
+    /// Adds the token's session (`sid`), qualified like the other identifiers.
+    pub fn with_session(mut self, session: Option<&str>) -> Self {
+        self.session = session.map(|id| crate::revocation::scope::scoped(&self.namespace, id));
+        self
+    }
+
     /// Qualifies the raw identifiers with `namespace`.
     pub fn new(
         provider: &str,
@@ -123,6 +131,7 @@ impl Scoped {
             user: scope(user),
             tenant: scope(tenant),
             family: scope(family),
+            session: None,
         }
     }
 }

@@ -170,6 +170,7 @@ impl Verifier {
         let user = id_claim(&payload, &names.user)?;
         let tenant = id_claim(&payload, &names.tenant)?;
         let family = id_claim(&payload, &names.family)?;
+        let session = id_claim(&payload, &names.session)?;
         let scoped = super::Scoped::new(
             &provider.name,
             &provider.namespace,
@@ -177,7 +178,8 @@ impl Verifier {
             user.as_deref(),
             tenant.as_deref(),
             family.as_deref(),
-        );
+        )
+        .with_session(session.as_deref());
         Ok(Claims {
             provider: index,
             jti,
