@@ -4,8 +4,12 @@ pub mod fetch;
 pub mod jwks;
 pub mod keys;
 mod kid_budget;
+mod logout;
 pub mod mint;
 mod verify;
+
+pub use logout::{LogoutError, LogoutToken};
+pub use verify::Signed;
 
 use std::sync::Arc;
 
@@ -30,6 +34,8 @@ pub struct Provider {
     pub keys: KeySet,
     /// Keys fetched from a JWKS URL, when the provider has one.
     pub remote: Option<Arc<jwks::Remote>>,
+    /// Back-channel logout settings (`backchannel_logout`), when its logout tokens are taken.
+    pub backchannel: Option<crate::config::BackchannelLogout>,
 }
 
 /// Whether a provider can verify its tokens, and if not, why (readiness says it).
@@ -256,6 +262,7 @@ impl Verifier {
                 token_types: p.token_types.iter().map(|t| media_type(t)).collect(),
                 keys,
                 remote,
+                backchannel: p.backchannel_logout.clone(),
             });
         }
         Ok(Self {

@@ -43,9 +43,38 @@ impl Header {
     }
 }
 
+/// A token whose signature one provider's keys verified; its claims not judged yet.
+pub struct Signed {
+    /// Index of the provider whose keys verified it.
+    pub provider: usize,
+    /// The header's `typ`, as a media type without `application/` (lowercase).
+    pub typ: Option<String>,
+    pub payload: Map<String, Value>,
+}
+
 impl Verifier {
     /// Verifies `token` at unix time `now` and returns its claims.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, Reason> {
+        let Signed {
+            provider: index,
+            typ,
+            payload,
+        } = self.verify_signature(token)?;
+        let provider = &self.providers[index];
+        if !provider.token_types.is_empty() {
+            // RFC 8725 §3.11: an ID token or a refresh token of the same issuer, signed
+            // with the same keys, must not pass as an access token.
+            if !typ.is_some_and(|t| provider.token_types.contains(&t)) {
+                return Err(Reason::WrongTokenType);
+            }
+        }
+        let p64 = token.split('.').nth(1).unwrap_or_default();
+        self.access_claims(index, payload, p64, now)
+    }
+
+    /// Steps 1-5 of RFC 8725's order for any JWT of a configured provider (an access
+    /// token, a logout token, a security event): size, shape, algorithm, key, signature.
+    pub fn verify_signature(&self, token: &str) -> Result<Signed, Reason> {
         if token.len() > self.max_bytes {
             return Err(Reason::TokenTooLarge);
         }
@@ -85,14 +114,6 @@ impl Verifier {
         if !provider.algorithms.contains(&alg) {
             return Err(Reason::DisallowedAlgorithm);
         }
-        if !provider.token_types.is_empty() {
-            // RFC 8725 §3.11: an ID token or a refresh token of the same issuer, signed
-            // with the same keys, must not pass as an access token.
-            let typ = header.typ.as_deref().map(super::media_type);
-            if !typ.is_some_and(|t| provider.token_types.contains(&t)) {
-                return Err(Reason::WrongTokenType);
-            }
-        }
         let remote = provider.remote.as_ref().map(|r| r.keys());
         let candidates = provider
             .keys
@@ -121,7 +142,23 @@ impl Verifier {
                 })
             }
         }
+        Ok(Signed {
+            provider: index,
+            typ: header.typ.as_deref().map(super::media_type),
+            payload,
+        })
+    }
 
+    /// The access-token rules for a verified payload: time, issuer, audience, and the
+    /// identifiers revocation reads.
+    fn access_claims(
+        &self,
+        index: usize,
+        payload: Map<String, Value>,
+        p64: &str,
+        now: i64,
+    ) -> Result<Claims, Reason> {
+        let provider = &self.providers[index];
         let exp = match payload.get("exp") {
             None | Some(Value::Null) => return Err(Reason::MissingClaim),
             Some(v) => numeric_date(v)?,

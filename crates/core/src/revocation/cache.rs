@@ -392,6 +392,11 @@ impl<S: RevocationStore> RevocationStore for CachedStore<S> {
             .await
     }
 
+    async fn release_use(&self, id: &str) -> Result<(), StoreError> {
+        self.timed(StoreOp::FirstUse, self.store.release_use(id))
+            .await
+    }
+
     fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
         self.store.signals()
     }
@@ -631,6 +636,9 @@ mod tests {
         }
         async fn first_use(&self, id: &str, ttl: u64) -> Result<bool, StoreError> {
             self.0.first_use(id, ttl).await
+        }
+        async fn release_use(&self, id: &str) -> Result<(), StoreError> {
+            self.0.release_use(id).await
         }
         fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
             self.0.signals()

@@ -323,6 +323,11 @@ impl RevocationStore for MemoryStore {
         }
     }
 
+    async fn release_use(&self, id: &str) -> Result<(), StoreError> {
+        self.shared.lock().seen.remove(id);
+        Ok(())
+    }
+
     fn signals(&self) -> broadcast::Receiver<Signal> {
         self.events.subscribe()
     }

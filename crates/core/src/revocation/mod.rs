@@ -276,6 +276,10 @@ pub trait RevocationStore: Send + Sync + 'static {
         ttl_seconds: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Undoes [`first_use`](Self::first_use) when what the id was for could not be
+    /// written, so that the sender's retry is not taken for a replay.
+    fn release_use(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Invalidation events from every writer (this process's and other replicas'), and
     /// gaps when events may have been missed.
     fn signals(&self) -> broadcast::Receiver<events::Signal>;
@@ -327,6 +331,13 @@ impl RevocationStore for Store {
         match self {
             Store::Memory(s) => s.first_use(id, ttl_seconds).await,
             Store::Redis(s) => s.first_use(id, ttl_seconds).await,
+        }
+    }
+
+    async fn release_use(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.release_use(id).await,
+            Store::Redis(s) => s.release_use(id).await,
         }
     }
 

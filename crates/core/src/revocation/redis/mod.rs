@@ -397,6 +397,15 @@ impl RevocationStore for RedisStore {
         Ok(set.is_some())
     }
 
+    async fn release_use(&self, id: &str) -> Result<(), StoreError> {
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.keys.seen(id))
+            .query_async(&mut self.conn()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     fn signals(&self) -> broadcast::Receiver<Signal> {
         self.events.subscribe()
     }
