@@ -13,6 +13,14 @@
 //!
 //!     cargo run --release -p tokengate-tools --bin propagation -- --tokens prop.tokens \
 //!         --a-http http://127.0.0.1:19122 --b-grpc http://127.0.0.1:19131
+//!
+//! With `--idp ISSUER` (issue 16) the session ends at the identity provider instead:
+//! each token comes from the provider's token endpoint carrying its own `sid`
+//! (tests/oidc/provider.mjs), and step 2 asks the provider to send its back-channel
+//! logout token for that session to replica A (`/v1/oidc/backchannel-logout`); B must
+//! then deny with `session_revoked`. The time runs from asking the provider to B's
+//! first deny: the provider's signing and delivery are in it.
+//! (scripts/bench-backchannel.sh starts everything.)
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,9 +33,13 @@ use tonic::transport::Channel;
 
 #[derive(Parser)]
 struct Args {
-    /// Tokens, one per line (gen_requests --tokens); each is revoked once.
+    /// Tokens, one per line (gen_requests --tokens); each is revoked once. Not with --idp.
+    #[arg(long, required_unless_present = "idp")]
+    tokens: Option<PathBuf>,
+    /// The OpenID provider (tests/oidc/provider.mjs) that issues the tokens and ends
+    /// their sessions by back-channel logout to replica A.
     #[arg(long)]
-    tokens: PathBuf,
+    idp: Option<String>,
     /// Replica A's HTTP listener (logout).
     #[arg(long)]
     a_http: String,
@@ -57,6 +69,39 @@ async fn check(
     })
 }
 
+/// The session of the `i`th token in --idp mode.
+fn sid(i: usize) -> String {
+    format!("prop-session-{i}")
+}
+
+/// `count` access tokens from the provider's token endpoint, the `i`th carrying
+/// [`sid`]`(i)`, one per line.
+async fn idp_tokens(http: &reqwest::Client, idp: &str, count: usize) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for i in 0..count {
+        let body: serde_json::Value = http
+            .post(format!("{idp}/token"))
+            .basic_auth("tokengate-test", Some("tokengate-test-client-secret"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("resource", "https://api.test"),
+                ("scope", "read"),
+                ("sid", &sid(i)),
+            ])
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let token = body["access_token"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no access_token: {body}"))?;
+        out.push_str(token);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -76,19 +121,29 @@ fn stats(mut v: Vec<f64>) -> serde_json::Value {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let text = std::fs::read_to_string(&args.tokens)?;
-    let tokens: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-    anyhow::ensure!(
-        tokens.len() >= args.count,
-        "{} holds {} tokens, {} needed",
-        args.tokens.display(),
-        tokens.len(),
-        args.count
-    );
     let mut b = AuthorizationClient::connect(args.b_grpc.clone()).await?;
     tokengate_core::crypto::install_provider();
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
-    let logout_url = format!("{}/v1/auth/logout", args.a_http.trim_end_matches('/'));
+    let a_http = args.a_http.trim_end_matches('/');
+    let logout_url = format!("{a_http}/v1/auth/logout");
+    let backchannel_url = format!("{a_http}/v1/oidc/backchannel-logout");
+    let text = match (&args.tokens, &args.idp) {
+        (_, Some(idp)) => idp_tokens(&http, idp, args.count).await?,
+        (Some(path), None) => std::fs::read_to_string(path)?,
+        (None, None) => anyhow::bail!("--tokens or --idp"),
+    };
+    let tokens: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    anyhow::ensure!(
+        tokens.len() >= args.count,
+        "{} tokens, {} needed",
+        tokens.len(),
+        args.count
+    );
+    let expected = if args.idp.is_some() {
+        "session_revoked"
+    } else {
+        "jti_revoked"
+    };
     let timeout = Duration::from_millis(args.timeout_ms);
 
     let (mut to_deny, mut to_ack, mut ack_to_deny) = (Vec::new(), Vec::new(), Vec::new());
@@ -96,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
         (0u64, 0u64, 0u64, 0u64);
     let mut polls = 0u64;
     let started = Instant::now();
-    for token in tokens.iter().take(args.count) {
+    for (i, token) in tokens.iter().take(args.count).enumerate() {
         // 1. B caches "not revoked" for this token.
         if check(&mut b, token).await?.is_some() {
             not_allowed_before += 1;
@@ -105,12 +160,34 @@ async fn main() -> anyhow::Result<()> {
         // 2. Logout on A; meanwhile poll B until it denies.
         let t0 = Instant::now();
         let logout = async {
-            let r = http
-                .post(&logout_url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .map(|r| r.status().as_u16());
+            let r = match &args.idp {
+                None => http
+                    .post(&logout_url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16()),
+                // The provider answers {"ok":true} once A answered 200.
+                Some(idp) => {
+                    let sent = http
+                        .post(format!("{idp}/__test/backchannel-logout"))
+                        .query(&[
+                            ("uri", backchannel_url.as_str()),
+                            ("sub", "tokengate-test"),
+                            ("sid", &sid(i)),
+                        ])
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) => match r.json::<serde_json::Value>().await {
+                            Ok(v) if v["ok"] == true => Ok(200),
+                            Ok(_) => Ok(0),
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    }
+                }
+            };
             (r, t0.elapsed())
         };
         let poll = async {
@@ -134,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
         match denied {
             None => timed_out += 1,
             Some(((code, body), at)) => {
-                if code != 16 || !body.contains("jti_revoked") {
+                if code != 16 || !body.contains(expected) {
                     wrong_reason += 1;
                 }
                 to_deny.push(at.as_secs_f64() * 1000.0);
