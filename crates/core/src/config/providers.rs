@@ -36,6 +36,9 @@ pub struct Provider {
     /// Defaults to the provider's `name`.
     #[serde(default)]
     pub subject_namespace: Option<String>,
+    /// Token Status List checking (`status.status_list` claims); off when absent.
+    #[serde(default)]
+    pub status_list: Option<super::StatusListSettings>,
 }
 
 impl Provider {

@@ -5,6 +5,7 @@ pub mod jwks;
 pub mod keys;
 mod kid_budget;
 pub mod mint;
+pub mod status_token;
 mod verify;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub struct Provider {
     pub keys: KeySet,
     /// Keys fetched from a JWKS URL, when the provider has one.
     pub remote: Option<Arc<jwks::Remote>>,
+    /// Token Status List checking, when the provider configures `status_list`.
+    pub status: Option<crate::status::Lists>,
 }
 
 /// Whether a provider can verify its tokens, and if not, why (readiness says it).
@@ -247,6 +250,10 @@ impl Verifier {
                 token_types: p.token_types.iter().map(|t| media_type(t)).collect(),
                 keys,
                 remote,
+                status: p
+                    .status_list
+                    .clone()
+                    .map(|s| crate::status::Lists::new(&p.name, s)),
             });
         }
         Ok(Self {

@@ -1,0 +1,101 @@
+//! `providers[].status_list`: whether and how a provider's tokens are checked against the
+//! Token Status List they reference (draft-ietf-oauth-status-list-17). Off unless set, so
+//! that turning it on is a decision: each list is fetched from the network, and a
+//! provider's `allowed_hosts` is what stops a token from pointing tokengate anywhere.
+
+use serde::Deserialize;
+
+/// How one provider's Status List Tokens are fetched and cached.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawStatusList")]
+pub struct StatusListSettings {
+    /// Hosts a token's `status.status_list.uri` may name: `host` (any port) or
+    /// `host:port`, compared case-insensitively. Any other host is refused unfetched.
+    pub allowed_hosts: Vec<String>,
+    /// Lower bound on how long a fetched list is used (its `ttl` / `exp` are clamped).
+    pub min_ttl_seconds: u64,
+    /// Upper bound on the same; also the lifetime of a list with neither `ttl` nor `exp`
+    /// is `min_ttl_seconds`.
+    pub max_ttl_seconds: u64,
+    /// Timeout of one fetch (connect and whole answer).
+    pub fetch_timeout_ms: u64,
+    /// Largest Status List Token accepted, and separately largest decompressed list.
+    pub max_bytes: usize,
+}
+
+impl Default for StatusListSettings {
+    fn default() -> Self {
+        let r = RawStatusList::default();
+        Self {
+            allowed_hosts: r.allowed_hosts,
+            min_ttl_seconds: r.min_ttl_seconds,
+            max_ttl_seconds: r.max_ttl_seconds,
+            fetch_timeout_ms: r.fetch_timeout_ms,
+            max_bytes: r.max_bytes,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawStatusList {
+    allowed_hosts: Vec<String>,
+    min_ttl_seconds: u64,
+    max_ttl_seconds: u64,
+    fetch_timeout_ms: u64,
+    max_bytes: usize,
+}
+
+impl Default for RawStatusList {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            min_ttl_seconds: 30,
+            max_ttl_seconds: 3_600,
+            fetch_timeout_ms: 2_000,
+            max_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl TryFrom<RawStatusList> for StatusListSettings {
+    type Error = String;
+
+    fn try_from(r: RawStatusList) -> Result<Self, String> {
+        if r.allowed_hosts.is_empty() {
+            return Err(".allowed_hosts: name at least one host the lists are served from".into());
+        }
+        if let Some(h) = r
+            .allowed_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains(['/', '@', '*', ' ']))
+        {
+            return Err(format!(
+                ".allowed_hosts: {h:?} is not a host or host:port (no scheme, path or wildcard)"
+            ));
+        }
+        if r.min_ttl_seconds > r.max_ttl_seconds {
+            return Err(".min_ttl_seconds: must not exceed max_ttl_seconds".into());
+        }
+        if r.max_ttl_seconds == 0 {
+            return Err(".max_ttl_seconds: must be at least 1".into());
+        }
+        if r.fetch_timeout_ms == 0 {
+            return Err(".fetch_timeout_ms: must be at least 1".into());
+        }
+        if r.max_bytes == 0 {
+            return Err(".max_bytes: must be at least 1".into());
+        }
+        Ok(Self {
+            allowed_hosts: r
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            min_ttl_seconds: r.min_ttl_seconds,
+            max_ttl_seconds: r.max_ttl_seconds,
+            fetch_timeout_ms: r.fetch_timeout_ms,
+            max_bytes: r.max_bytes,
+        })
+    }
+}
