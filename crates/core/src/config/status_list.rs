@@ -1,5 +1,5 @@
 //! `providers[].status_list`: whether and how a provider's tokens are checked against the
-//! Token Status List they reference (draft-ietf-oauth-status-list-17). Off unless set, so
+//! Token Status List they reference (draft-ietf-oauth-status-list-20). Off unless set, so
 //! that turning it on is a decision: each list is fetched from the network, and a
 //! provider's `allowed_hosts` is what stops a token from pointing tokengate anywhere.
 

@@ -1,4 +1,4 @@
-//! Verification of a Status List Token (draft-ietf-oauth-status-list-17 §5.1) with the
+//! Verification of a Status List Token (draft-ietf-oauth-status-list-20, "Status List Token in JWT Format") with the
 //! keys of the provider whose token referenced it. The same key set and algorithm
 //! allow-list as for access tokens, never keys named by the list itself: a list that
 //! anyone could sign would let anyone mark tokens VALID again.

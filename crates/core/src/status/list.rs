@@ -1,4 +1,4 @@
-//! The Status List itself (draft-ietf-oauth-status-list-17 §4): a byte array, zlib
+//! The Status List itself (draft-ietf-oauth-status-list-20, "Status List"): a byte array, zlib
 //! compressed and base64url encoded in `lst`, holding one status of `bits` bits per
 //! token index, least significant bits first within each byte.
 
@@ -55,7 +55,7 @@ impl StatusList {
         StatusList { bits, bytes }
     }
 
-    /// The status at `idx` (§4.1: byte `idx * bits / 8`, shifted right by
+    /// The status at `idx` (the draft's rule: byte `idx * bits / 8`, shifted right by
     /// `idx * bits % 8`, masked to `bits`), or `None` past the end of the list.
     pub fn get(&self, idx: u64) -> Option<u8> {
         let bits = u64::from(self.bits);
@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn the_drafts_one_bit_example_reads_back() {
-        // §4.1 example: statuses 1 0 0 1 1 1 0 1 | 1 1 0 0 0 1 0 1 → bytes 0xB9 0xA3
+        // the draft's example: statuses 1 0 0 1 1 1 0 1 | 1 1 0 0 0 1 0 1 → bytes 0xB9 0xA3
         let list = StatusList::decode(1, &zlib(&[0xB9, 0xA3]), 16).unwrap();
         let want = [1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 0, 0, 0, 1, 0, 1];
         for (i, w) in want.iter().enumerate() {
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn the_drafts_two_bit_example_reads_back() {
-        // §4.1 example: 1 2 0 3 0 1 0 1 1 2 3 3 → 0xC9 0x44 0xF9
+        // the draft's example: 1 2 0 3 0 1 0 1 1 2 3 3 → 0xC9 0x44 0xF9
         let list = StatusList::decode(2, &zlib(&[0xC9, 0x44, 0xF9]), 16).unwrap();
         let want = [1, 2, 0, 3, 0, 1, 0, 1, 1, 2, 3, 3];
         for (i, w) in want.iter().enumerate() {

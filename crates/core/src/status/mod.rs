@@ -1,11 +1,12 @@
-//! Token Status List consumer (draft-ietf-oauth-status-list-17): a verified token that
+//! Token Status List consumer (draft-ietf-oauth-status-list-20): a verified token that
 //! carries `status.status_list {idx, uri}` is allowed only while the list at `uri` says
 //! VALID at `idx`.
 //!
 //! Why each rule:
 //! - Only hosts the provider allows are fetched: the `uri` is chosen by whoever minted
 //!   the token, and tokengate must not become a request forwarder into the mesh (SSRF).
-//!   Redirects are not followed for the same reason.
+//!   For the same reason a redirect (which the draft says clients SHOULD follow) is
+//!   followed only to an allowed host, at most [`MAX_REDIRECTS`] times.
 //! - The list must be signed by the token's own provider (same keys, algorithms and
 //!   `iss`) with `typ: statuslist+jwt` and `sub` equal to the `uri`: otherwise a list
 //!   meant for other tokens, or an access token replayed as a list, could say VALID.
@@ -34,7 +35,7 @@ use crate::jwt::{fetch, now_unix, Claims, Provider};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 
-/// Status values of §7.1.
+/// Status Type values (the draft's "Status Types").
 pub const VALID: u8 = 0x00;
 pub const INVALID: u8 = 0x01;
 pub const SUSPENDED: u8 = 0x02;
@@ -42,6 +43,9 @@ pub const SUSPENDED: u8 = 0x02;
 /// How many lists one provider keeps at once. Lists come only from allowed hosts and
 /// are signed by the provider, so this bounds a misbehaving issuer, not an attacker.
 const MAX_LISTS: usize = 64;
+
+/// Redirects followed for one fetch (each to an allowed host).
+pub const MAX_REDIRECTS: usize = 3;
 
 /// What the status step concluded about one token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +107,7 @@ impl Lists {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(redirects(settings.allowed_hosts.clone()))
             .user_agent(concat!("tokengate/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
@@ -141,24 +145,7 @@ impl Lists {
 
     /// Whether `uri` is an http(s) URL without credentials on an allowed host.
     fn allowed(&self, uri: &str) -> bool {
-        let Ok(url) = reqwest::Url::parse(uri) else {
-            return false;
-        };
-        if !matches!(url.scheme(), "https" | "http")
-            || !url.username().is_empty()
-            || url.password().is_some()
-        {
-            return false;
-        }
-        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-            return false;
-        };
-        let host = host.to_ascii_lowercase();
-        let with_port = format!("{host}:{port}");
-        self.settings
-            .allowed_hosts
-            .iter()
-            .any(|h| *h == host || *h == with_port)
+        reqwest::Url::parse(uri).is_ok_and(|url| allowed_url(&self.settings.allowed_hosts, &url))
     }
 
     /// The fresh list at `uri`, fetched if needed; `None` when it cannot be had.
@@ -286,6 +273,35 @@ impl Lists {
         }
         Duration::from_secs(secs)
     }
+}
+
+/// Whether `url` is http(s), without credentials, on one of `hosts` (`host` for any
+/// port, `host:port` for one).
+fn allowed_url(hosts: &[String], url: &reqwest::Url) -> bool {
+    if !matches!(url.scheme(), "https" | "http")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return false;
+    }
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    let host = host.to_ascii_lowercase();
+    let with_port = format!("{host}:{port}");
+    hosts.iter().any(|h| *h == host || *h == with_port)
+}
+
+/// Follows a redirect only to an allowed host and only [`MAX_REDIRECTS`] times; any
+/// other redirect ends the fetch with the 3xx answer (a failed fetch).
+fn redirects(hosts: Vec<String>) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS || !allowed_url(&hosts, attempt.url()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// The token's `status.status_list` reference: `Ok(None)` without one (or with only
