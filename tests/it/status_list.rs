@@ -1,4 +1,4 @@
-//! Token Status List (draft-ietf-oauth-status-list-17) with lists made by another
+//! Token Status List (draft-ietf-oauth-status-list-20) with lists made by another
 //! implementation: npm `@sd-jwt/jwt-status-list` builds and compresses each list and
 //! npm `jose` signs it (tests/status-list/make.mjs, installed into .tools/status-list by
 //! scripts/install-test-deps.sh). An axum server on loopback serves them and counts the
@@ -27,6 +27,10 @@ struct Lists {
     hits: Mutex<HashMap<String, u64>>,
     first_hit: Mutex<HashMap<String, Instant>>,
     total: AtomicU64,
+    /// Name → where it redirects (302).
+    redirects: Mutex<HashMap<String, String>>,
+    /// How long each answer takes, to hold concurrent misses together.
+    delay_ms: AtomicU64,
 }
 
 impl Lists {
@@ -52,6 +56,13 @@ async fn serve_list(State(lists): State<Arc<Lists>>, Path(name): Path<String>) -
         .unwrap()
         .entry(name.clone())
         .or_insert_with(Instant::now);
+    let delay = lists.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    if let Some(to) = lists.redirects.lock().unwrap().get(&name).cloned() {
+        return (StatusCode::FOUND, [("location", to)]).into_response();
+    }
     let body = lists.bodies.lock().unwrap().get(&name).cloned();
     match body {
         Some((status, body)) => (
@@ -517,5 +528,100 @@ async fn without_status_list_configured_the_claim_is_ignored() {
         None
     );
     assert_eq!(lists.total.load(Ordering::SeqCst), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn redirects_are_followed_only_to_allowed_hosts() {
+    let (lists, base) = start_lists().await;
+    let s = TestServer::start(&yaml(STATUS_LIST, "")).await;
+    let port = base
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // the list names the uri the token references, wherever it is served from
+    let uri = format!("{base}/moved");
+    lists.set("target", list(1, &[0, 1], &uri, json!({})));
+    lists
+        .redirects
+        .lock()
+        .unwrap()
+        .insert("moved".into(), format!("{base}/target"));
+    assert_eq!(reason_of(&s, &token_at(&uri, 0)).await, None);
+    assert_eq!(
+        reason_of(&s, &token_at(&uri, 1)).await.as_deref(),
+        Some("token_status_invalid")
+    );
+    assert_eq!(lists.hits("target"), 1);
+    // to the same server under a name not allowed, and in a loop: the fetch fails
+    let away = format!("{base}/away");
+    lists.set("elsewhere", list(1, &[0], &away, json!({})));
+    lists.redirects.lock().unwrap().insert(
+        "away".into(),
+        format!("http://localhost:{port}/lists/elsewhere"),
+    );
+    let looping = format!("{base}/loop");
+    lists
+        .redirects
+        .lock()
+        .unwrap()
+        .insert("loop".into(), looping.clone());
+    for uri in [&away, &looping] {
+        let got = reason_of(&s, &token_at(uri, 0)).await;
+        assert_eq!(got.as_deref(), Some("status_list_unavailable"), "{uri}");
+    }
+    assert_eq!(
+        lists.hits("elsewhere"),
+        0,
+        "a host not allowed is never asked"
+    );
+    assert_eq!(lists.hits("loop"), 4, "the first request and 3 redirects");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_list_share_one_fetch() {
+    let (lists, base) = start_lists().await;
+    let s = TestServer::start(&yaml(STATUS_LIST, "")).await;
+    let uri = format!("{base}/shared");
+    lists.set("shared", list(1, &[0, 1], &uri, json!({})));
+    lists.delay_ms.store(300, Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for i in 0..16u64 {
+        let (mut client, token) = (s.grpc().await, token_at(&uri, i % 2));
+        tasks.push(tokio::spawn(async move {
+            (i % 2, check_token(&mut client, &token).await.reason())
+        }));
+    }
+    for t in tasks {
+        let (idx, reason) = t.await.unwrap();
+        let want = (idx == 1).then(|| "token_status_invalid".to_string());
+        assert_eq!(reason, want, "idx {idx}");
+    }
+    assert_eq!(
+        lists.hits("shared"),
+        1,
+        "one fetch for all the waiting requests"
+    );
+    // and a failing list: the waiters share the failure, not 16 timeouts in a row
+    lists.fail("down", StatusCode::BAD_GATEWAY);
+    let down = format!("{base}/down");
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (mut client, token) = (s.grpc().await, token_at(&down, 0));
+        tasks.push(tokio::spawn(async move {
+            check_token(&mut client, &token).await.reason()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().as_deref(), Some("status_list_unavailable"));
+    }
+    assert!(
+        lists.hits("down") < 16,
+        "waiters reused the failed fetch: {} fetches",
+        lists.hits("down")
+    );
     s.stop().await;
 }
