@@ -625,3 +625,39 @@ async fn concurrent_misses_for_one_list_share_one_fetch() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_http_mode_check_answers_the_same() {
+    let (lists, base) = start_lists().await;
+    let s = TestServer::start(&yaml(STATUS_LIST, "")).await;
+    let uri = format!("{base}/http");
+    lists.set("http", list(2, &[0, 1, 2], &uri, json!({})));
+    let client = reqwest::Client::new();
+    let authz = |t: String| {
+        client
+            .get(s.http_url("/authz/api/items"))
+            .bearer_auth(t)
+            .send()
+    };
+    assert_eq!(authz(token_at(&uri, 0)).await.unwrap().status(), 200);
+    for (idx, reason) in [(1, "token_status_invalid"), (2, "token_status_suspended")] {
+        let r = authz(token_at(&uri, idx)).await.unwrap();
+        assert_eq!(r.status(), 401);
+        let challenge = r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["reason"], reason);
+    }
+    let r = authz(token_at(&format!("{base}/missing"), 0))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    assert!(r.headers().get("www-authenticate").is_none());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["reason"], "status_list_unavailable");
+    s.stop().await;
+}

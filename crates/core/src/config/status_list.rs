@@ -99,3 +99,62 @@ impl TryFrom<RawStatusList> for StatusListSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn provider(status_list: &str) -> String {
+        format!(
+            "providers:\n  - name: dev\n    algorithms: [HS256]\n    keys:\n      - secret_env: X\n    status_list:\n{status_list}"
+        )
+    }
+
+    #[test]
+    fn off_by_default_and_defaults_when_on() {
+        let c = Config::parse("t.yaml", &provider("      allowed_hosts: [Lists.Test]\n")).unwrap();
+        let s = c.providers[0].status_list.clone().unwrap();
+        assert_eq!(s.allowed_hosts, ["lists.test"]);
+        assert_eq!((s.min_ttl_seconds, s.max_ttl_seconds), (30, 3_600));
+        assert_eq!((s.fetch_timeout_ms, s.max_bytes), (2_000, 4 * 1024 * 1024));
+        let minimal = "providers:\n  - name: dev\n    algorithms: [HS256]\n    keys:\n      - secret_env: X\n";
+        assert!(Config::parse("t.yaml", minimal).unwrap().providers[0]
+            .status_list
+            .is_none());
+    }
+
+    #[test]
+    fn bad_settings_are_refused_naming_the_field() {
+        for (yaml, field) in [
+            ("      allowed_hosts: []\n", "allowed_hosts"),
+            ("      min_ttl_seconds: 5\n", "allowed_hosts"),
+            ("      allowed_hosts: [\"https://h\"]\n", "allowed_hosts"),
+            ("      allowed_hosts: [\"*.h\"]\n", "allowed_hosts"),
+            (
+                "      allowed_hosts: [h]\n      min_ttl_seconds: 9\n      max_ttl_seconds: 8\n",
+                "min_ttl_seconds",
+            ),
+            (
+                "      allowed_hosts: [h]\n      max_ttl_seconds: 0\n      min_ttl_seconds: 0\n",
+                "max_ttl_seconds",
+            ),
+            (
+                "      allowed_hosts: [h]\n      fetch_timeout_ms: 0\n",
+                "fetch_timeout_ms",
+            ),
+            (
+                "      allowed_hosts: [h]\n      max_bytes: 0\n",
+                "max_bytes",
+            ),
+            ("      allowed_hosts: [h]\n      ttl: 5\n", "ttl"),
+        ] {
+            let e = Config::parse("t.yaml", &provider(yaml))
+                .expect_err(yaml)
+                .to_string();
+            assert!(
+                e.contains("status_list") && e.contains(field),
+                "{yaml}: {e}"
+            );
+        }
+    }
+}

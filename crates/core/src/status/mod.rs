@@ -250,14 +250,21 @@ impl Lists {
             DecodeError::Encoding => Failure::Invalid("status_list.lst is not base64url zlib"),
             DecodeError::TooLarge => Failure::TooLarge,
         })?;
+        // `ttl` is "a positive number" (fractions round up); `exp` was checked to be a
+        // NumericDate by the verification.
         let ttl = match payload.get("ttl") {
             None => None,
             Some(v) => Some(
-                v.as_u64()
-                    .ok_or(Failure::Invalid("ttl is not a positive integer"))?,
+                v.as_f64()
+                    .filter(|n| n.is_finite() && *n > 0.0)
+                    .map(|n| n.ceil().min(u64::MAX as f64) as u64)
+                    .ok_or(Failure::Invalid("ttl is not a positive number"))?,
             ),
         };
-        let exp = payload.get("exp").and_then(Value::as_i64);
+        let exp = payload
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map(|n| n.floor() as i64);
         Ok((list, self.lifetime(ttl, exp, now)))
     }
 
