@@ -31,6 +31,15 @@ struct Lists {
     redirects: Mutex<HashMap<String, String>>,
     /// How long each answer takes, to hold concurrent misses together.
     delay_ms: AtomicU64,
+    /// The JWKS served at `/jwks`, and how often it was fetched.
+    jwks: Mutex<Vec<Value>>,
+    jwks_hits: AtomicU64,
+}
+
+async fn serve_jwks(State(lists): State<Arc<Lists>>) -> Response {
+    lists.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    let keys = lists.jwks.lock().unwrap().clone();
+    axum::Json(json!({ "keys": keys })).into_response()
 }
 
 impl Lists {
@@ -80,6 +89,7 @@ async fn start_lists() -> (Arc<Lists>, String) {
     let lists = Arc::new(Lists::default());
     let app = axum::Router::new()
         .route("/lists/{name}", axum::routing::get(serve_list))
+        .route("/jwks", axum::routing::get(serve_jwks))
         .with_state(lists.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/lists", listener.local_addr().unwrap());
@@ -659,5 +669,100 @@ async fn the_http_mode_check_answers_the_same() {
     assert!(r.headers().get("www-authenticate").is_none());
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["reason"], "status_list_unavailable");
+    s.stop().await;
+}
+
+/// The public JWK of a fixture RSA key under `kid`.
+fn rsa_jwk(private_pem: &str, kid: &str) -> Value {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&read_key(private_pem)).unwrap();
+    let mut jwk =
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some(kid.into());
+    serde_json::to_value(jwk).unwrap()
+}
+
+#[tokio::test]
+async fn a_list_signed_with_a_key_rotated_in_since_the_last_jwks_fetch_is_verified() {
+    let (lists, base) = start_lists().await;
+    *lists.jwks.lock().unwrap() = vec![rsa_jwk("rsa-private.pem", "a")];
+    let jwks = base.replace("/lists", "/jwks");
+    let yaml = format!(
+        r#"
+listen: {{grpc: "127.0.0.1:0", http: "127.0.0.1:0", admin: "127.0.0.1:0"}}
+providers:
+  - name: remote
+    issuer: {ISSUER}
+    audiences: [{AUDIENCE}]
+    algorithms: [RS256]
+    keys:
+      - jwks_uri: {jwks}
+    jwks:
+      refresh_seconds: 600
+      min_refresh_seconds: 600
+    status_list:
+{STATUS_LIST}log:
+  level: warn
+"#
+    );
+    let s = TestServer::start(&yaml).await;
+    let uri = format!("{base}/rotated");
+    let (alg, key) = (
+        jsonwebtoken::Algorithm::RS256,
+        jsonwebtoken::EncodingKey::from_rsa_pem(&read_key("rsa-private.pem")).unwrap(),
+    );
+    let token = |idx: u64| {
+        let c = with_claims(
+            claims("alice"),
+            json!({"status": {"status_list": {"idx": idx, "uri": uri}}}),
+        );
+        sign(json!({"alg": "RS256", "kid": "a"}), c, alg, &key)
+    };
+    // the issuer signs its list with a new key "b", published after tokengate's fetch
+    let signed = make(
+        1,
+        &[0, 1],
+        json!({"sub": uri}),
+        "rsa2-private.pem",
+        "b",
+        None,
+    );
+    lists.set("rotated", signed);
+    let before = lists.jwks_hits.load(Ordering::SeqCst);
+    *lists.jwks.lock().unwrap() = vec![
+        rsa_jwk("rsa-private.pem", "a"),
+        rsa_jwk("rsa2-private.pem", "b"),
+    ];
+    assert_eq!(reason_of(&s, &token(0)).await, None);
+    assert_eq!(
+        reason_of(&s, &token(1)).await.as_deref(),
+        Some("token_status_invalid")
+    );
+    assert_eq!(
+        lists.jwks_hits.load(Ordering::SeqCst) - before,
+        1,
+        "one early JWKS fetch for the list's unknown kid"
+    );
+    // a list signed with a key the issuer never published stays unavailable
+    let forged = format!("{base}/forged");
+    lists.set(
+        "forged",
+        make(
+            1,
+            &[0],
+            json!({"sub": forged}),
+            "rsa2-private.pem",
+            "c",
+            None,
+        ),
+    );
+    let t = with_claims(
+        claims("bob"),
+        json!({"status": {"status_list": {"idx": 0, "uri": forged}}}),
+    );
+    let t = sign(json!({"alg": "RS256", "kid": "a"}), t, alg, &key);
+    assert_eq!(
+        reason_of(&s, &t).await.as_deref(),
+        Some("status_list_unavailable")
+    );
     s.stop().await;
 }

@@ -14,7 +14,35 @@ use super::Provider;
 /// The media type a Status List Token's `typ` must carry.
 pub const STATUS_LIST_TYP: &str = "statuslist+jwt";
 
+/// Why a list failed when no key of the provider matched its header.
+const NO_KEY: &str = "no key of the provider matches";
+
 impl Provider {
+    /// [`verify_status_list_token`](Self::verify_status_list_token), and when no key
+    /// matched and the keys are remote, once more after a JWKS fetch under the same
+    /// unknown-kid budget as access tokens: an issuer that signs its lists with a key
+    /// rotated in since the last refresh is not an outage until the next one.
+    pub async fn verify_status_list(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Map<String, Value>, &'static str> {
+        match self.verify_status_list_token(token, now) {
+            Err(NO_KEY) => match &self.remote {
+                Some(remote) => {
+                    let kid = super::verify::header_kid(token.trim());
+                    if remote.refresh_for_unknown_kid(kid.as_deref()).await {
+                        self.verify_status_list_token(token, now)
+                    } else {
+                        Err(NO_KEY)
+                    }
+                }
+                None => Err(NO_KEY),
+            },
+            other => other,
+        }
+    }
+
     /// The verified payload of a Status List Token at unix time `now`, or why it is not
     /// one this provider issued (a fixed text for the log, never the token).
     pub fn verify_status_list_token(
@@ -49,8 +77,8 @@ impl Provider {
             .verify
             .iter()
             .chain(remote.iter().flat_map(|k| k.iter()));
-        let key = super::keys::select(candidates, header.kid.as_deref(), alg)
-            .map_err(|_| "no key of the provider matches")?;
+        let key =
+            super::keys::select(candidates, header.kid.as_deref(), alg).map_err(|_| NO_KEY)?;
         let message = &token.trim()[..h64.len() + 1 + p64.len()];
         match jsonwebtoken::crypto::verify(s64, message.as_bytes(), &key.key, alg) {
             Ok(true) => {}

@@ -228,7 +228,8 @@ impl Lists {
         let token = std::str::from_utf8(&body).map_err(|_| Failure::Invalid("not text"))?;
         let now = now_unix();
         let payload = provider
-            .verify_status_list_token(token, now)
+            .verify_status_list(token, now)
+            .await
             .map_err(Failure::Invalid)?;
         if payload.get("sub").and_then(Value::as_str) != Some(uri) {
             return Err(Failure::Invalid("sub is not the referenced uri"));
