@@ -36,6 +36,10 @@ impl Default for StatusListSettings {
     }
 }
 
+/// Longest a list may be used: a week. A status change must reach tokengate in
+/// bounded time whatever `ttl` the issuer writes.
+pub const MAX_TTL_SECONDS: u64 = 7 * 86_400;
+
 #[derive(Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawStatusList {
@@ -77,8 +81,10 @@ impl TryFrom<RawStatusList> for StatusListSettings {
         if r.min_ttl_seconds > r.max_ttl_seconds {
             return Err(".min_ttl_seconds: must not exceed max_ttl_seconds".into());
         }
-        if r.max_ttl_seconds == 0 {
-            return Err(".max_ttl_seconds: must be at least 1".into());
+        if r.max_ttl_seconds == 0 || r.max_ttl_seconds > MAX_TTL_SECONDS {
+            return Err(format!(
+                ".max_ttl_seconds: must be 1 to {MAX_TTL_SECONDS} (a week)"
+            ));
         }
         if r.fetch_timeout_ms == 0 {
             return Err(".fetch_timeout_ms: must be at least 1".into());
@@ -136,6 +142,10 @@ mod tests {
             ),
             (
                 "      allowed_hosts: [h]\n      max_ttl_seconds: 0\n      min_ttl_seconds: 0\n",
+                "max_ttl_seconds",
+            ),
+            (
+                "      allowed_hosts: [h]\n      max_ttl_seconds: 604801\n",
                 "max_ttl_seconds",
             ),
             (

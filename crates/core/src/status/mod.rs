@@ -172,7 +172,9 @@ impl Lists {
             Ok((list, lifetime)) => {
                 metrics.status_list_fetch(&self.provider, "ok");
                 let list = Arc::new(list);
-                state.list = Some((list.clone(), Instant::now() + lifetime));
+                // The configuration caps max_ttl_seconds, so this always adds up.
+                let now = Instant::now();
+                state.list = Some((list.clone(), now.checked_add(lifetime).unwrap_or(now)));
                 state.failed_at = None;
                 Some(list)
             }
