@@ -18,6 +18,10 @@
 #                                       tests/it/helm/)
 #   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/it/idp.rs
 #                                       runs tests/oidc/provider.mjs with node against it)
+#   - @sd-jwt/jwt-status-list, jose    (npm, pinned, in $REPO/.tools/status-list;
+#                                       tests/it/status_list.rs makes Token Status Lists
+#                                       with tests/status-list/make.mjs: an independent
+#                                       implementation of the draft)
 #
 # Meant to run as root on a fresh Debian machine (CI, no stdin) or on a dev machine.
 # No system service is started or enabled: the tests start their own redis/nginx/envoy
@@ -52,6 +56,9 @@ HELM_PYTHON_SDK_VERSION="${HELM_PYTHON_SDK_VERSION:-0.2.2}"
 PYTHON="${PYTHON:-python3}"
 OIDC_PROVIDER_VERSION="${OIDC_PROVIDER_VERSION:-8.8.1}"
 OIDC_DIR="$TOOLS/oidc"
+STATUS_LIST_VERSION="${STATUS_LIST_VERSION:-0.19.0}"
+JOSE_VERSION="${JOSE_VERSION:-6.2.18}"
+STATUS_LIST_DIR="$TOOLS/status-list"
 
 log() { echo "install-test-deps: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -234,6 +241,27 @@ if [ "$(oidc_version || true)" != "$OIDC_PROVIDER_VERSION" ]; then
     installed+=("oidc-provider@$OIDC_PROVIDER_VERSION")
 fi
 
+# ------------------------------------------------- @sd-jwt/jwt-status-list + jose (npm)
+# Token Status Lists made by another implementation for tests/it/status_list.rs; same
+# rules as oidc-provider: own prefix, pinned, no npm call when present.
+npm_version() {
+    local pkg="$STATUS_LIST_DIR/node_modules/$1/package.json"
+    [ -f "$pkg" ] && have node && node -p "require(process.argv[1]).version" "$pkg" 2>/dev/null
+}
+if [ "$(npm_version @sd-jwt/jwt-status-list || true)" != "$STATUS_LIST_VERSION" ] ||
+    [ "$(npm_version jose || true)" != "$JOSE_VERSION" ]; then
+    have node || die "node (>= 20) is needed for @sd-jwt/jwt-status-list (tests/it/status_list.rs)"
+    have npm || die "npm is needed to install @sd-jwt/jwt-status-list (tests/it/status_list.rs)"
+    mkdir -p "$STATUS_LIST_DIR"
+    [ -f "$STATUS_LIST_DIR/package.json" ] || echo '{"private": true}' >"$STATUS_LIST_DIR/package.json"
+    log "npm install @sd-jwt/jwt-status-list@$STATUS_LIST_VERSION jose@$JOSE_VERSION into $STATUS_LIST_DIR"
+    npm install --prefix "$STATUS_LIST_DIR" --save-exact --no-audit --no-fund --loglevel=error \
+        "@sd-jwt/jwt-status-list@$STATUS_LIST_VERSION" "jose@$JOSE_VERSION" >&2
+    [ "$(npm_version @sd-jwt/jwt-status-list || true)" = "$STATUS_LIST_VERSION" ] ||
+        die "@sd-jwt/jwt-status-list@$STATUS_LIST_VERSION installed but not found in $STATUS_LIST_DIR"
+    installed+=("@sd-jwt/jwt-status-list@$STATUS_LIST_VERSION" "jose@$JOSE_VERSION")
+fi
+
 # ---------------------------------------------------------------- summary
 ver() { "$@" 2>/dev/null | head -n1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true; }
 redis_v="$(ver redis-server --version)"
@@ -246,11 +274,12 @@ hadolint_v="$(ver "$TOOLS/bin/hadolint" --version)"
 promtool_v="$(PATH="$PATH:/usr/sbin" ver promtool --version)"
 st_v="$(ver "$TOOLS/bin/st" --version)"
 oidc_v="$(oidc_version || true)"
+status_list_v="$(npm_version @sd-jwt/jwt-status-list || true)"
 shellcheck_v="$(shellcheck --version 2>/dev/null | sed -n 's/^version: //p' || true)"
 ruff_v="$(ver "$TOOLS/bin/ruff" --version)"
 helm_v="$("$VENV/bin/python" -I -c 'import helm_python as h; print(h.__version__, "(Helm", h.helm_sdk_version() + ")")' 2>/dev/null || true)"
 summary="redis-server ${redis_v:-?}, redis-cli ${cli_v:-?}, nginx ${nginx_v:-?}, envoy ${envoy_v:-?} ($ENVOY_LINK)"
-summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}, oidc-provider ${oidc_v:-?}"
+summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}, oidc-provider ${oidc_v:-?}, @sd-jwt/jwt-status-list ${status_list_v:-?}"
 summary+=", shellcheck ${shellcheck_v:-?}, ruff ${ruff_v:-?}, helm-python-sdk ${helm_v:-?}"
 if [ "${#installed[@]}" -gt 0 ]; then
     summary+="; installed: ${installed[*]}"

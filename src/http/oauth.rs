@@ -185,7 +185,7 @@ pub async fn introspect(
     let body = match state.engine.authenticate_token(token).await {
         // `on_store_error: allow` lets a Check through an outage; introspection must not
         // vouch for a token whose revocation state nobody could read.
-        Ok(allowed) if allowed.fail_open => {
+        Ok(allowed) if allowed.fail_open.is_some() => {
             return deny_response(&state.engine, &Reason::StoreUnavailable.into())
         }
         Ok(allowed) => {

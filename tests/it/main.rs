@@ -40,5 +40,6 @@ mod providers;
 mod redis;
 mod revocation;
 mod slow_clients;
+mod status_list;
 mod tls;
 mod transports;

@@ -16,6 +16,8 @@
 //! - [`revocation`]: the store interface ([`revocation::RevocationStore`]), the memory and
 //!   Redis stores, the local cache in front ([`revocation::cache`]) and the
 //!   invalidation events that keep replicas' caches in step.
+//! - [`status`]: the Token Status List consumer (draft-ietf-oauth-status-list-20): a
+//!   token's `status_list` entry read from its issuer's signed, cached list.
 //! - [`reason`]: every deny, with its HTTP status, OAuth error, gRPC code and metric label.
 //! - [`metrics`]: the Prometheus registry the decision reports to (the server exposes it).
 //! - [`secret`]: secrets from the environment or a file, read in one place.
@@ -33,3 +35,4 @@ pub mod metrics;
 pub mod reason;
 pub mod revocation;
 pub mod secret;
+pub mod status;

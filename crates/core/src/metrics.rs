@@ -67,7 +67,7 @@ impl StoreOp {
 
 /// Outcome slots per transport: allow, allow while the store failed (fail-open), then
 /// one per deny reason.
-const OUTCOMES: usize = 2 + Reason::ALL.len();
+const OUTCOMES: usize = 3 + Reason::ALL.len();
 
 struct PerTransport {
     decisions: Vec<IntCounter>,
@@ -93,6 +93,7 @@ pub struct Metrics {
     pub invalidation_unreadable: IntCounter,
     pub subscription_up: IntGauge,
     jwks_refresh: IntCounterVec,
+    status_list_fetches: IntCounterVec,
     reloads: IntCounterVec,
     tls_handshake_failures: IntCounterVec,
     tls_reloads: IntCounterVec,
@@ -135,6 +136,7 @@ impl Metrics {
             let mut v = Vec::with_capacity(OUTCOMES);
             v.push(decisions.with_label_values(&[t.as_str(), "allow", "none"]));
             v.push(decisions.with_label_values(&[t.as_str(), "allow", "store_unavailable"]));
+            v.push(decisions.with_label_values(&[t.as_str(), "allow", "status_list_unavailable"]));
             for r in Reason::ALL {
                 v.push(decisions.with_label_values(&[t.as_str(), "deny", r.as_str()]));
             }
@@ -221,6 +223,18 @@ impl Metrics {
                 jwks_refresh.with_label_values(&[p, r]);
             }
         }
+        let status_list_fetches = IntCounterVec::new(
+            Opts::new(
+                "tokengate_status_list_fetches_total",
+                "Token Status List fetches by provider and result (ok, unreachable, invalid, too_large).",
+            ),
+            &["provider", "result"],
+        )?;
+        for p in providers {
+            for r in crate::status::FETCH_RESULTS {
+                status_list_fetches.with_label_values(&[p, r]);
+            }
+        }
         let reloads = IntCounterVec::new(
             Opts::new(
                 "tokengate_config_reloads_total",
@@ -271,6 +285,7 @@ impl Metrics {
         reg(Box::new(invalidation_unreadable.clone()))?;
         reg(Box::new(subscription_up.clone()))?;
         reg(Box::new(jwks_refresh.clone()))?;
+        reg(Box::new(status_list_fetches.clone()))?;
         reg(Box::new(reloads.clone()))?;
         reg(Box::new(tls_handshake_failures.clone()))?;
         reg(Box::new(tls_reloads.clone()))?;
@@ -292,6 +307,7 @@ impl Metrics {
             invalidation_unreadable,
             subscription_up,
             jwks_refresh,
+            status_list_fetches,
             reloads,
             tls_handshake_failures,
             tls_reloads,
@@ -334,11 +350,19 @@ impl Metrics {
     }
 
     /// Records one decision.
-    pub fn decision(&self, t: Transport, deny: Option<Reason>, fail_open: bool, took: Duration) {
+    /// `fail_open`: the outage an allow was let through despite (`on_store_error: allow`).
+    pub fn decision(
+        &self,
+        t: Transport,
+        deny: Option<Reason>,
+        fail_open: Option<Reason>,
+        took: Duration,
+    ) {
         let slot = match (deny, fail_open) {
-            (None, false) => 0,
-            (None, true) => 1,
-            (Some(r), _) => 2 + Reason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+            (None, None) => 0,
+            (None, Some(Reason::StatusListUnavailable)) => 2,
+            (None, Some(_)) => 1,
+            (Some(r), _) => 3 + Reason::ALL.iter().position(|x| *x == r).unwrap_or(0),
         };
         let pt = &self.transports[t as usize];
         if let Some(c) = pt.decisions.get(slot) {
@@ -369,6 +393,13 @@ impl Metrics {
     pub fn jwks_refresh(&self, provider: &str, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.jwks_refresh
+            .with_label_values(&[provider, result])
+            .inc();
+    }
+
+    /// One Token Status List fetch; `result` is one of [`crate::status::FETCH_RESULTS`].
+    pub fn status_list_fetch(&self, provider: &str, result: &str) {
+        self.status_list_fetches
             .with_label_values(&[provider, result])
             .inc();
     }

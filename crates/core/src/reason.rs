@@ -32,6 +32,17 @@ pub enum Reason {
     /// The token's provider has no key set yet (its remote JWKS never loaded): the token
     /// cannot be judged, so it is an outage, never a 401 that makes clients drop it.
     KeysUnavailable,
+    /// The token's Token Status List entry says INVALID.
+    TokenStatusInvalid,
+    /// The token's Token Status List entry says SUSPENDED.
+    TokenStatusSuspended,
+    /// The token's status cannot be read: an unreadable `status` claim, a list `uri` on
+    /// a host the provider does not allow, an index past the list's end, or a status
+    /// value tokengate does not know (application-specific).
+    TokenStatusUnknown,
+    /// The referenced Status List Token could not be fetched or verified: an outage,
+    /// judged like the store's (`on_store_error`).
+    StatusListUnavailable,
 }
 
 /// Which row of docs/spec.md §2's deny table a reason falls in.
@@ -53,7 +64,7 @@ pub enum DenyClass {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 26] = [
         Reason::MissingToken,
         Reason::Malformed,
         Reason::MalformedRequest,
@@ -76,6 +87,10 @@ impl Reason {
         Reason::CrossSiteRequest,
         Reason::StoreUnavailable,
         Reason::KeysUnavailable,
+        Reason::TokenStatusInvalid,
+        Reason::TokenStatusSuspended,
+        Reason::TokenStatusUnknown,
+        Reason::StatusListUnavailable,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -102,6 +117,10 @@ impl Reason {
             Reason::CrossSiteRequest => "cross_site_request",
             Reason::StoreUnavailable => "store_unavailable",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::TokenStatusInvalid => "token_status_invalid",
+            Reason::TokenStatusSuspended => "token_status_suspended",
+            Reason::TokenStatusUnknown => "token_status_unknown",
+            Reason::StatusListUnavailable => "status_list_unavailable",
         }
     }
 
@@ -133,6 +152,10 @@ impl Reason {
             }
             Reason::StoreUnavailable => "Revocation store is unavailable, retry later",
             Reason::KeysUnavailable => "Token signing keys are not loaded yet, retry later",
+            Reason::TokenStatusInvalid => "Token status is invalid",
+            Reason::TokenStatusSuspended => "Token is suspended",
+            Reason::TokenStatusUnknown => "Token status cannot be determined",
+            Reason::StatusListUnavailable => "Token status list is unavailable, retry later",
         }
     }
 
@@ -142,7 +165,9 @@ impl Reason {
             Reason::MalformedRequest => DenyClass::BadRequest,
             Reason::CrossSiteRequest => DenyClass::Refused,
             Reason::InsufficientScope => DenyClass::Forbidden,
-            Reason::StoreUnavailable | Reason::KeysUnavailable => DenyClass::Unavailable,
+            Reason::StoreUnavailable | Reason::KeysUnavailable | Reason::StatusListUnavailable => {
+                DenyClass::Unavailable
+            }
             _ => DenyClass::InvalidToken,
         }
     }
@@ -302,5 +327,19 @@ mod tests {
         assert_eq!(r.oauth_error(), "temporarily_unavailable");
         assert!(Deny::from(r).www_authenticate("r").is_none());
         assert!(Reason::ALL.contains(&r));
+    }
+
+    #[test]
+    fn status_list_reasons_are_401_except_the_outage() {
+        for r in [
+            Reason::TokenStatusInvalid,
+            Reason::TokenStatusSuspended,
+            Reason::TokenStatusUnknown,
+        ] {
+            assert_eq!((r.http_status(), r.oauth_error()), (401, "invalid_token"));
+        }
+        let r = Reason::StatusListUnavailable;
+        assert_eq!((r.http_status(), r.grpc_code()), (503, 14));
+        assert!(Deny::from(r).www_authenticate("r").is_none());
     }
 }

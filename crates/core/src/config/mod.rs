@@ -21,6 +21,7 @@ mod listeners;
 mod policy;
 mod providers;
 mod revocation;
+mod status_list;
 mod tls;
 mod tokens;
 
@@ -36,6 +37,7 @@ pub use policy::{
 };
 pub use providers::{BackchannelLogout, JwksSettings, Key, KeySource, Provider, Remote};
 pub use revocation::{Cache, LegacyKeys, OnStoreError, Redis, Revocation, Store, StoreKind};
+pub use status_list::StatusListSettings;
 pub use tls::{ClientName, ListenerTls, Tls, TlsVersion};
 pub use tokens::{ClaimNames, TokenSource, Tokens};
 

@@ -40,6 +40,9 @@ pub struct Provider {
     /// tokens are refused.
     #[serde(default)]
     pub backchannel_logout: Option<BackchannelLogout>,
+    /// Token Status List checking (`status.status_list` claims); off when absent.
+    #[serde(default)]
+    pub status_list: Option<super::StatusListSettings>,
 }
 
 /// What this relying party is to the provider for back-channel logout.

@@ -21,6 +21,7 @@ use crate::revocation::cache::CachedStore;
 use crate::revocation::{
     evaluate, Query, Record, RevocationStore, Store, StoreError, Target, Written,
 };
+use crate::status;
 pub use canonical::is_canonical_prefix;
 pub use extract::{Headers, Source};
 pub use policy::{Forwarding, Policy, Responses};
@@ -55,8 +56,9 @@ pub struct Allowed {
     /// The memo of this token's rendered answers, shared with its verified-token cache
     /// entry (a fresh one when the cache is off or the route exempt).
     pub rendered: Arc<Rendered>,
-    /// True when the store failed and `on_store_error: allow` let the request through.
-    pub fail_open: bool,
+    /// The outage (`store_unavailable` or `status_list_unavailable`) that
+    /// `on_store_error: allow` let the request through despite; `None` normally.
+    pub fail_open: Option<Reason>,
 }
 
 /// The pipeline: the current policy (swapped whole on reload), the store, the metrics.
@@ -105,7 +107,7 @@ impl Engine {
         };
         let (deny, fail_open) = match &decision {
             Decision::Allow(a) => (None, a.fail_open),
-            Decision::Deny(d) => (Some(d.reason), false),
+            Decision::Deny(d) => (Some(d.reason), None),
         };
         self.metrics
             .decision(req.transport, deny, fail_open, started.elapsed());
@@ -138,7 +140,7 @@ impl Engine {
             return Ok(Decision::Allow(Allowed {
                 claims: None,
                 rendered: Arc::default(),
-                fail_open: false,
+                fail_open: None,
             }));
         }
         let allowed = self
@@ -160,7 +162,7 @@ impl Engine {
     /// read), counted like any other decision.
     pub fn refuse(&self, transport: Transport, reason: Reason) -> Deny {
         self.metrics
-            .decision(transport, Some(reason), false, std::time::Duration::ZERO);
+            .decision(transport, Some(reason), None, std::time::Duration::ZERO);
         reason.into()
     }
 
@@ -199,12 +201,21 @@ impl Engine {
 
     async fn authenticate_token_with(&self, policy: &Policy, token: &str) -> Result<Allowed, Deny> {
         let Verified { claims, rendered } = self.verify(policy, token).await?;
-        let fail_open = match self.revocation(policy, &claims).await {
-            Ok(None) => false,
+        let fails_open = policy.on_store_error == OnStoreError::Allow;
+        let mut fail_open = match self.revocation(policy, &claims).await {
+            Ok(None) => None,
             Ok(Some(reason)) => return Err(reason.into()),
-            Err(_) if policy.on_store_error == OnStoreError::Allow => true,
+            Err(_) if fails_open => Some(Reason::StoreUnavailable),
             Err(_) => return Err(Reason::StoreUnavailable.into()),
         };
+        match self.token_status(policy, &claims).await {
+            status::Outcome::Valid => {}
+            status::Outcome::Deny(reason) => return Err(reason.into()),
+            status::Outcome::Unavailable if fails_open => {
+                fail_open = fail_open.or(Some(Reason::StatusListUnavailable));
+            }
+            status::Outcome::Unavailable => return Err(Reason::StatusListUnavailable.into()),
+        }
         Ok(Allowed {
             claims: Some(claims),
             rendered,
@@ -256,6 +267,16 @@ impl Engine {
         Ok(token)
     }
 
+    /// Step 4b: the token's Token Status List entry, when its provider checks them.
+    /// Never cached with the verified token: the list changes under an unchanged token.
+    async fn token_status(&self, policy: &Policy, claims: &Claims) -> status::Outcome {
+        let provider = policy.verifier.providers.get(claims.provider);
+        match provider.and_then(|p| p.status.as_ref().map(|s| (p, s))) {
+            Some((p, lists)) => lists.check(p, claims, &self.metrics).await,
+            None => status::Outcome::Valid,
+        }
+    }
+
     async fn revocation(
         &self,
         policy: &Policy,
@@ -299,7 +320,7 @@ impl Engine {
 fn log<H>(policy: &Policy, req: &Request<'_, H>, decision: &Decision) {
     let (outcome, reason, provider) = match decision {
         Decision::Allow(a) => (
-            if a.fail_open {
+            if a.fail_open.is_some() {
                 "allow_fail_open"
             } else {
                 "allow"

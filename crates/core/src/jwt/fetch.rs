@@ -139,6 +139,42 @@ pub async fn get(client: &reqwest::Client, url: &str) -> Result<Fetched, FetchEr
     })
 }
 
+/// GET `url` with `Accept: accept`, refusing an answer larger than `max_bytes` (by its
+/// `Content-Length`, or while reading when it has none) without reading the rest: a
+/// fetched document is attacker-sized until proven otherwise. `Ok(None)`: too large.
+pub async fn get_limited(
+    client: &reqwest::Client,
+    url: &str,
+    accept: &str,
+    max_bytes: usize,
+) -> Result<Option<Vec<u8>>, FetchError> {
+    let mut resp = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, accept)
+        .send()
+        .await
+        .map_err(|e| classify(&e, url))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(FetchError::Status {
+            url: redact(url),
+            status: status.as_u16(),
+        });
+    }
+    let limit = u64::try_from(max_bytes).unwrap_or(u64::MAX);
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e, url))? {
+        if body.len().saturating_add(chunk.len()) > max_bytes {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 /// The `jwks_uri` of the discovery document at `{issuer}/.well-known/openid-configuration`,
 /// refused unless the document names exactly `issuer`: a document that names another
 /// issuer is someone else's configuration (a wrong host, a proxy, a tenant mix-up), and

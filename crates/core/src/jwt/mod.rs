@@ -6,6 +6,7 @@ pub mod keys;
 mod kid_budget;
 mod logout;
 pub mod mint;
+pub mod status_token;
 mod verify;
 
 pub use logout::{LogoutError, LogoutToken};
@@ -36,6 +37,8 @@ pub struct Provider {
     pub remote: Option<Arc<jwks::Remote>>,
     /// Back-channel logout settings (`backchannel_logout`), when its logout tokens are taken.
     pub backchannel: Option<crate::config::BackchannelLogout>,
+    /// Token Status List checking, when the provider configures `status_list`.
+    pub status: Option<crate::status::Lists>,
 }
 
 /// Whether a provider can verify its tokens, and if not, why (readiness says it).
@@ -263,6 +266,10 @@ impl Verifier {
                 keys,
                 remote,
                 backchannel: p.backchannel_logout.clone(),
+                status: p
+                    .status_list
+                    .clone()
+                    .map(|s| crate::status::Lists::new(&p.name, s)),
             });
         }
         Ok(Self {

@@ -19,21 +19,21 @@ use crate::reason::Reason;
 /// is ignored on purpose: keys come only from configuration. Duplicate fields are a
 /// parse error, hence `malformed`.
 #[derive(Deserialize)]
-struct Header {
-    alg: String,
+pub(super) struct Header {
+    pub(super) alg: String,
     #[serde(default)]
-    kid: Option<String>,
+    pub(super) kid: Option<String>,
     /// Whether `crit` is present at all (even `null`: it is then malformed, and no
     /// extension is understood anyway). Set by [`Header::parse`].
     #[serde(skip)]
-    crit: bool,
+    pub(super) crit: bool,
     #[serde(default)]
-    typ: Option<String>,
+    pub(super) typ: Option<String>,
 }
 
 impl Header {
     /// The header of a token: a JSON object (RFC 7515 §4) without a name twice.
-    fn parse(bytes: &[u8]) -> Result<Header, Reason> {
+    pub(super) fn parse(bytes: &[u8]) -> Result<Header, Reason> {
         let mut object = UniqueObject::parse(bytes)?;
         let crit = object.remove("crit").is_some();
         let mut header =
@@ -267,10 +267,10 @@ pub(super) fn header_kid(token: &str) -> Option<String> {
 /// `realm_access`), but the service behind tokengate may take the first, so a token that
 /// means two things to two parsers is refused (`malformed`). Anything but an object (a
 /// JSON array would pass a derived struct `Deserialize`, field by field) is refused too.
-struct UniqueObject;
+pub(super) struct UniqueObject;
 
 impl UniqueObject {
-    fn parse(bytes: &[u8]) -> Result<Map<String, Value>, Reason> {
+    pub(super) fn parse(bytes: &[u8]) -> Result<Map<String, Value>, Reason> {
         match crate::json::parse_unique(bytes) {
             Ok(Value::Object(map)) => Ok(map),
             _ => Err(Reason::Malformed),
@@ -282,7 +282,7 @@ impl UniqueObject {
 /// for ever".
 const MAX_DATE: f64 = 253_402_300_799.0;
 
-fn numeric_date(v: &Value) -> Result<i64, Reason> {
+pub(super) fn numeric_date(v: &Value) -> Result<i64, Reason> {
     Ok(numeric_date_ms(v)?.div_euclid(1000))
 }
 
