@@ -15,5 +15,7 @@ if [ "$#" -eq 0 ]; then
     # when a section, a ratio or a valid run is missing. TOKENGATE_BENCH_SMOKE=0 skips it.
     if [ "${TOKENGATE_BENCH_SMOKE:-1}" != 0 ]; then
         BENCH_SMOKE=1 scripts/bench.sh
+        # The IdP-to-replica propagation bench (issue 16) with ten logouts: valid or fail.
+        BENCH_BCL_COUNT=10 BENCH_PROFILE=dev scripts/bench-backchannel.sh >/dev/null
     fi
 fi
