@@ -18,6 +18,8 @@
 #                                       tests/it/helm/)
 #   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/it/idp.rs
 #                                       runs tests/oidc/provider.mjs with node against it)
+#   - jose                             (npm, pinned, in $REPO/.tools/ssf; tests/it/ssf.rs
+#                                       signs its SETs with it through tests/ssf/sign.mjs)
 #
 # Meant to run as root on a fresh Debian machine (CI, no stdin) or on a dev machine.
 # No system service is started or enabled: the tests start their own redis/nginx/envoy
@@ -36,6 +38,7 @@
 #                         fixed Helm, so a new one can render charts differently)
 #   PYTHON                interpreter used to create the venv (default python3)
 #   OIDC_PROVIDER_VERSION npm version of oidc-provider (default 8.8.1; 9.x needs Node 22)
+#   JOSE_VERSION          npm version of jose for tests/ssf/sign.mjs (default 5.10.0)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,6 +55,8 @@ HELM_PYTHON_SDK_VERSION="${HELM_PYTHON_SDK_VERSION:-0.2.2}"
 PYTHON="${PYTHON:-python3}"
 OIDC_PROVIDER_VERSION="${OIDC_PROVIDER_VERSION:-8.8.1}"
 OIDC_DIR="$TOOLS/oidc"
+JOSE_VERSION="${JOSE_VERSION:-5.10.0}"
+SSF_DIR="$TOOLS/ssf"
 
 log() { echo "install-test-deps: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -234,6 +239,25 @@ if [ "$(oidc_version || true)" != "$OIDC_PROVIDER_VERSION" ]; then
     installed+=("oidc-provider@$OIDC_PROVIDER_VERSION")
 fi
 
+# ---------------------------------------------------------------- jose (npm)
+# An independent JOSE library signing the Security Event Tokens of tests/it/ssf.rs
+# (tests/ssf/sign.mjs), in its own prefix so that its version is ours, not oidc-provider's.
+jose_version() {
+    local pkg="$SSF_DIR/node_modules/jose/package.json"
+    [ -f "$pkg" ] && have node && node -p "require(process.argv[1]).version" "$pkg" 2>/dev/null
+}
+if [ "$(jose_version || true)" != "$JOSE_VERSION" ]; then
+    have npm || die "npm is needed to install jose (tests/it/ssf.rs)"
+    mkdir -p "$SSF_DIR"
+    [ -f "$SSF_DIR/package.json" ] || echo '{"private": true}' >"$SSF_DIR/package.json"
+    log "npm install jose@$JOSE_VERSION into $SSF_DIR"
+    npm install --prefix "$SSF_DIR" --save-exact --no-audit --no-fund --loglevel=error \
+        "jose@$JOSE_VERSION" >&2
+    [ "$(jose_version || true)" = "$JOSE_VERSION" ] ||
+        die "jose@$JOSE_VERSION installed but not found in $SSF_DIR"
+    installed+=("jose@$JOSE_VERSION")
+fi
+
 # ---------------------------------------------------------------- summary
 ver() { "$@" 2>/dev/null | head -n1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true; }
 redis_v="$(ver redis-server --version)"
@@ -250,7 +274,7 @@ shellcheck_v="$(shellcheck --version 2>/dev/null | sed -n 's/^version: //p' || t
 ruff_v="$(ver "$TOOLS/bin/ruff" --version)"
 helm_v="$("$VENV/bin/python" -I -c 'import helm_python as h; print(h.__version__, "(Helm", h.helm_sdk_version() + ")")' 2>/dev/null || true)"
 summary="redis-server ${redis_v:-?}, redis-cli ${cli_v:-?}, nginx ${nginx_v:-?}, envoy ${envoy_v:-?} ($ENVOY_LINK)"
-summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}, oidc-provider ${oidc_v:-?}"
+summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}, oidc-provider ${oidc_v:-?}, jose $(jose_version || echo '?')"
 summary+=", shellcheck ${shellcheck_v:-?}, ruff ${ruff_v:-?}, helm-python-sdk ${helm_v:-?}"
 if [ "${#installed[@]}" -gt 0 ]; then
     summary+="; installed: ${installed[*]}"
