@@ -8,6 +8,7 @@ mod check;
 pub mod grpc_health;
 mod health;
 pub mod oauth;
+mod ssf;
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub admin_providers: Arc<Vec<String>>,
     pub admin_enabled: bool,
     pub introspection_clients: Arc<Vec<oauth::Client>>,
+    /// The Shared Signals receiver, when transmitters are configured.
+    pub ssf: Option<Arc<crate::ssf::Receiver>>,
 }
 
 pub use health::{Readiness, Report};
@@ -45,6 +48,7 @@ pub fn public_router(state: AppState) -> Router {
         .route(&format!("{}/{{*rest}}", check::PREFIX), any(check::check))
         .route("/v1/oauth/revoke", post(oauth::revoke))
         .route("/v1/oauth/introspect", post(oauth::introspect))
+        .route("/v1/ssf/events", post(ssf::events))
         .with_state(state)
         .layer(axum::middleware::map_response(no_store_unless_set))
 }

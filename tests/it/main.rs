@@ -39,5 +39,6 @@ mod providers;
 mod redis;
 mod revocation;
 mod slow_clients;
+mod ssf;
 mod tls;
 mod transports;

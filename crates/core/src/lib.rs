@@ -16,6 +16,9 @@
 //! - [`revocation`]: the store interface ([`revocation::RevocationStore`]), the memory and
 //!   Redis stores, the local cache in front ([`revocation::cache`]) and the
 //!   invalidation events that keep replicas' caches in step.
+//! - [`ssf`]: Shared Signals / CAEP: Security Event Tokens verified like access tokens
+//!   (same JWS rules and key loading), their events mapped to revocations, the SET
+//!   replay guard in the store.
 //! - [`reason`]: every deny, with its HTTP status, OAuth error, gRPC code and metric label.
 //! - [`metrics`]: the Prometheus registry the decision reports to (the server exposes it).
 //! - [`secret`]: secrets from the environment or a file, read in one place.
@@ -33,3 +36,4 @@ pub mod metrics;
 pub mod reason;
 pub mod revocation;
 pub mod secret;
+pub mod ssf;

@@ -185,7 +185,7 @@ impl Metrics {
             &["kind", "source"],
         )?;
         for kind in crate::revocation::Kind::ALL {
-            for source in ["logout", "logout-all", "admin", "oauth"] {
+            for source in ["logout", "logout-all", "admin", "oauth", "ssf"] {
                 revocations.with_label_values(&[kind.as_str(), source]);
             }
         }

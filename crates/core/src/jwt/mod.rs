@@ -7,6 +7,8 @@ mod kid_budget;
 pub mod mint;
 mod verify;
 
+pub(crate) use verify::{numeric_date_ms, Jws};
+
 use std::sync::Arc;
 
 use jsonwebtoken::Algorithm;

@@ -207,6 +207,11 @@ impl<'t> Jws<'t> {
         })
     }
 
+    /// The `kid` the header names.
+    pub(crate) fn kid(&self) -> Option<&str> {
+        self.header.kid.as_deref()
+    }
+
     /// The algorithm against `provider`'s allow-list, `typ` against its token types, the
     /// key by `kid` and family, and the signature.
     pub(crate) fn check_signature(&self, provider: &super::Provider) -> Result<(), Reason> {
@@ -281,7 +286,7 @@ fn numeric_date(v: &Value) -> Result<i64, Reason> {
     Ok(numeric_date_ms(v)?.div_euclid(1000))
 }
 
-fn numeric_date_ms(v: &Value) -> Result<i64, Reason> {
+pub(crate) fn numeric_date_ms(v: &Value) -> Result<i64, Reason> {
     let n = v.as_f64().ok_or(Reason::Malformed)?;
     if !(0.0..=MAX_DATE).contains(&n) {
         return Err(Reason::Malformed);
