@@ -102,12 +102,14 @@ fn config(store: &str) -> String {
     )
 }
 
-/// A SET to sign: the key's fixture file, `alg`, header and payload.
+/// A SET to sign: the key's fixture file, `alg`, header and payload (or the payload's
+/// exact text).
 struct Set {
     key: &'static str,
     alg: &'static str,
     header: Value,
     payload: Value,
+    payload_raw: Option<String>,
 }
 
 impl Set {
@@ -122,6 +124,7 @@ impl Set {
                 "sub_id": sub_id,
                 "events": {format!("{CAEP}{event}"): {"event_timestamp": tokengate::jwt::now_unix()}},
             }),
+            payload_raw: None,
         }
     }
 
@@ -136,10 +139,13 @@ fn iss_sub(sub: &str) -> Value {
 }
 
 /// Signs every SET with jose, in one node process.
-fn sign_all(sets: &[Set]) -> Vec<String> {
+fn sign_all<'a>(sets: impl IntoIterator<Item = &'a Set>) -> Vec<String> {
     let requests: Vec<Value> = sets
-        .iter()
-        .map(|s| json!({"key": key_path(s.key), "alg": s.alg, "header": s.header, "payload": s.payload}))
+        .into_iter()
+        .map(|s| {
+            json!({"key": key_path(s.key), "alg": s.alg, "header": s.header,
+                   "payload": s.payload, "payload_raw": s.payload_raw})
+        })
         .collect();
     let out = node("sign", &Value::Array(requests));
     out.as_array()
@@ -332,6 +338,7 @@ async fn each_rfc8935_error_code_and_nothing_revoked() {
     let user = uuid();
     let token = allowed_token(&server, &user).await;
     let ok = || Set::new("session-revoked", iss_sub(&user));
+    let plain = || ok().with(json!({"iss": TX_PLAIN}));
     let with_header = |header: Value| {
         let mut s = ok();
         s.header = header;
@@ -410,18 +417,43 @@ async fn each_rfc8935_error_code_and_nothing_revoked() {
             ok().with(json!({"sub_id": {"format": "iss_sub", "iss": "https://other.test", "sub": user}})),
             "access_denied",
         ),
+        (
+            "one applicable event of two with a subject of another issuer",
+            ok().with(json!({"sub_id": null, "events": {
+                format!("{CAEP}session-revoked"): {"subject": iss_sub(&user)},
+                format!("{CAEP}credential-change"): {"subject":
+                    {"format": "iss_sub", "iss": "https://other.test", "sub": user}},
+            }})),
+            "access_denied",
+        ),
+        (
+            "email, from a transmitter that does not map it",
+            plain().with(json!({"sub_id": {"format": "email", "email": user}})),
+            "invalid_request",
+        ),
+        (
+            "opaque, from a transmitter that does not map it",
+            plain().with(json!({"sub_id": {"format": "opaque", "id": user}})),
+            "invalid_request",
+        ),
+        (
+            "sub_id twice: a parser taking the last would see another user",
+            {
+                let mut s = ok();
+                let text = s.payload.to_string();
+                let sub = iss_sub(&user).to_string();
+                s.payload_raw = Some(text.replacen(
+                    &format!("\"sub_id\":{sub}"),
+                    &format!("\"sub_id\":{sub},\"sub_id\":{}", iss_sub("victim")),
+                    1,
+                ));
+                assert_ne!(s.payload_raw.as_deref(), Some(text.as_str()));
+                s
+            },
+            "invalid_request",
+        ),
     ];
-    let sets = sign_all(
-        &cases
-            .iter()
-            .map(|(_, s, _)| Set {
-                key: s.key,
-                alg: s.alg,
-                header: s.header.clone(),
-                payload: s.payload.clone(),
-            })
-            .collect::<Vec<_>>(),
-    );
+    let sets = sign_all(cases.iter().map(|(_, s, _)| s));
     for ((name, _, code), set) in cases.iter().zip(&sets) {
         let answer = push(&server, set).await;
         assert_eq!(err(&answer), (400, *code), "{name}: {:?}", answer.1);
@@ -445,6 +477,7 @@ async fn each_rfc8935_error_code_and_nothing_revoked() {
         ),
         ("as JSON", "application/json", good.as_str()),
         ("as plain JWT", "application/jwt", good.as_str()),
+        ("over ssf.max_bytes", MEDIA, &"a".repeat(20_000)),
     ] {
         let answer = post(&server, content_type, body).await;
         let code = if name == "alg none" {
@@ -458,6 +491,37 @@ async fn each_rfc8935_error_code_and_nothing_revoked() {
         reason(&server, &token).await,
         None,
         "no refused SET revoked anything"
+    );
+}
+
+/// A transmitter reaches the users of its own provider only: the same user name at
+/// another issuer keeps its tokens, whatever the subject format says.
+#[tokio::test]
+async fn a_transmitter_revokes_only_in_its_providers_namespace() {
+    use crate::support::issuers::{other_token, two_issuers, OTHER_ISSUER};
+    let server = TestServer::start(&two_issuers(&config(MEMORY_STORE), None)).await;
+    let user = uuid();
+    let ours = allowed_token(&server, &user).await;
+    let theirs = other_token(&user, json!({}));
+    assert_eq!(reason(&server, &theirs).await, None);
+    let sets = sign_all(&[
+        Set::new(
+            "session-revoked",
+            json!({"format": "iss_sub", "iss": OTHER_ISSUER, "sub": user}),
+        ),
+        Set::new("session-revoked", json!({"format": "opaque", "id": user})),
+    ]);
+    assert_eq!(err(&push(&server, &sets[0]).await), (400, "access_denied"));
+    assert_eq!(reason(&server, &ours).await, None);
+    assert_eq!(push(&server, &sets[1]).await.0, 202);
+    assert_eq!(
+        reason(&server, &ours).await.as_deref(),
+        Some("user_revoked")
+    );
+    assert_eq!(
+        reason(&server, &theirs).await,
+        None,
+        "the other issuer's twin"
     );
 }
 

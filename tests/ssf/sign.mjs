@@ -4,7 +4,8 @@
 //
 //   node sign.mjs --module DIR sign  < [{"key": PEM_PATH, "alg": "ES256",
 //                                        "header": {...}, "payload": {...}}, ...]
-//       prints a JSON array of compact JWS, one per request;
+//       prints a JSON array of compact JWS, one per request ("payload_raw": TEXT signs
+//       that text as the payload instead, for JSON no serializer would write);
 //   node sign.mjs --module DIR jwks  < [{"key": PEM_PATH, "alg": "ES256", "kid": "k"}, ...]
 //       prints the JWKS of the public keys.
 import { readFileSync } from "node:fs";
@@ -26,7 +27,8 @@ if (mode === "sign") {
   for (const r of requests) {
     const key = createPrivateKey(readFileSync(r.key));
     const header = { alg: r.alg, ...r.header };
-    out.push(await new jose.CompactSign(Buffer.from(JSON.stringify(r.payload)))
+    const payload = r.payload_raw ?? JSON.stringify(r.payload);
+    out.push(await new jose.CompactSign(Buffer.from(payload))
       .setProtectedHeader(header)
       .sign(key));
   }
