@@ -277,10 +277,10 @@ pub fn build_store(
     let r = &config.revocation;
     let family_ttl = Duration::from_secs(r.family_ttl_seconds);
     let store = match &r.store {
-        config::Store::Memory => Store::Memory(MemoryStore::new(
-            family_ttl,
-            r.subject_ttl_seconds.map(Duration::from_secs),
-        )),
+        config::Store::Memory => Store::Memory(
+            MemoryStore::new(family_ttl, r.subject_ttl_seconds.map(Duration::from_secs))
+                .with_session_ttl(Duration::from_secs(r.session_ttl_seconds)),
+        ),
         config::Store::Redis(redis) => Store::Redis(RedisStore::connect(redis, r)?),
     };
     let settings = CacheSettings {

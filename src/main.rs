@@ -75,6 +75,9 @@ struct TargetArgs {
     /// A refresh-token family.
     #[arg(long, group = "target")]
     family: Option<String>,
+    /// A session at the identity provider (the tokens' `sid`): every token of it.
+    #[arg(long, group = "target")]
+    session: Option<String>,
 }
 
 #[derive(Args)]
@@ -230,14 +233,18 @@ where
 /// The kind and id the target group names (clap requires exactly one).
 fn target(t: &TargetArgs) -> (tokengate::revocation::Kind, &str) {
     use tokengate::revocation::Kind;
-    match (&t.jti, &t.user, &t.tenant, &t.family) {
-        (Some(id), ..) => (Kind::Jti, id),
-        (_, Some(id), ..) => (Kind::User, id),
-        (_, _, Some(id), _) => (Kind::Tenant, id),
-        (_, _, _, Some(id)) => (Kind::Family, id),
+    let named = [
+        (Kind::Jti, &t.jti),
+        (Kind::User, &t.user),
+        (Kind::Tenant, &t.tenant),
+        (Kind::Family, &t.family),
+        (Kind::Session, &t.session),
+    ];
+    named
+        .into_iter()
+        .find_map(|(kind, id)| id.as_deref().map(|id| (kind, id)))
         // clap's required group guarantees one of them.
-        (None, None, None, None) => (Kind::User, ""),
-    }
+        .unwrap_or((Kind::User, ""))
 }
 
 fn revoke(args: RevokeArgs) -> anyhow::Result<()> {

@@ -92,6 +92,7 @@ pub async fn revoke(
         Kind::User => Target::User(&scoped),
         Kind::Tenant => Target::Tenant(&scoped),
         Kind::Family => Target::Family(&scoped),
+        Kind::Session => Target::Session(&scoped),
     };
     let store = open(config).await?;
     let record = Record::now(reason, Some(actor.to_string()));

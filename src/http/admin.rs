@@ -152,6 +152,7 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         Kind::User => Target::User(id_scoped),
         Kind::Tenant => Target::Tenant(id_scoped),
         Kind::Family => Target::Family(id_scoped),
+        Kind::Session => Target::Session(id_scoped),
     };
     if kind != Kind::Jti && body.contains_key("expires_at") {
         return bad_request("expires_at", "only valid with jti");

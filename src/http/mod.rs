@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod backchannel;
 mod check;
 pub mod grpc_health;
 mod health;
@@ -48,6 +49,7 @@ pub fn public_router(state: AppState) -> Router {
         .route(&format!("{}/{{*rest}}", check::PREFIX), any(check::check))
         .route("/v1/oauth/revoke", post(oauth::revoke))
         .route("/v1/oauth/introspect", post(oauth::introspect))
+        .route("/v1/oidc/backchannel-logout", post(backchannel::logout))
         .route("/v1/ssf/events", post(ssf::events))
         .with_state(state)
         .layer(axum::middleware::map_response(no_store_unless_set))

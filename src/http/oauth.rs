@@ -25,6 +25,12 @@ fn form(body: &[u8]) -> HashMap<String, String> {
     form_urlencoded::parse(body).into_owned().collect()
 }
 
+/// Every form parameter in order, repeated names kept (a repeated credential is refused,
+/// never one of its copies picked).
+pub(super) fn form_params(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
 /// The form parameters of an RFC 7009/7662 request, which must carry a `token`; the
 /// error is the `error_description` of the 400.
 fn token_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, &'static str> {
@@ -38,7 +44,7 @@ fn token_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String
     }
 }
 
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(super) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     let body = json!({"error": error, "error_description": description}).to_string();
     let mut r = (status, json_body(body)).into_response();
     r.headers_mut()
@@ -46,7 +52,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     r
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
+pub(super) fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

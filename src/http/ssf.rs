@@ -2,8 +2,9 @@
 //! configured Shared Signals transmitters (docs/spec.md §4). The SET is verified whole
 //! in core ([`crate::ssf`]); revocations are written only once it passed, through the
 //! same [`Engine::revoke`](crate::decision::Engine::revoke) as logout (store, replicas,
-//! audit, `tokengate_revocations_total{source="ssf"}`), and the `jti` is remembered only
-//! after they all were, so a transmitter's retry after a 503 is not taken for a replay.
+//! audit, `tokengate_revocations_total{source="ssf"}`). The `jti` goes through the
+//! store's replay guard first (one replica of two given the same SET proceeds) and is
+//! released when a revocation fails, so a transmitter's retry after a 503 is applied.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -12,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::{json_body, AppState};
 use crate::revocation::scope::scoped;
-use crate::revocation::Target;
-use crate::ssf::{Action, ReplayGuard, SetError, Verified};
+use crate::revocation::{RevocationStore, StoreError, Target};
+use crate::ssf::{Action, SetError, Verified};
 
 const MEDIA_TYPE: &str = "application/secevent+jwt";
 
@@ -46,51 +47,56 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap, body: Bod
     }
 }
 
-/// Replay check, revocations, then the `jti` remembered.
+/// The replay guard (atomic across replicas), then the revocations; the guard is
+/// released when a revocation could not be written, so that the retry is applied.
 async fn apply(state: &AppState, set: &Verified) -> Result<(), SetError> {
     let engine = &state.engine;
-    let guard = ReplayGuard::new(engine.store());
-    if guard.seen(&set.replay_key).await.map_err(store_failed)? {
+    let store = engine.store();
+    let seen = scoped(&set.namespace, &set.replay_key);
+    if !store
+        .first_use(&seen, set.replay_ttl_seconds)
+        .await
+        .map_err(store_failed)?
+    {
         return Err(SetError::InvalidRequest(
             "this SET (iss, jti) was received before",
         ));
     }
-    let mut targets: Vec<(&'static str, String)> = Vec::new();
-    for (event, action) in &set.actions {
-        let user = session_or_user(action)?;
-        let id = scoped(&set.namespace, user);
-        if !targets.iter().any(|(_, t)| *t == id) {
-            targets.push((event.reason(), id));
+    if let Err(e) = revoke_all(state, set).await {
+        if let Err(release) = store.release_use(&seen).await {
+            tracing::warn!(error = %release, "SSF replay guard not released: the transmitter's retry will be refused");
         }
+        return Err(store_failed(e));
     }
-    for (reason, id) in &targets {
-        engine
-            .revoke(Target::User(id), reason, Some(&set.issuer), "ssf")
-            .await
-            .map_err(store_failed)?;
-    }
-    guard
-        .remember(&set.replay_key, set.remember_until)
-        .await
-        .map_err(store_failed)
+    Ok(())
 }
 
-/// The user a session event cuts off. Until the store has session revocations, a
-/// `session-revoked` for a session is applied to its user (more than asked, never less);
-/// one that names no user is refused, before anything is written.
-fn session_or_user(action: &Action) -> Result<&str, SetError> {
-    match action {
-        Action::User(user)
-        | Action::Session {
-            user: Some(user), ..
-        } => Ok(user),
-        Action::Session { user: None, .. } => Err(SetError::InvalidRequest(
-            "a session without its user cannot be revoked by this receiver",
-        )),
+/// Every action of the SET, each target once: a session (the `sid` of its tokens) when
+/// the subject names one, else the user's cut-off.
+async fn revoke_all(state: &AppState, set: &Verified) -> Result<(), StoreError> {
+    let mut done: Vec<(bool, String)> = Vec::new();
+    for (event, action) in &set.actions {
+        let target = match action {
+            Action::Session(session) => (true, scoped(&set.namespace, session)),
+            Action::User(user) => (false, scoped(&set.namespace, user)),
+        };
+        if done.contains(&target) {
+            continue;
+        }
+        let t = match &target {
+            (true, id) => Target::Session(id),
+            (false, id) => Target::User(id),
+        };
+        state
+            .engine
+            .revoke(t, event.reason(), Some(&set.issuer), "ssf")
+            .await?;
+        done.push(target);
     }
+    Ok(())
 }
 
-fn store_failed(e: crate::revocation::StoreError) -> SetError {
+fn store_failed(e: StoreError) -> SetError {
     tracing::warn!(error = %e, "SSF event not applied: the revocation store failed");
     SetError::Unavailable("the revocation store is unavailable, retry later")
 }

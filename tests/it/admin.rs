@@ -231,7 +231,7 @@ async fn admin_validation_errors_name_the_field() {
         assert_eq!(out["field"], field, "{body}: {out}");
     }
     let resp = reqwest::Client::new()
-        .get(s.server.admin_url("/v1/admin/revocations/session/abc"))
+        .get(s.server.admin_url("/v1/admin/revocations/sessions/abc"))
         .bearer_auth(&admin)
         .send()
         .await

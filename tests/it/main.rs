@@ -18,6 +18,7 @@
 mod support;
 
 mod admin;
+mod backchannel;
 mod bypass;
 mod caching;
 mod cli;

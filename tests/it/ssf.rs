@@ -236,10 +236,10 @@ async fn each_applied_event_and_subject_format_cuts_the_user_off() {
             Box::new(|u| Set::new("session-revoked", json!({"format": "email", "email": u}))),
         ),
         (
-            "session-revoked, complex user and session (session applied to its user)",
+            "credential-change naming a session: the user (only session-revoked ends a session)",
             Box::new(|u| {
                 Set::new(
-                    "session-revoked",
+                    "credential-change",
                     json!({"format": "complex", "user": iss_sub(u),
                            "session": {"format": "opaque", "id": "sess-1"}}),
                 )
@@ -296,6 +296,66 @@ async fn each_applied_event_and_subject_format_cuts_the_user_off() {
             .metric(r#"tokengate_revocations_total{kind="user",source="ssf"}"#)
             .await,
         cases.len() as f64
+    );
+}
+
+/// A session-revoked event whose subject names a session ends that session (the `sid`
+/// of the provider's tokens) on every replica's answer, and only it: the user's other
+/// sessions stay.
+#[tokio::test]
+async fn session_revoked_for_a_session_ends_that_session_only() {
+    let server = start().await;
+    let user = uuid();
+    let (ended, kept, solo, solo_kept) = (uuid(), uuid(), uuid(), uuid());
+    let in_session = |sid: &str| token("rsa", &user, json!({"sid": sid}));
+    let tokens: Vec<String> = [&ended, &kept, &solo, &solo_kept]
+        .iter()
+        .map(|sid| in_session(sid))
+        .collect();
+    for t in &tokens {
+        assert_eq!(reason(&server, t).await, None);
+    }
+    let sets = sign_all(&[
+        Set::new(
+            "session-revoked",
+            json!({"format": "complex", "user": iss_sub(&user),
+                   "session": {"format": "opaque", "id": ended}}),
+        ),
+        // a session alone, as SSF allows
+        Set::new(
+            "session-revoked",
+            json!({"format": "complex", "session": {"format": "opaque", "id": solo}}),
+        ),
+        // a session with a user of another issuer: refused whole
+        Set::new(
+            "session-revoked",
+            json!({"format": "complex",
+                   "user": {"format": "iss_sub", "iss": "https://other.test", "sub": user},
+                   "session": {"format": "opaque", "id": kept}}),
+        ),
+    ]);
+    assert_eq!(push(&server, &sets[0]).await.0, 202);
+    assert_eq!(push(&server, &sets[1]).await.0, 202);
+    assert_eq!(err(&push(&server, &sets[2]).await), (400, "access_denied"));
+    assert_eq!(
+        reason(&server, &tokens[0]).await.as_deref(),
+        Some("session_revoked")
+    );
+    assert_eq!(
+        reason(&server, &tokens[1]).await,
+        None,
+        "the user's other session"
+    );
+    assert_eq!(
+        reason(&server, &tokens[2]).await.as_deref(),
+        Some("session_revoked")
+    );
+    assert_eq!(reason(&server, &tokens[3]).await, None);
+    assert_eq!(
+        server
+            .metric(r#"tokengate_revocations_total{kind="session",source="ssf"}"#)
+            .await,
+        2.0
     );
 }
 
@@ -405,11 +465,6 @@ async fn each_rfc8935_error_code_and_nothing_revoked() {
         (
             "an unsupported subject format",
             ok().with(json!({"sub_id": {"format": "phone_number", "phone_number": "+1555"}})),
-            "invalid_request",
-        ),
-        (
-            "a session without its user (not revocable yet)",
-            ok().with(json!({"sub_id": {"format": "complex", "session": {"format": "opaque", "id": "s"}}})),
             "invalid_request",
         ),
         (

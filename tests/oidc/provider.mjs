@@ -16,6 +16,16 @@
 //
 // For the test's bookkeeping only, GET /__test/hits answers how many times the JWKS and
 // the discovery document were fetched by this process.
+//
+// Back-Channel Logout (tests/it/backchannel.rs): the client is registered with
+// `backchannel_logout_session_required`, and a token request may carry `sid`, which the
+// JWT access token then carries (oidc-provider's extraTokenClaims, from the form body: a
+// client-credentials token has no session of its own, so the test names one).
+// POST /__test/backchannel-logout?uri=U&sub=S[&sid=I] makes the provider send its real
+// logout token (client.backchannelLogout, what end_session does for every client of a
+// session) to U, tokengate's endpoint, and answers 200 with {"ok":true} when U answered
+// 200, else {"ok":false,"status":N}. The uri is given per call because tokengate binds
+// its port after the provider has its issuer.
 
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -67,9 +77,16 @@ const provider = new Provider(issuer, {
     redirect_uris: [],
     response_types: [],
     token_endpoint_auth_method: 'client_secret_basic',
+    backchannel_logout_uri: 'http://127.0.0.1/set-per-call',
+    backchannel_logout_session_required: true,
   }],
+  extraTokenClaims: (ctx) => {
+    const sid = ctx.oidc.body?.sid;
+    return typeof sid === 'string' && sid ? { sid } : undefined;
+  },
   features: {
     devInteractions: { enabled: false },
+    backchannelLogout: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -90,6 +107,21 @@ const hits = { jwks: 0, discovery: 0, token: 0 };
 provider.use(async (ctx, next) => {
   if (ctx.path === '/__test/hits') {
     ctx.body = hits;
+    return;
+  }
+  if (ctx.path === '/__test/backchannel-logout' && ctx.method === 'POST') {
+    const { uri, sub, sid } = ctx.query;
+    const client = await provider.Client.find('tokengate-test');
+    Object.defineProperty(client, 'backchannelLogoutUri', { value: uri, configurable: true });
+    if (!sid) Object.defineProperty(client, 'backchannelLogoutSessionRequired', { value: false, configurable: true });
+    try {
+      await client.backchannelLogout(sub, sid);
+      ctx.body = { ok: true };
+    } catch (err) {
+      ctx.body = { ok: false, status: err.response?.statusCode ?? 0, error: err.message };
+    } finally {
+      Object.defineProperty(client, 'backchannelLogoutSessionRequired', { value: true, configurable: true });
+    }
     return;
   }
   if (ctx.path === '/jwks') hits.jwks += 1;

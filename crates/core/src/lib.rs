@@ -17,8 +17,7 @@
 //!   Redis stores, the local cache in front ([`revocation::cache`]) and the
 //!   invalidation events that keep replicas' caches in step.
 //! - [`ssf`]: Shared Signals / CAEP: Security Event Tokens verified like access tokens
-//!   (same JWS rules and key loading), their events mapped to revocations, the SET
-//!   replay guard in the store.
+//!   (same JWS rules and key loading), their events mapped to revocations.
 //! - [`reason`]: every deny, with its HTTP status, OAuth error, gRPC code and metric label.
 //! - [`metrics`]: the Prometheus registry the decision reports to (the server exposes it).
 //! - [`secret`]: secrets from the environment or a file, read in one place.

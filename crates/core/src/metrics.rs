@@ -41,14 +41,17 @@ pub enum StoreOp {
     Revoke,
     Status,
     Ping,
+    /// The replay guard of logout tokens and security events (one `jti`, once).
+    FirstUse,
 }
 
 impl StoreOp {
-    pub const ALL: [StoreOp; 4] = [
+    pub const ALL: [StoreOp; 5] = [
         StoreOp::Check,
         StoreOp::Revoke,
         StoreOp::Status,
         StoreOp::Ping,
+        StoreOp::FirstUse,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -57,6 +60,7 @@ impl StoreOp {
             StoreOp::Revoke => "revoke",
             StoreOp::Status => "status",
             StoreOp::Ping => "ping",
+            StoreOp::FirstUse => "first_use",
         }
     }
 }
@@ -80,7 +84,7 @@ struct PerOp {
 pub struct Metrics {
     registry: Registry,
     transports: [PerTransport; 2],
-    ops: [PerOp; 4],
+    ops: [PerOp; 5],
     /// `[verified|revocation][hit|miss]`
     cache: [[IntCounter; 2]; 2],
     revocations: IntCounterVec,
@@ -185,7 +189,14 @@ impl Metrics {
             &["kind", "source"],
         )?;
         for kind in crate::revocation::Kind::ALL {
-            for source in ["logout", "logout-all", "admin", "oauth", "ssf"] {
+            for source in [
+                "logout",
+                "logout-all",
+                "admin",
+                "oauth",
+                "backchannel",
+                "ssf",
+            ] {
                 revocations.with_label_values(&[kind.as_str(), source]);
             }
         }

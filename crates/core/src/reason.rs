@@ -24,6 +24,8 @@ pub enum Reason {
     UserRevoked,
     TenantRevoked,
     FamilyRevoked,
+    /// The token's session (`sid`) was ended at its issuer (back-channel logout, CAEP).
+    SessionRevoked,
     InsufficientScope,
     CrossSiteRequest,
     StoreUnavailable,
@@ -51,7 +53,7 @@ pub enum DenyClass {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::MissingToken,
         Reason::Malformed,
         Reason::MalformedRequest,
@@ -69,6 +71,7 @@ impl Reason {
         Reason::UserRevoked,
         Reason::TenantRevoked,
         Reason::FamilyRevoked,
+        Reason::SessionRevoked,
         Reason::InsufficientScope,
         Reason::CrossSiteRequest,
         Reason::StoreUnavailable,
@@ -94,6 +97,7 @@ impl Reason {
             Reason::UserRevoked => "user_revoked",
             Reason::TenantRevoked => "tenant_revoked",
             Reason::FamilyRevoked => "family_revoked",
+            Reason::SessionRevoked => "session_revoked",
             Reason::InsufficientScope => "insufficient_scope",
             Reason::CrossSiteRequest => "cross_site_request",
             Reason::StoreUnavailable => "store_unavailable",
@@ -122,6 +126,7 @@ impl Reason {
             Reason::UserRevoked => "Token has been revoked for this user",
             Reason::TenantRevoked => "Token has been revoked for this tenant",
             Reason::FamilyRevoked => "Token family has been revoked",
+            Reason::SessionRevoked => "The session of this token has ended",
             Reason::InsufficientScope => "Token lacks the required scope",
             Reason::CrossSiteRequest => {
                 "A cookie token needs a non-simple content type or an allowed Origin"

@@ -166,6 +166,50 @@ impl OidcProvider {
             .to_string()
     }
 
+    /// A JWT access token carrying the session `sid` (provider.mjs adds it on request:
+    /// a client-credentials token has no session of its own).
+    pub async fn token_with_sid(&self, sid: &str) -> String {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("resource", "https://api.test"),
+                ("scope", "read"),
+                ("sid", sid),
+            ])
+            .send()
+            .await
+            .expect("token endpoint answers");
+        let body: Value = resp.json().await.expect("token response is JSON");
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no access_token: {body}"))
+            .to_string()
+    }
+
+    /// Makes the provider send its back-channel logout token for `sub` (and `sid`) to
+    /// `uri`; true when `uri` answered 200.
+    pub async fn backchannel_logout(&self, uri: &str, sub: &str, sid: Option<&str>) -> Value {
+        let mut query = vec![("uri", uri), ("sub", sub)];
+        if let Some(sid) = sid {
+            query.push(("sid", sid));
+        }
+        reqwest::Client::new()
+            .post(format!("{}/__test/backchannel-logout", self.issuer))
+            .query(&query)
+            .send()
+            .await
+            .expect("provider answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// The client id tokengate is at this provider (`aud` of its logout tokens, `sub` of
+    /// its client-credentials access tokens).
+    pub const CLIENT_ID: &'static str = CLIENT_ID;
+
     /// How many times this process served (`jwks`, `discovery`).
     pub async fn hits(&self) -> (u64, u64) {
         let body: Value = reqwest::get(format!("{}/__test/hits", self.issuer))

@@ -35,7 +35,7 @@ pub use policy::{
     AdminApi, Csrf, Forward, HttpCheck, OAuth, OAuthClient, Responses, Route, RouteMatching,
     TrustedProxy,
 };
-pub use providers::{JwksSettings, Key, KeySource, Provider, Remote};
+pub use providers::{BackchannelLogout, JwksSettings, Key, KeySource, Provider, Remote};
 pub use revocation::{Cache, LegacyKeys, OnStoreError, Redis, Revocation, Store, StoreKind};
 pub use ssf::{Events, Ssf, SubjectAs, Subjects, Transmitter};
 pub use tls::{ClientName, ListenerTls, Tls, TlsVersion};
@@ -177,6 +177,21 @@ impl Config {
             }
             if p.keys.is_empty() {
                 return Err((format!("{at}.keys"), "at least one key is required"));
+            }
+            if p.backchannel_logout.is_some() && p.issuer.is_none() {
+                return Err((
+                    format!("{at}.backchannel_logout"),
+                    "needs the provider's issuer (a logout token's iss is checked against it)",
+                ));
+            }
+            if p.backchannel_logout
+                .as_ref()
+                .is_some_and(|b| b.client_id.trim().is_empty())
+            {
+                return Err((
+                    format!("{at}.backchannel_logout.client_id"),
+                    "must not be empty",
+                ));
             }
             for (k, key) in p.keys.iter().enumerate() {
                 if key.remote() == Some(&Remote::Discovery) && p.issuer.is_none() {

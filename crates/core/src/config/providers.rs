@@ -36,6 +36,31 @@ pub struct Provider {
     /// Defaults to the provider's `name`.
     #[serde(default)]
     pub subject_namespace: Option<String>,
+    /// OIDC Back-Channel Logout 1.0 from this issuer (issue 16); absent: its logout
+    /// tokens are refused.
+    #[serde(default)]
+    pub backchannel_logout: Option<BackchannelLogout>,
+}
+
+/// What this relying party is to the provider for back-channel logout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackchannelLogout {
+    /// Our client id at the provider: a logout token's `aud` must contain it.
+    pub client_id: String,
+    /// How old (by `iat`) a logout token may be; also how long its `jti` is remembered
+    /// against replay. 1..86400, default 300.
+    #[serde(
+        default = "BackchannelLogout::default_max_age",
+        deserialize_with = "super::timeout_seconds"
+    )]
+    pub max_age_seconds: u64,
+}
+
+impl BackchannelLogout {
+    fn default_max_age() -> u64 {
+        300
+    }
 }
 
 impl Provider {

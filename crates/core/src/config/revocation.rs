@@ -17,6 +17,9 @@ pub struct Revocation {
     pub store_timeout_ms: u64,
     /// Lifetime of a revoked refresh-token family (the longest refresh-token lifetime).
     pub family_ttl_seconds: u64,
+    /// Lifetime of an ended session (back-channel logout, CAEP session-revoked): the
+    /// longest life of an access token issued in it. A day by default.
+    pub session_ttl_seconds: u64,
     /// Lifetime of user and tenant entries; none by default (they are small and a
     /// cut-off must outlive every token issued before it).
     pub subject_ttl_seconds: Option<u64>,
@@ -34,6 +37,7 @@ impl Default for Revocation {
             key_prefix: "tokengate:".into(),
             store_timeout_ms: 50,
             family_ttl_seconds: 30 * 24 * 3600,
+            session_ttl_seconds: 86_400,
             subject_ttl_seconds: None,
             legacy_keys: LegacyKeys::Read,
         }
@@ -154,6 +158,8 @@ struct RawRevocation {
     #[serde(deserialize_with = "super::positive_u64")]
     store_timeout_ms: u64,
     family_ttl_seconds: u64,
+    #[serde(deserialize_with = "super::positive_u64")]
+    session_ttl_seconds: u64,
     subject_ttl_seconds: Option<u64>,
     legacy_keys: LegacyKeys,
 }
@@ -169,6 +175,7 @@ impl Default for RawRevocation {
             key_prefix: d.key_prefix,
             store_timeout_ms: d.store_timeout_ms,
             family_ttl_seconds: d.family_ttl_seconds,
+            session_ttl_seconds: d.session_ttl_seconds,
             subject_ttl_seconds: d.subject_ttl_seconds,
             legacy_keys: d.legacy_keys,
         }
@@ -193,6 +200,7 @@ impl TryFrom<RawRevocation> for Revocation {
             key_prefix: r.key_prefix,
             store_timeout_ms: r.store_timeout_ms,
             family_ttl_seconds: r.family_ttl_seconds,
+            session_ttl_seconds: r.session_ttl_seconds,
             subject_ttl_seconds: r.subject_ttl_seconds,
             legacy_keys: r.legacy_keys,
         })

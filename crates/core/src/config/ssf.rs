@@ -69,6 +69,7 @@ impl Transmitter {
             jwks: self.jwks.clone(),
             token_types: vec!["secevent+jwt".into()],
             subject_namespace: None,
+            backchannel_logout: None,
         }
     }
 }

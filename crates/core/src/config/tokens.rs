@@ -106,6 +106,9 @@ pub struct ClaimNames {
     pub user_version: String,
     pub tenant_version: String,
     pub family: String,
+    /// The token's session at its issuer (OIDC `sid`): what a back-channel logout or a
+    /// CAEP session-revoked event names.
+    pub session: String,
     /// Roles for route rules' `require_roles`; a dotted path reaches nested claims
     /// (e.g. `realm_access.roles`).
     pub roles: String,
@@ -119,6 +122,7 @@ impl Default for ClaimNames {
             user_version: "ver".into(),
             tenant_version: "tver".into(),
             family: "fam".into(),
+            session: "sid".into(),
             roles: "roles".into(),
         }
     }

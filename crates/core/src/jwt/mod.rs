@@ -4,9 +4,12 @@ pub mod fetch;
 pub mod jwks;
 pub mod keys;
 mod kid_budget;
+mod logout;
 pub mod mint;
 mod verify;
 
+pub use logout::{LogoutError, LogoutToken};
+pub use verify::Signed;
 pub(crate) use verify::{numeric_date_ms, Jws};
 
 use std::sync::Arc;
@@ -32,6 +35,8 @@ pub struct Provider {
     pub keys: KeySet,
     /// Keys fetched from a JWKS URL, when the provider has one.
     pub remote: Option<Arc<jwks::Remote>>,
+    /// Back-channel logout settings (`backchannel_logout`), when its logout tokens are taken.
+    pub backchannel: Option<crate::config::BackchannelLogout>,
 }
 
 /// Whether a provider can verify its tokens, and if not, why (readiness says it).
@@ -83,6 +88,7 @@ impl Provider {
             token_types: p.token_types.iter().map(|t| media_type(t)).collect(),
             keys,
             remote,
+            backchannel: p.backchannel_logout.clone(),
         })
     }
 
@@ -146,9 +152,17 @@ pub struct Scoped {
     pub user: Option<String>,
     pub tenant: Option<String>,
     pub family: Option<String>,
+    /// Set by [`Scoped::with_session`].
+    pub session: Option<String>,
 }
 
 impl Scoped {
+    /// Adds the token's session (`sid`), qualified like the other identifiers.
+    pub fn with_session(mut self, session: Option<&str>) -> Self {
+        self.session = session.map(|id| crate::revocation::scope::scoped(&self.namespace, id));
+        self
+    }
+
     /// Qualifies the raw identifiers with `namespace`.
     pub fn new(
         provider: &str,
@@ -166,6 +180,7 @@ impl Scoped {
             user: scope(user),
             tenant: scope(tenant),
             family: scope(family),
+            session: None,
         }
     }
 }

@@ -43,9 +43,38 @@ impl Header {
     }
 }
 
+/// A token whose signature one provider's keys verified; its claims not judged yet.
+pub struct Signed {
+    /// Index of the provider whose keys verified it.
+    pub provider: usize,
+    /// The header's `typ`, as a media type without `application/` (lowercase).
+    pub typ: Option<String>,
+    pub payload: Map<String, Value>,
+}
+
 impl Verifier {
     /// Verifies `token` at unix time `now` and returns its claims.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, Reason> {
+        let Signed {
+            provider: index,
+            typ,
+            payload,
+        } = self.verify_signature(token)?;
+        let provider = &self.providers[index];
+        if !provider.token_types.is_empty() {
+            // RFC 8725 §3.11: an ID token or a refresh token of the same issuer, signed
+            // with the same keys, must not pass as an access token.
+            if !typ.is_some_and(|t| provider.token_types.contains(&t)) {
+                return Err(Reason::WrongTokenType);
+            }
+        }
+        let p64 = token.split('.').nth(1).unwrap_or_default();
+        self.access_claims(index, payload, p64, now)
+    }
+
+    /// Steps 1-5 of RFC 8725's order for any JWT of a configured provider (an access
+    /// token, a logout token, a security event): size, shape, algorithm, key, signature.
+    pub fn verify_signature(&self, token: &str) -> Result<Signed, Reason> {
         if token.len() > self.max_bytes {
             return Err(Reason::TokenTooLarge);
         }
@@ -53,8 +82,23 @@ impl Verifier {
         let index = self.choose_provider(&jws.payload)?;
         let provider = &self.providers[index];
         jws.check_signature(provider)?;
-        let Jws { payload, p64, .. } = jws;
+        Ok(Signed {
+            provider: index,
+            typ: jws.typ(),
+            payload: jws.payload,
+        })
+    }
 
+    /// The access-token rules for a verified payload: time, issuer, audience, and the
+    /// identifiers revocation reads.
+    fn access_claims(
+        &self,
+        index: usize,
+        payload: Map<String, Value>,
+        p64: &str,
+        now: i64,
+    ) -> Result<Claims, Reason> {
+        let provider = &self.providers[index];
         let exp = match payload.get("exp") {
             None | Some(Value::Null) => return Err(Reason::MissingClaim),
             Some(v) => numeric_date(v)?,
@@ -103,6 +147,7 @@ impl Verifier {
         let user = id_claim(&payload, &names.user)?;
         let tenant = id_claim(&payload, &names.tenant)?;
         let family = id_claim(&payload, &names.family)?;
+        let session = id_claim(&payload, &names.session)?;
         let scoped = super::Scoped::new(
             &provider.name,
             &provider.namespace,
@@ -110,7 +155,8 @@ impl Verifier {
             user.as_deref(),
             tenant.as_deref(),
             family.as_deref(),
-        );
+        )
+        .with_session(session.as_deref());
         Ok(Claims {
             provider: index,
             jti,
@@ -159,7 +205,6 @@ pub(crate) struct Jws<'t> {
     pub payload: Map<String, Value>,
     /// `header.payload`, the signed bytes.
     message: &'t str,
-    pub p64: &'t str,
     s64: &'t str,
 }
 
@@ -202,7 +247,6 @@ impl<'t> Jws<'t> {
             alg,
             payload,
             message: &token[..h64.len() + 1 + p64.len()],
-            p64,
             s64,
         })
     }
@@ -212,20 +256,18 @@ impl<'t> Jws<'t> {
         self.header.kid.as_deref()
     }
 
-    /// The algorithm against `provider`'s allow-list, `typ` against its token types, the
-    /// key by `kid` and family, and the signature.
+    /// The header's `typ` as a media type (lowercase, without `application/`): what it
+    /// may be depends on the kind of token, which the caller knows.
+    pub(crate) fn typ(&self) -> Option<String> {
+        self.header.typ.as_deref().map(super::media_type)
+    }
+
+    /// The algorithm against `provider`'s allow-list, the key by `kid` and family, and
+    /// the signature.
     pub(crate) fn check_signature(&self, provider: &super::Provider) -> Result<(), Reason> {
         let alg = self.alg;
         if !provider.algorithms.contains(&alg) {
             return Err(Reason::DisallowedAlgorithm);
-        }
-        if !provider.token_types.is_empty() {
-            // RFC 8725 §3.11: an ID token or a refresh token of the same issuer, signed
-            // with the same keys, must not pass as an access token.
-            let typ = self.header.typ.as_deref().map(super::media_type);
-            if !typ.is_some_and(|t| provider.token_types.contains(&t)) {
-                return Err(Reason::WrongTokenType);
-            }
         }
         let remote = provider.remote.as_ref().map(|r| r.keys());
         let candidates = provider

@@ -77,6 +77,7 @@ type Shared = Arc<OnceCell<Result<State, StoreError>>>;
 struct Caches {
     jti: Entries<bool>,
     family: Entries<bool>,
+    session: Entries<bool>,
     user: Entries<Option<Subject>>,
     tenant: Entries<Option<Subject>>,
     /// Bumped by every event and gap; see the module doc.
@@ -117,6 +118,7 @@ impl<S: RevocationStore> CachedStore<S> {
         let caches = Arc::new(Caches {
             jti: Cache::new(capacity),
             family: Cache::new(capacity),
+            session: Cache::new(capacity),
             user: Cache::new(capacity),
             tenant: Cache::new(capacity),
             epoch: AtomicU64::new(0),
@@ -171,10 +173,16 @@ impl<S: RevocationStore> CachedStore<S> {
     /// evicted or overwritten).
     pub fn entry_count(&self) -> u64 {
         let c = &self.caches;
-        [c.jti.len(), c.family.len(), c.user.len(), c.tenant.len()]
-            .iter()
-            .map(|&n| n as u64)
-            .sum()
+        [
+            c.jti.len(),
+            c.family.len(),
+            c.session.len(),
+            c.user.len(),
+            c.tenant.len(),
+        ]
+        .iter()
+        .map(|&n| n as u64)
+        .sum()
     }
 
     /// Asks the store and caches what it said, unless an event raced the call (then the
@@ -203,10 +211,12 @@ impl<S: RevocationStore> CachedStore<S> {
         let user = q.user.map(|id| (id, subject(state.user)));
         let tenant = q.tenant.map(|id| (id, subject(state.tenant)));
         let family = q.family.map(|id| (id, marker(state.family)));
+        let session = q.session.map(|id| (id, marker(state.session)));
         let jti = q.jti.map(|id| (id, marker(state.jti)));
         put(&c.user, user);
         put(&c.tenant, tenant);
         put(&c.family, family);
+        put(&c.session, session);
         put(&c.jti, jti);
         // An event that landed between the check above and these inserts may have been
         // overwritten by an older answer: take back what was put, and let the next
@@ -215,6 +225,7 @@ impl<S: RevocationStore> CachedStore<S> {
             take_back(&c.user, user);
             take_back(&c.tenant, tenant);
             take_back(&c.family, family);
+            take_back(&c.session, session);
             take_back(&c.jti, jti);
         }
         Ok(state)
@@ -239,6 +250,7 @@ impl<S: RevocationStore> CachedStore<S> {
         State {
             jti: revoked(&c.jti, q.jti),
             family: revoked(&c.family, q.family),
+            session: revoked(&c.session, q.session),
             user: subject(&c.user, q.user),
             tenant: subject(&c.tenant, q.tenant),
         }
@@ -252,6 +264,7 @@ impl<S: RevocationStore> CachedStore<S> {
         Some(State {
             jti: fresh(&c.jti, q.jti, now, generation)?.unwrap_or(false),
             family: fresh(&c.family, q.family, now, generation)?.unwrap_or(false),
+            session: fresh(&c.session, q.session, now, generation)?.unwrap_or(false),
             user: fresh(&c.user, q.user, now, generation)?.flatten(),
             tenant: fresh(&c.tenant, q.tenant, now, generation)?.flatten(),
         })
@@ -330,7 +343,7 @@ fn take_back<V: Copy + PartialEq>(cache: &Entries<V>, entry: Option<(&str, Slot<
 
 /// Concurrent misses share a store call only when they ask about the same identifiers.
 fn inflight_key(q: &Query<'_>) -> String {
-    let parts = [q.jti, q.family, q.user, q.tenant];
+    let parts = [q.jti, q.family, q.user, q.tenant, q.session];
     let mut key = String::with_capacity(parts.iter().flatten().map(|p| p.len() + 2).sum());
     for part in parts {
         // A length prefix keeps ("ab", "c") and ("a", "bc") apart.
@@ -373,6 +386,17 @@ impl<S: RevocationStore> RevocationStore for CachedStore<S> {
         self.timed(StoreOp::Ping, self.store.ping()).await
     }
 
+    /// Never cached: the store alone knows whether another replica saw the id.
+    async fn first_use(&self, id: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+        self.timed(StoreOp::FirstUse, self.store.first_use(id, ttl_seconds))
+            .await
+    }
+
+    async fn release_use(&self, id: &str) -> Result<(), StoreError> {
+        self.timed(StoreOp::FirstUse, self.store.release_use(id))
+            .await
+    }
+
     fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
         self.store.signals()
     }
@@ -395,6 +419,10 @@ impl Caches {
                 .insert(id.as_str().into(), revoked(instant_at(*exp))),
             Event::Family { id } => self
                 .family
+                .insert(id.as_str().into(), revoked(now + self.family_ttl)),
+            // Kept like a family: until the cache's own bound on a revoked marker.
+            Event::Session { id } => self
+                .session
                 .insert(id.as_str().into(), revoked(now + self.family_ttl)),
             Event::User { id, ver, before } => {
                 self.newest(&self.user, id, Subject::new(*ver, *before))
@@ -605,6 +633,12 @@ mod tests {
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
+        }
+        async fn first_use(&self, id: &str, ttl: u64) -> Result<bool, StoreError> {
+            self.0.first_use(id, ttl).await
+        }
+        async fn release_use(&self, id: &str) -> Result<(), StoreError> {
+            self.0.release_use(id).await
         }
         fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
             self.0.signals()

@@ -5,6 +5,7 @@
 //! Wire format on `{prefix}events` (JSON, one object per message), ids scoped as
 //! `{namespace}:{id}`:
 //! `{"v":2,"kind":"jti","id":"…","exp":1700000000}`, `{"v":2,"kind":"family","id":"…"}`,
+//! `{"v":2,"kind":"session","id":"…"}`,
 //! `{"v":2,"kind":"user","id":"…","ver":3,"before":1700000000123}` (same for `tenant`).
 //!
 //! `"v":2` marks the issuer-scoped layout. An event without it comes from a replica of
@@ -29,6 +30,11 @@ pub enum Event {
         exp: i64,
     },
     Family {
+        id: String,
+    },
+    /// Since issue 16. A replica of an earlier release cannot read it and drops its
+    /// cached "not revoked" answers instead (the safe reading of any unreadable event).
+    Session {
         id: String,
     },
     User {

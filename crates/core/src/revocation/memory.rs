@@ -27,6 +27,7 @@ pub struct MemoryStore {
     shared: Arc<Shared>,
     /// In-process invalidation events, so the cache in front works as with Redis.
     events: Signals,
+    session_ttl: Duration,
 }
 
 struct Shared {
@@ -43,8 +44,11 @@ struct Shared {
 struct Inner {
     jti: HashMap<String, Entry<Record>>,
     family: HashMap<String, Entry<Record>>,
+    session: HashMap<String, Entry<Record>>,
     user: HashMap<String, Entry<Subject>>,
     tenant: HashMap<String, Entry<Subject>>,
+    /// The replay guard: ids seen, until when.
+    seen: HashMap<String, Instant>,
     expirations: BTreeSet<(Instant, Kind, String)>,
 }
 
@@ -75,13 +79,24 @@ impl MemoryStore {
         MemoryStore {
             shared,
             events: Signals::default(),
+            session_ttl: super::DEFAULT_SESSION_TTL,
         }
+    }
+
+    /// How long an ended session is remembered (`revocation.session_ttl_seconds`).
+    pub fn with_session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
     }
 
     /// Number of live entries (tests and metrics).
     pub fn len(&self) -> usize {
         let inner = self.shared.lock();
-        inner.jti.len() + inner.family.len() + inner.user.len() + inner.tenant.len()
+        inner.jti.len()
+            + inner.family.len()
+            + inner.session.len()
+            + inner.user.len()
+            + inner.tenant.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -106,10 +121,10 @@ impl Shared {
 
 impl Inner {
     fn markers(&mut self, kind: Kind) -> &mut HashMap<String, Entry<Record>> {
-        if kind == Kind::Family {
-            &mut self.family
-        } else {
-            &mut self.jti
+        match kind {
+            Kind::Family => &mut self.family,
+            Kind::Session => &mut self.session,
+            _ => &mut self.jti,
         }
     }
 
@@ -166,7 +181,7 @@ impl Inner {
             }
             self.expirations.pop_first();
             match kind {
-                Kind::Jti | Kind::Family => {
+                Kind::Jti | Kind::Family | Kind::Session => {
                     self.markers(kind).remove(&id);
                 }
                 Kind::User | Kind::Tenant => {
@@ -187,6 +202,7 @@ impl RevocationStore for MemoryStore {
             user: Inner::subject(&inner.user, q.user, now),
             tenant: Inner::subject(&inner.tenant, q.tenant, now),
             family: Inner::marker(&inner.family, q.family, now),
+            session: Inner::marker(&inner.session, q.session, now),
         })
     }
 
@@ -209,14 +225,19 @@ impl RevocationStore for MemoryStore {
                 inner.jti.insert(id.to_string(), entry);
                 (Written::Marker, old, Some(at))
             }
-            Target::Family(_) => {
-                let at = now + self.shared.family_ttl;
+            Target::Family(_) | Target::Session(_) => {
+                let ttl = if kind == Kind::Session {
+                    self.session_ttl
+                } else {
+                    self.shared.family_ttl
+                };
+                let at = now + ttl;
                 let entry = Entry {
                     value: record.clone(),
                     expires_at: Some(at),
                 };
                 let old = inner
-                    .family
+                    .markers(kind)
                     .insert(id.to_string(), entry)
                     .and_then(|e| e.expires_at);
                 (Written::Marker, old, Some(at))
@@ -256,11 +277,11 @@ impl RevocationStore for MemoryStore {
         let left =
             |at: Option<Instant>| at.map(|at| at.saturating_duration_since(now).as_secs() as i64);
         Ok(match kind {
-            Kind::Jti | Kind::Family => {
-                let map = if kind == Kind::Jti {
-                    &inner.jti
-                } else {
-                    &inner.family
+            Kind::Jti | Kind::Family | Kind::Session => {
+                let map = match kind {
+                    Kind::Family => &inner.family,
+                    Kind::Session => &inner.session,
+                    _ => &inner.jti,
                 };
                 map.get(id)
                     .filter(|e| e.live(now).is_some())
@@ -281,6 +302,29 @@ impl RevocationStore for MemoryStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn first_use(&self, id: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut inner = self.shared.lock();
+        // Expired ids are dropped as new ones come: the map stays as large as the ids
+        // of the last TTL.
+        if inner.seen.len() >= 1024 && inner.seen.len().is_power_of_two() {
+            inner.seen.retain(|_, until| *until > now);
+        }
+        match inner.seen.get(id) {
+            Some(until) if *until > now => Ok(false),
+            _ => {
+                let until = now + Duration::from_secs(ttl_seconds.max(1));
+                inner.seen.insert(id.to_string(), until);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_use(&self, id: &str) -> Result<(), StoreError> {
+        self.shared.lock().seen.remove(id);
         Ok(())
     }
 
@@ -315,6 +359,35 @@ async fn purge_task(shared: Weak<Shared>, wake: Arc<Notify>) {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn first_use_is_true_once_per_id() {
+        let s = super::MemoryStore::new(std::time::Duration::from_secs(60), None);
+        use super::RevocationStore;
+        assert!(s.first_use("dev:j1", 60).await.unwrap());
+        assert!(!s.first_use("dev:j1", 60).await.unwrap());
+        assert!(s.first_use("dev:j2", 60).await.unwrap());
+        assert!(
+            s.first_use("other:j1", 60).await.unwrap(),
+            "scoped: another issuer's id"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revoked_session_is_reported_for_its_id_only() {
+        use super::{Query, Record, RevocationStore, Target};
+        let s = super::MemoryStore::new(std::time::Duration::from_secs(60), None);
+        s.revoke(&Target::Session("dev:s1"), &Record::now("bcl", None))
+            .await
+            .unwrap();
+        let q = |sid| Query {
+            session: Some(sid),
+            ..Default::default()
+        };
+        assert!(s.check(&q("dev:s1")).await.unwrap().session);
+        assert!(!s.check(&q("dev:s2")).await.unwrap().session);
+        assert!(!s.check(&q("idp:s1")).await.unwrap().session);
+    }
+
     use super::*;
 
     fn store() -> MemoryStore {

@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 use crate::jwt::Claims;
 use crate::reason::Reason;
 
+/// How long an ended session (`Target::Session`) is remembered unless configured
+/// (`revocation.session_ttl_seconds`): a day, beyond any access token's life.
+pub const DEFAULT_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// The scoped identifiers of one token that revocation looks up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Query<'a> {
@@ -30,6 +34,9 @@ pub struct Query<'a> {
     pub user: Option<&'a str>,
     pub tenant: Option<&'a str>,
     pub family: Option<&'a str>,
+    /// The token's session (`sid`) at its issuer, ended by a back-channel logout or a
+    /// CAEP session-revoked event.
+    pub session: Option<&'a str>,
     /// Unix seconds after which the token is dead anyway (`exp` + leeway): how long a
     /// "revoked" answer about it is worth keeping in a cache.
     pub expires_at: i64,
@@ -43,6 +50,7 @@ impl<'a> Query<'a> {
             user: c.scoped.user.as_deref(),
             tenant: c.scoped.tenant.as_deref(),
             family: c.scoped.family.as_deref(),
+            session: c.scoped.session.as_deref(),
             expires_at,
         }
     }
@@ -72,6 +80,7 @@ pub struct State {
     pub user: Option<Subject>,
     pub tenant: Option<Subject>,
     pub family: bool,
+    pub session: bool,
 }
 
 /// What a revocation targets, by scoped id.
@@ -85,6 +94,8 @@ pub enum Target<'a> {
     User(&'a str),
     Tenant(&'a str),
     Family(&'a str),
+    /// Every token of one session (`sid`); kept for `revocation.session_ttl_seconds`.
+    Session(&'a str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,10 +104,17 @@ pub enum Kind {
     User,
     Tenant,
     Family,
+    Session,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Jti, Kind::User, Kind::Tenant, Kind::Family];
+    pub const ALL: [Kind; 5] = [
+        Kind::Jti,
+        Kind::User,
+        Kind::Tenant,
+        Kind::Family,
+        Kind::Session,
+    ];
 
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
@@ -108,6 +126,7 @@ impl Kind {
             Kind::User => "user",
             Kind::Tenant => "tenant",
             Kind::Family => "family",
+            Kind::Session => "session",
         }
     }
 }
@@ -119,14 +138,17 @@ impl Target<'_> {
             Target::User(_) => Kind::User,
             Target::Tenant(_) => Kind::Tenant,
             Target::Family(_) => Kind::Family,
+            Target::Session(_) => Kind::Session,
         }
     }
 
     pub fn id(&self) -> &str {
         match self {
-            Target::Jti { id, .. } | Target::User(id) | Target::Tenant(id) | Target::Family(id) => {
-                id
-            }
+            Target::Jti { id, .. }
+            | Target::User(id)
+            | Target::Tenant(id)
+            | Target::Family(id)
+            | Target::Session(id) => id,
         }
     }
 }
@@ -161,6 +183,7 @@ impl Written {
                 id,
                 exp: expires_at,
             },
+            (Written::Marker, Target::Session(_)) => Event::Session { id },
             (Written::Marker, _) => Event::Family { id },
         }
     }
@@ -244,6 +267,19 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// Whether the store answers (readiness).
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The replay guard shared by every replica: true the first time `id` (a scoped
+    /// `jti` of a logout token or security event) is presented, false ever after, for
+    /// `ttl_seconds`. Atomic: two replicas given the same id at once cannot both get true.
+    fn first_use(
+        &self,
+        id: &str,
+        ttl_seconds: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Undoes [`first_use`](Self::first_use) when what the id was for could not be
+    /// written, so that the sender's retry is not taken for a replay.
+    fn release_use(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Invalidation events from every writer (this process's and other replicas'), and
     /// gaps when events may have been missed.
     fn signals(&self) -> broadcast::Receiver<events::Signal>;
@@ -291,6 +327,20 @@ impl RevocationStore for Store {
         }
     }
 
+    async fn first_use(&self, id: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => s.first_use(id, ttl_seconds).await,
+            Store::Redis(s) => s.first_use(id, ttl_seconds).await,
+        }
+    }
+
+    async fn release_use(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.release_use(id).await,
+            Store::Redis(s) => s.release_use(id).await,
+        }
+    }
+
     fn signals(&self) -> broadcast::Receiver<events::Signal> {
         match self {
             Store::Memory(s) => s.signals(),
@@ -321,6 +371,9 @@ pub fn evaluate(claims: &Claims, state: &State) -> Option<Reason> {
     }
     if state.family {
         return Some(Reason::FamilyRevoked);
+    }
+    if state.session {
+        return Some(Reason::SessionRevoked);
     }
     None
 }

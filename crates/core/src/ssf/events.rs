@@ -55,11 +55,9 @@ impl EventType {
 pub enum Action {
     /// Every token of the user issued so far.
     User(String),
-    /// One session (the `sid` of its tokens), and its user when the subject names one.
-    Session {
-        session: String,
-        user: Option<String>,
-    },
+    /// Every token of one session (their `sid`). A user named beside it must still be
+    /// the provider's, but only the session ends.
+    Session(String),
 }
 
 /// Every applicable event of `payload` with its action; events that do not apply are
@@ -154,8 +152,8 @@ fn user(
     }
 }
 
-/// `complex` {user, session}: a session (an `opaque` id) for `session-revoked`, else
-/// the user.
+/// `complex` {user, session}: the session (an `opaque` id: the `sid` of the provider's
+/// tokens) for `session-revoked`, else the user. A user present is checked either way.
 fn complex(
     subject: &Map<String, Value>,
     t: &Transmitter,
@@ -179,7 +177,7 @@ fn complex(
         None => None,
     };
     match (kind, session, user) {
-        (EventType::SessionRevoked, Some(session), user) => Ok(Action::Session { session, user }),
+        (EventType::SessionRevoked, Some(session), _) => Ok(Action::Session(session)),
         (_, _, Some(user)) => Ok(Action::User(user)),
         _ => Err(SetError::InvalidRequest(
             "the complex subject names no user",

@@ -6,7 +6,6 @@
 //! with one bad event changes nothing.
 
 mod events;
-mod replay;
 
 use std::sync::Arc;
 
@@ -17,7 +16,6 @@ use crate::jwt::{self, KeyError};
 use crate::reason::Reason;
 
 pub use events::{Action, EventType};
-pub use replay::ReplayGuard;
 
 /// An RFC 8935 §2.3 error (`err` and `description` of a 400), or a 503 when keys are
 /// not loaded yet (the transmitter retries).
@@ -84,10 +82,10 @@ pub struct Receiver {
 pub struct Verified {
     /// The transmitter (the audit actor).
     pub issuer: String,
-    /// The replay key: issuer and `jti`.
+    /// The replay guard's key (`ssf:{iss}#{jti}`), to be scoped by the namespace.
     pub replay_key: String,
-    /// Until when the `jti` must be remembered (unix seconds).
-    pub remember_until: i64,
+    /// How long the `jti` must be remembered: until its `iat` is out of the window.
+    pub replay_ttl_seconds: u64,
     /// Namespace of the provider whose users the actions name.
     pub namespace: String,
     pub actions: Vec<(EventType, Action)>,
@@ -186,6 +184,13 @@ impl Receiver {
             .iter()
             .find(|t| t.key.issuer.as_deref() == Some(iss))
             .ok_or(SetError::InvalidIssuer)?;
+        if jws.typ().as_deref() != Some(SET_TYPE) {
+            // RFC 8417 §2.3: explicit typing keeps an access, ID or logout token of the
+            // same keys from passing as a security event.
+            return Err(SetError::InvalidRequest(
+                "the SET's typ is not secevent+jwt",
+            ));
+        }
         jws.check_signature(&t.key).map_err(|r| match r {
             Reason::KeysUnavailable => {
                 SetError::Unavailable("the transmitter's keys are not loaded yet, retry later")
@@ -194,7 +199,6 @@ impl Receiver {
             Reason::DisallowedAlgorithm => {
                 SetError::InvalidKey("the SET's alg is not accepted for this transmitter's keys")
             }
-            Reason::WrongTokenType => SetError::InvalidRequest("the SET's typ is not secevent+jwt"),
             Reason::Malformed => SetError::InvalidRequest("not a signed JWT (compact JWS)"),
             _ => SetError::AuthenticationFailed,
         })?;
@@ -231,15 +235,22 @@ impl Receiver {
         let actions = events::actions(payload, &t.config, &t.subject_issuer)?;
         Ok(Verified {
             issuer: iss.to_string(),
-            replay_key: format!("{iss}#{jti}"),
-            remember_until: iat
-                .saturating_add(self.max_age)
-                .saturating_add(self.max_future),
+            replay_key: format!("ssf:{iss}#{jti}"),
+            replay_ttl_seconds: u64::try_from(
+                iat.saturating_add(self.max_age)
+                    .saturating_add(self.max_future)
+                    .saturating_sub(now),
+            )
+            .unwrap_or(0)
+            .max(1),
             namespace: t.namespace.clone(),
             actions,
         })
     }
 }
+
+/// The SET `typ` (RFC 8417 §2.3), as [`jwt::Jws::typ`] gives it.
+const SET_TYPE: &str = "secevent+jwt";
 
 const UNKNOWN_KID: &str = "no key of the transmitter matches the SET's kid";
 

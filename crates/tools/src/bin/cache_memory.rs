@@ -92,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
                     user: None,
                     tenant: None,
                     family: None,
+                    session: None,
                     expires_at: far,
                 })
                 .await?;
@@ -114,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
                         user: Some(&user),
                         tenant: Some(&tenant),
                         family: None,
+                        session: None,
                         expires_at: far,
                     }
                 } else {
@@ -122,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
                         user: None,
                         tenant: None,
                         family: None,
+                        session: None,
                         expires_at: far,
                     }
                 };

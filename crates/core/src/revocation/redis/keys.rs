@@ -27,6 +27,11 @@ impl Keys {
         format!("{}{}@{}", self.prefix, kind.as_str(), scoped)
     }
 
+    /// `{prefix}seen@{scoped}`: the replay guard of one logout token or security event.
+    pub fn seen(&self, scoped: &str) -> String {
+        format!("{}seen@{}", self.prefix, scoped)
+    }
+
     /// The legacy key of the raw id inside `scoped`: `tokengate:user:alice` for
     /// `dev:alice`. `None` for an id without a namespace (nothing legacy to read).
     pub fn legacy_of(&self, kind: Kind, scoped: &str) -> Option<String> {
@@ -106,6 +111,6 @@ mod tests {
         assert_eq!(k.parse_legacy(&k.key(Kind::User, "dev:alice")), None);
         assert_eq!(k.parse_legacy("tokengate:events"), None);
         assert_eq!(k.parse_legacy("other:user:x"), None);
-        assert_eq!(k.parse_legacy("tokengate:session:x"), None);
+        assert_eq!(k.parse_legacy("tokengate:other:x"), None);
     }
 }

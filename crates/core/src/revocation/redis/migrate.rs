@@ -63,7 +63,8 @@ impl RedisStore {
             namespaces: namespaces.to_vec(),
             ..Report::default()
         };
-        for kind in Kind::ALL {
+        // Sessions came after the namespaced layout: there is no legacy key of them.
+        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Session) {
             let keys = scan(&conn, &self.keys.legacy_pattern(kind))
                 .await
                 .map_err(unavailable)?;
@@ -199,7 +200,7 @@ async fn read(conn: &Conn, kind: Kind, key: &str) -> RedisResult<Option<Legacy>>
     head.cmd("TYPE").arg(key).cmd("PTTL").arg(key);
     let (ty, ttl_ms): (String, i64) = query(conn, &head).await?;
     let expected = match kind {
-        Kind::Jti | Kind::Family => "string",
+        Kind::Jti | Kind::Family | Kind::Session => "string",
         Kind::User | Kind::Tenant => "hash",
     };
     if ty != expected {
@@ -207,7 +208,7 @@ async fn read(conn: &Conn, kind: Kind, key: &str) -> RedisResult<Option<Legacy>>
     }
     let mut body = redis::pipe();
     Ok(match kind {
-        Kind::Jti | Kind::Family => {
+        Kind::Jti | Kind::Family | Kind::Session => {
             body.get(key);
             let (record,): (Option<String>,) = query(conn, &body).await?;
             record.map(|record| Legacy::Marker { record, ttl_ms })

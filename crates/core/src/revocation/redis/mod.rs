@@ -90,6 +90,7 @@ pub struct RedisStore {
     /// `revocation.legacy_keys: read`: checks and status also read the legacy layout.
     legacy: bool,
     family_ttl: u64,
+    session_ttl: u64,
     subject_ttl: u64,
     events: Signals,
     shutdown: CancellationToken,
@@ -163,6 +164,7 @@ impl RedisStore {
             keys,
             legacy: revocation.legacy_keys == config::LegacyKeys::Read,
             family_ttl: revocation.family_ttl_seconds.max(1),
+            session_ttl: revocation.session_ttl_seconds.max(1),
             subject_ttl: revocation.subject_ttl_seconds.unwrap_or(0),
             events,
             shutdown,
@@ -186,7 +188,7 @@ impl RedisStore {
     async fn status_at(&self, kind: Kind, key: &str) -> Result<Option<Status>, StoreError> {
         let mut cmd = redis::pipe();
         match kind {
-            Kind::Jti | Kind::Family => cmd.get(key).ttl(key),
+            Kind::Jti | Kind::Family | Kind::Session => cmd.get(key).ttl(key),
             Kind::User | Kind::Tenant => cmd.hget(key, "ver").hget(key, "before"),
         };
         // Both commands touch one key, hence one slot: a pipeline works in a Cluster too.
@@ -196,7 +198,7 @@ impl RedisStore {
             .map_err(unavailable)?;
         Ok(match (kind, reply) {
             (_, (None, None)) => None,
-            (Kind::Jti | Kind::Family, (Some(json), ttl)) => {
+            (Kind::Jti | Kind::Family | Kind::Session, (Some(json), ttl)) => {
                 let record = serde_json::from_str(&json).map_err(|e| {
                     StoreError::Unexpected(format!("unreadable record at {key}: {e}"))
                 })?;
@@ -205,7 +207,7 @@ impl RedisStore {
                     expires_in_seconds: ttl.filter(|t| *t >= 0),
                 })
             }
-            (Kind::Jti | Kind::Family, (None, _)) => None,
+            (Kind::Jti | Kind::Family | Kind::Session, (None, _)) => None,
             (Kind::User | Kind::Tenant, (ver, before)) => {
                 subject(ver.and_then(|v| v.parse().ok()), before).map(Status::Subject)
             }
@@ -257,6 +259,7 @@ impl RevocationStore for RedisStore {
             legacy(Kind::User, q.user),
             legacy(Kind::Tenant, q.tenant),
             legacy(Kind::Family, q.family),
+            key(Kind::Session, q.session),
         ];
         match self.conn()? {
             Conn::Single(mut c) => {
@@ -266,7 +269,7 @@ impl RevocationStore for RedisStore {
                 }
                 let reply: Vec<redis::Value> =
                     inv.invoke_async(&mut c).await.map_err(unavailable)?;
-                if reply.len() != 10 {
+                if reply.len() != 11 {
                     return Err(StoreError::Unexpected("unexpected CHECK reply".into()));
                 }
                 let at = |i: usize| opt_i64(&reply[i]);
@@ -275,6 +278,7 @@ impl RevocationStore for RedisStore {
                     user: merge(subject(at(1), at(2)), subject(at(3), at(4))),
                     tenant: merge(subject(at(5), at(6)), subject(at(7), at(8))),
                     family: at(9).is_some_and(|n| n > 0),
+                    session: at(10).is_some_and(|n| n > 0),
                 })
             }
             Conn::Cluster(c) => {
@@ -299,8 +303,8 @@ impl RevocationStore for RedisStore {
                         None => Ok(None),
                     }
                 };
-                let [jti, user, tenant, family, l_jti, l_user, l_tenant, l_family] = keys;
-                let (j, u, t, f, lj, lu, lt, lf) = tokio::join!(
+                let [jti, user, tenant, family, l_jti, l_user, l_tenant, l_family, session] = keys;
+                let (j, u, t, f, lj, lu, lt, lf, sn) = tokio::join!(
                     exists(jti, c.clone()),
                     hash(user, c.clone()),
                     hash(tenant, c.clone()),
@@ -308,13 +312,15 @@ impl RevocationStore for RedisStore {
                     exists(l_jti, c.clone()),
                     hash(l_user, c.clone()),
                     hash(l_tenant, c.clone()),
-                    exists(l_family, c),
+                    exists(l_family, c.clone()),
+                    exists(session, c),
                 );
                 Ok(State {
                     jti: j.map_err(unavailable)? || lj.map_err(unavailable)?,
                     user: merge(u.map_err(unavailable)?, lu.map_err(unavailable)?),
                     tenant: merge(t.map_err(unavailable)?, lt.map_err(unavailable)?),
                     family: f.map_err(unavailable)? || lf.map_err(unavailable)?,
+                    session: sn.map_err(unavailable)?,
                 })
             }
         }
@@ -329,6 +335,7 @@ impl RevocationStore for RedisStore {
         let marker_ttl = match *target {
             Target::Jti { expires_at, .. } => Some(super::marker_ttl(expires_at)),
             Target::Family(_) => Some(self.family_ttl as i64),
+            Target::Session(_) => Some(self.session_ttl as i64),
             Target::User(_) | Target::Tenant(_) => None,
         };
         if let Some(ttl) = marker_ttl {
@@ -373,6 +380,30 @@ impl RevocationStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let r: RedisResult<String> = redis::cmd("PING").query_async(&mut self.conn()?).await;
         r.map(|_| ()).map_err(unavailable)
+    }
+
+    /// `SET key 1 NX EX ttl`: one atomic command, so of two replicas given the same id
+    /// at once exactly one sets it.
+    async fn first_use(&self, id: &str, ttl_seconds: u64) -> Result<bool, StoreError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.seen(id))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_seconds.max(1))
+            .query_async(&mut self.conn()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
+    async fn release_use(&self, id: &str) -> Result<(), StoreError> {
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.keys.seen(id))
+            .query_async(&mut self.conn()?)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     fn signals(&self) -> broadcast::Receiver<Signal> {

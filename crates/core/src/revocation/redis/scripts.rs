@@ -7,10 +7,11 @@ use redis::Script;
 
 /// Reads everything one check needs. KEYS: jti, user, tenant, family, then the legacy
 /// keys of the same four (an empty name means "the token has no such claim", or no
-/// legacy read). Returns `{jti_exists, user_ver, user_before, legacy_user_ver,
-/// legacy_user_before, tenant_ver, tenant_before, legacy_tenant_ver,
-/// legacy_tenant_before, family_exists}` with `false` (nil) for absent hash fields; a
-/// marker exists when either of its two keys does (one EXISTS for both).
+/// legacy read), then the session (which has no legacy layout). Returns `{jti_exists,
+/// user_ver, user_before, legacy_user_ver, legacy_user_before, tenant_ver, tenant_before,
+/// legacy_tenant_ver, legacy_tenant_before, family_exists, session_exists}` with `false`
+/// (nil) for absent hash fields; a marker exists when either of its two keys does (one
+/// EXISTS for both).
 pub static CHECK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -29,12 +30,12 @@ local lu = subject(KEYS[6])
 local t = subject(KEYS[3])
 local lt = subject(KEYS[7])
 return {exists(KEYS[1], KEYS[5]), u[1], u[2], lu[1], lu[2], t[1], t[2], lt[1], lt[2],
-        exists(KEYS[4], KEYS[8])}
+        exists(KEYS[4], KEYS[8]), exists(KEYS[9], '')}
 "#,
     )
 });
 
-/// Marks a `jti` or family revoked. KEYS: the key. ARGV: record JSON, TTL seconds,
+/// Marks a `jti`, family or session revoked. KEYS: the key. ARGV: record JSON, TTL seconds,
 /// channel, event JSON. A `jti` revoked twice keeps the longer TTL.
 pub static MARK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
