@@ -39,11 +39,27 @@ fn st_bin() -> std::path::PathBuf {
 /// `security` names `bearerAuth`, Basic where it names `introspectionClient`; and puts
 /// minted tokens in half of the form bodies that carry one.
 const HOOKS: &str = r#"
+import ast
 import base64
 import os
 import threading
 
 import schemathesis
+
+# CPython 3.11's AST constructor is not safe across threads (python/cpython#106905:
+# "SystemError: AST constructor recursion depth mismatch"), and hypothesis parses
+# source with ast.parse to describe its strategies, in both schemathesis workers at
+# once: one parse at a time.
+_ast_lock = threading.Lock()
+_ast_parse = ast.parse
+
+
+def _parse_alone(*args, **kwargs):
+    with _ast_lock:
+        return _ast_parse(*args, **kwargs)
+
+
+ast.parse = _parse_alone
 
 # RFC 8935's SET media type: the body is text (a compact JWS).
 schemathesis.serializer.alias("application/secevent+jwt", "text/plain")
