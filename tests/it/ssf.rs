@@ -615,6 +615,12 @@ async fn a_replayed_set_is_refused_and_a_new_jti_is_not() {
             .await,
         revoked
     );
+    // The same jti from another transmitter is another SET: one transmitter cannot use
+    // up another's jtis.
+    let mut other = Set::new("session-revoked", iss_sub(&uuid()));
+    other.payload["iss"] = json!(TX_PLAIN);
+    other.payload["jti"] = decode_part(&sets[0], 1)["jti"].clone();
+    assert_eq!(push(&server, &sign_one(other)).await.0, 202);
     // Same subject, new jti: a new event, applied.
     assert_eq!(push(&server, &sets[1]).await.0, 202);
     assert_eq!(
@@ -672,6 +678,35 @@ async fn a_set_to_one_replica_revokes_on_another_and_replays_are_refused_on_both
         (400, "invalid_request"),
         "the store remembers the jti for B"
     );
+}
+
+/// The same SET delivered to two replicas at the same instant (a transmitter's retry
+/// racing its first delivery, or an attacker's copy): exactly one applies it.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_set_raced_to_two_replicas_is_applied_once() {
+    let redis = crate::support::redis::RedisServer::start_async().await;
+    let yaml = config(&crate::support::redis::store_yaml(&redis.url(), ""));
+    let (a, b) = (
+        TestServer::start(&yaml).await,
+        TestServer::start(&yaml).await,
+    );
+    let sets = sign_all(
+        &(0..5)
+            .map(|_| Set::new("session-revoked", iss_sub(&uuid())))
+            .collect::<Vec<_>>(),
+    );
+    for set in &sets {
+        let (on_a, on_b) = tokio::join!(push(&a, set), push(&b, set));
+        let mut statuses = [on_a.0, on_b.0];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [202, 400], "{on_a:?} {on_b:?}");
+    }
+    let applied = a
+        .metric(r#"tokengate_revocations_total{kind="user",source="ssf"}"#)
+        .await
+        + b.metric(r#"tokengate_revocations_total{kind="user",source="ssf"}"#)
+            .await;
+    assert_eq!(applied, sets.len() as f64);
 }
 
 #[tokio::test(flavor = "multi_thread")]
