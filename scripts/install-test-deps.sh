@@ -22,6 +22,8 @@
 #                                       tests/it/status_list.rs makes Token Status Lists
 #                                       with tests/status-list/make.mjs: an independent
 #                                       implementation of the draft)
+#   - jose                             (npm, pinned, in $REPO/.tools/ssf; tests/it/ssf.rs
+#                                       signs its SETs with it through tests/ssf/sign.mjs)
 #
 # Meant to run as root on a fresh Debian machine (CI, no stdin) or on a dev machine.
 # No system service is started or enabled: the tests start their own redis/nginx/envoy
@@ -40,6 +42,7 @@
 #                         fixed Helm, so a new one can render charts differently)
 #   PYTHON                interpreter used to create the venv (default python3)
 #   OIDC_PROVIDER_VERSION npm version of oidc-provider (default 8.8.1; 9.x needs Node 22)
+#   SSF_JOSE_VERSION      npm version of jose for tests/ssf/sign.mjs (default 5.10.0)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,6 +62,8 @@ OIDC_DIR="$TOOLS/oidc"
 STATUS_LIST_VERSION="${STATUS_LIST_VERSION:-0.19.0}"
 JOSE_VERSION="${JOSE_VERSION:-6.2.18}"
 STATUS_LIST_DIR="$TOOLS/status-list"
+SSF_JOSE_VERSION="${SSF_JOSE_VERSION:-5.10.0}"
+SSF_DIR="$TOOLS/ssf"
 
 log() { echo "install-test-deps: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -262,6 +267,25 @@ if [ "$(npm_version @sd-jwt/jwt-status-list || true)" != "$STATUS_LIST_VERSION" 
     installed+=("@sd-jwt/jwt-status-list@$STATUS_LIST_VERSION" "jose@$JOSE_VERSION")
 fi
 
+# ---------------------------------------------------------------- jose (npm)
+# An independent JOSE library signing the Security Event Tokens of tests/it/ssf.rs
+# (tests/ssf/sign.mjs), in its own prefix so that its version is ours, not oidc-provider's.
+ssf_jose_version() {
+    local pkg="$SSF_DIR/node_modules/jose/package.json"
+    [ -f "$pkg" ] && have node && node -p "require(process.argv[1]).version" "$pkg" 2>/dev/null
+}
+if [ "$(ssf_jose_version || true)" != "$SSF_JOSE_VERSION" ]; then
+    have npm || die "npm is needed to install jose (tests/it/ssf.rs)"
+    mkdir -p "$SSF_DIR"
+    [ -f "$SSF_DIR/package.json" ] || echo '{"private": true}' >"$SSF_DIR/package.json"
+    log "npm install jose@$SSF_JOSE_VERSION into $SSF_DIR"
+    npm install --prefix "$SSF_DIR" --save-exact --no-audit --no-fund --loglevel=error \
+        "jose@$SSF_JOSE_VERSION" >&2
+    [ "$(ssf_jose_version || true)" = "$SSF_JOSE_VERSION" ] ||
+        die "jose@$SSF_JOSE_VERSION installed but not found in $SSF_DIR"
+    installed+=("jose@$SSF_JOSE_VERSION")
+fi
+
 # ---------------------------------------------------------------- summary
 ver() { "$@" 2>/dev/null | head -n1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true; }
 redis_v="$(ver redis-server --version)"
@@ -279,7 +303,7 @@ shellcheck_v="$(shellcheck --version 2>/dev/null | sed -n 's/^version: //p' || t
 ruff_v="$(ver "$TOOLS/bin/ruff" --version)"
 helm_v="$("$VENV/bin/python" -I -c 'import helm_python as h; print(h.__version__, "(Helm", h.helm_sdk_version() + ")")' 2>/dev/null || true)"
 summary="redis-server ${redis_v:-?}, redis-cli ${cli_v:-?}, nginx ${nginx_v:-?}, envoy ${envoy_v:-?} ($ENVOY_LINK)"
-summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}, oidc-provider ${oidc_v:-?}, @sd-jwt/jwt-status-list ${status_list_v:-?}"
+summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}, oidc-provider ${oidc_v:-?}, @sd-jwt/jwt-status-list ${status_list_v:-?}, jose (SSF) $(ssf_jose_version || echo '?')"
 summary+=", shellcheck ${shellcheck_v:-?}, ruff ${ruff_v:-?}, helm-python-sdk ${helm_v:-?}"
 if [ "${#installed[@]}" -gt 0 ]; then
     summary+="; installed: ${installed[*]}"

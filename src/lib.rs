@@ -12,7 +12,7 @@ pub mod tls;
 
 // The core (crates/core): the decision and everything it needs, no transport. Re-exported
 // under the paths the server, the tests and the tools have always used.
-pub use tokengate_core::{config, decision, json, jwt, metrics, reason, revocation, secret};
+pub use tokengate_core::{config, decision, json, jwt, metrics, reason, revocation, secret, ssf};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,6 +81,7 @@ pub struct Server {
     readiness: Arc<Readiness>,
     admin_api: config::AdminApi,
     introspection_clients: Arc<Vec<http::oauth::Client>>,
+    ssf: Option<Arc<ssf::Receiver>>,
     grpc: TcpListener,
     http: TcpListener,
     admin: TcpListener,
@@ -121,6 +122,7 @@ impl Server {
             readiness,
             admin_api: config.admin_api.clone(),
             introspection_clients: Arc::new(load_clients(&config.oauth)?),
+            ssf: ssf::Receiver::from_config(config)?,
             grpc: bind("grpc", config.listen.grpc).await?,
             http: bind("http", config.listen.http).await?,
             admin: bind("admin", config.listen.admin).await?,
@@ -147,6 +149,13 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
         let addrs = self.addrs();
         reload::start_keys(&self.engine.policy().verifier, &self.metrics, &shutdown);
+        if let Some(receiver) = &self.ssf {
+            let m = self.metrics.clone();
+            receiver.start(
+                &shutdown,
+                Arc::new(move |provider, ok| m.jwks_refresh(provider, ok)),
+            );
+        }
         if let Some(path) = self.config.source.clone() {
             reload::watch(
                 path,
@@ -167,6 +176,7 @@ impl Server {
             admin_providers: Arc::new(self.admin_api.providers.clone()),
             admin_enabled: self.admin_api.enabled,
             introspection_clients: self.introspection_clients.clone(),
+            ssf: self.ssf.clone(),
         };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -192,6 +192,8 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(file)?;
     tokengate::jwt::Verifier::from_config(&config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    tokengate::ssf::Receiver::from_config(&config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     tokengate::tls::ListenerTls::check(&config.tls)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     println!("{}: OK", file.display());

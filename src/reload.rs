@@ -4,7 +4,8 @@
 //! the policy they started with. An invalid file — or providers whose JWKS cannot be
 //! fetched in time — is refused and logged, and the old policy keeps serving.
 //!
-//! Listener addresses and the revocation store are not reloaded (they need a restart);
+//! Listener addresses, the revocation store and the `ssf` receiver are not reloaded (they
+//! need a restart);
 //! a change there is logged and otherwise ignored.
 
 use std::path::{Path, PathBuf};
@@ -76,9 +77,10 @@ pub async fn reload(
     }
     if format!("{:?}", config.listen) != format!("{:?}", running.listen)
         || format!("{:?}", config.revocation) != format!("{:?}", running.revocation)
+        || format!("{:?}", config.ssf) != format!("{:?}", running.ssf)
     {
         tracing::warn!(
-            "listen and revocation settings changed: they take effect at the next restart"
+            "listen, revocation or ssf settings changed: they take effect at the next restart"
         );
     }
     engine.replace_policy(Policy::new(&config, verifier));

@@ -9,6 +9,7 @@ mod check;
 pub mod grpc_health;
 mod health;
 pub mod oauth;
+mod ssf;
 
 use std::sync::Arc;
 
@@ -31,6 +32,8 @@ pub struct AppState {
     pub admin_providers: Arc<Vec<String>>,
     pub admin_enabled: bool,
     pub introspection_clients: Arc<Vec<oauth::Client>>,
+    /// The Shared Signals receiver, when transmitters are configured.
+    pub ssf: Option<Arc<crate::ssf::Receiver>>,
 }
 
 pub use health::{Readiness, Report};
@@ -47,6 +50,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v1/oauth/revoke", post(oauth::revoke))
         .route("/v1/oauth/introspect", post(oauth::introspect))
         .route("/v1/oidc/backchannel-logout", post(backchannel::logout))
+        .route("/v1/ssf/events", post(ssf::events))
         .with_state(state)
         .layer(axum::middleware::map_response(no_store_unless_set))
 }

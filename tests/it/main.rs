@@ -40,6 +40,7 @@ mod providers;
 mod redis;
 mod revocation;
 mod slow_clients;
+mod ssf;
 mod status_list;
 mod tls;
 mod transports;

@@ -39,11 +39,30 @@ fn st_bin() -> std::path::PathBuf {
 /// `security` names `bearerAuth`, Basic where it names `introspectionClient`; and puts
 /// minted tokens in half of the form bodies that carry one.
 const HOOKS: &str = r#"
+import ast
 import base64
 import os
 import threading
 
 import schemathesis
+
+# CPython 3.11's AST constructor is not safe across threads (python/cpython#106905:
+# "SystemError: AST constructor recursion depth mismatch"), and hypothesis parses
+# source with ast.parse to describe its strategies, in both schemathesis workers at
+# once: one parse at a time.
+_ast_lock = threading.Lock()
+_ast_parse = ast.parse
+
+
+def _parse_alone(*args, **kwargs):
+    with _ast_lock:
+        return _ast_parse(*args, **kwargs)
+
+
+ast.parse = _parse_alone
+
+# RFC 8935's SET media type: the body is text (a compact JWS).
+schemathesis.serializer.alias("application/secevent+jwt", "text/plain")
 
 with open(os.environ["TOKENGATE_ST_TOKENS"]) as f:
     _TOKENS = f.read().split()
@@ -128,14 +147,24 @@ checks.unsupported_method.enabled = false
 # A schema-valid path may still be one tokengate refuses to guess at (an encoded `/`
 # left after one decoding, control bytes): 400 `malformed_request`, documented.
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403"]
+
+# POST /v1/ssf/events: a schema-valid string is not a SET signed by the transmitter:
+# 400 with an RFC 8935 error code, documented.
+[[operations]]
+include-operation-id = "ssfEvents"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400"]
 "#;
 
 fn yaml(secret_file: &Path) -> String {
     format!(
         "{}admin_api:\n  enabled: true\n  scope: {ADMIN_SCOPE}\n  providers: [test]\n\
-         oauth:\n  introspection_clients:\n    - id: {CLIENT_ID}\n      secret_file: {}\n",
+         oauth:\n  introspection_clients:\n    - id: {CLIENT_ID}\n      secret_file: {}\n\
+         ssf:\n  transmitters:\n    - issuer: https://transmitter.test\n      \
+         audience: https://tokengate.test/ssf\n      provider: test\n      \
+         algorithms: [ES256]\n      keys:\n        - public_key_file: {}\n",
         config_yaml(MEMORY_STORE),
-        secret_file.display()
+        secret_file.display(),
+        key_path("ec256-public.pem")
     )
 }
 

@@ -18,6 +18,8 @@
 //!   invalidation events that keep replicas' caches in step.
 //! - [`status`]: the Token Status List consumer (draft-ietf-oauth-status-list-20): a
 //!   token's `status_list` entry read from its issuer's signed, cached list.
+//! - [`ssf`]: Shared Signals / CAEP: Security Event Tokens verified like access tokens
+//!   (same JWS rules and key loading), their events mapped to revocations.
 //! - [`reason`]: every deny, with its HTTP status, OAuth error, gRPC code and metric label.
 //! - [`metrics`]: the Prometheus registry the decision reports to (the server exposes it).
 //! - [`secret`]: secrets from the environment or a file, read in one place.
@@ -35,4 +37,5 @@ pub mod metrics;
 pub mod reason;
 pub mod revocation;
 pub mod secret;
+pub mod ssf;
 pub mod status;

@@ -191,7 +191,14 @@ impl Metrics {
             &["kind", "source"],
         )?;
         for kind in crate::revocation::Kind::ALL {
-            for source in ["logout", "logout-all", "admin", "oauth", "backchannel"] {
+            for source in [
+                "logout",
+                "logout-all",
+                "admin",
+                "oauth",
+                "backchannel",
+                "ssf",
+            ] {
                 revocations.with_label_values(&[kind.as_str(), source]);
             }
         }

@@ -15,12 +15,13 @@
 //! By concern: [`providers`] (issuers and keys), [`tokens`] (where tokens are found, the
 //! claims revocation reads), [`revocation`] (store and cache), [`listeners`] (addresses,
 //! connection limits, logging), [`tls`] (certificates per listener), [`policy`] (routes,
-//! forwarding, responses, admin, OAuth).
+//! forwarding, responses, admin, OAuth), [`ssf`] (Shared Signals transmitters).
 
 mod listeners;
 mod policy;
 mod providers;
 mod revocation;
+mod ssf;
 mod status_list;
 mod tls;
 mod tokens;
@@ -37,6 +38,7 @@ pub use policy::{
 };
 pub use providers::{BackchannelLogout, JwksSettings, Key, KeySource, Provider, Remote};
 pub use revocation::{Cache, LegacyKeys, OnStoreError, Redis, Revocation, Store, StoreKind};
+pub use ssf::{Events, Ssf, SubjectAs, Subjects, Transmitter};
 pub use status_list::StatusListSettings;
 pub use tls::{ClientName, ListenerTls, Tls, TlsVersion};
 pub use tokens::{ClaimNames, TokenSource, Tokens};
@@ -95,6 +97,8 @@ pub struct Config {
     pub oauth: OAuth,
     #[serde(default)]
     pub tls: Tls,
+    #[serde(default)]
+    pub ssf: Ssf,
     #[serde(default)]
     pub server: Server,
     #[serde(default)]
@@ -205,6 +209,39 @@ impl Config {
                 "providers".into(),
                 "with several providers every provider needs an issuer (tokens are routed by `iss`)",
             ));
+        }
+        let mut issuers = std::collections::HashSet::new();
+        for (i, t) in self.ssf.transmitters.iter().enumerate() {
+            let at = format!("ssf.transmitters[{i}]");
+            if !names.contains(t.provider.as_str()) {
+                return Err((
+                    format!("{at}.provider"),
+                    "not the name of a configured provider",
+                ));
+            }
+            if t.issuer.is_empty() || !issuers.insert(t.issuer.as_str()) {
+                return Err((format!("{at}.issuer"), "empty or duplicate issuer"));
+            }
+            if t.audience.is_empty() {
+                return Err((format!("{at}.audience"), "must not be empty"));
+            }
+            if t.algorithms.is_empty() {
+                return Err((
+                    format!("{at}.algorithms"),
+                    "at least one algorithm is required",
+                ));
+            }
+            if t.keys.is_empty() {
+                return Err((format!("{at}.keys"), "at least one key is required"));
+            }
+            for (k, key) in t.keys.iter().enumerate() {
+                if key.remote() == Some(&Remote::Discovery) {
+                    return Err((
+                        format!("{at}.keys[{k}].oidc_discovery"),
+                        "not for a transmitter: name its jwks_uri",
+                    ));
+                }
+            }
         }
         for (i, name) in self.admin_api.providers.iter().enumerate() {
             if !names.contains(name.as_str()) {
@@ -431,6 +468,41 @@ mod tests {
         let text = format!("{MINIMAL}csrf:\n  allowed_origins: [\"https://a.example/x\"]\n");
         let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
         assert!(err.contains("csrf.allowed_origins[0]"), "{err}");
+    }
+
+    /// A transmitter reaches only a configured provider, is named once, and says which
+    /// keys sign its SETs; every refusal names the field.
+    #[test]
+    fn ssf_transmitters_are_checked_and_errors_name_the_field() {
+        let tx = |extra: &str| {
+            format!(
+                "{MINIMAL}ssf:\n  transmitters:\n    - issuer: https://tx\n      \
+                 audience: https://rx\n      provider: dev\n      algorithms: [ES256]\n      \
+                 keys:\n        - jwks_uri: https://tx/jwks\n{extra}"
+            )
+        };
+        let c = Config::parse("t.yaml", &tx("")).unwrap();
+        let t = &c.ssf.transmitters[0];
+        assert_eq!(
+            t.subjects.email,
+            SubjectAs::Refuse,
+            "email is refused by default"
+        );
+        assert!(!t.events.credential_change && !t.events.assurance_level_change);
+        for (text, field) in [
+            (tx("").replace("provider: dev", "provider: nope"), "ssf.transmitters[0].provider"),
+            (tx("      subjects: {email: yes}\n"), "ssf.transmitters[0].subjects.email"),
+            (tx("      events: {token_claims_change: true}\n"), "ssf.transmitters[0].events"),
+            (
+                tx("").replace("jwks_uri: https://tx/jwks", "oidc_discovery: true"),
+                "ssf.transmitters[0].keys[0].oidc_discovery",
+            ),
+            (tx("").replace("algorithms: [ES256]", "algorithms: []"), "ssf.transmitters[0].algorithms"),
+            (tx("    - issuer: https://tx\n      audience: a\n      provider: dev\n      algorithms: [ES256]\n      keys: [{jwks_uri: https://tx/j}]\n"), "ssf.transmitters[1].issuer"),
+        ] {
+            let err = Config::parse("t.yaml", &text).unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
     }
 
     #[test]

@@ -121,14 +121,20 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<Vec<VerifyKey>, String> {
 impl KeySet {
     /// Loads the keys of provider `index` of the configuration.
     pub fn load(index: usize, provider: &Provider) -> Result<Self, KeyError> {
+        Self::load_at(&format!("providers[{index}]"), provider)
+    }
+
+    /// Loads the keys of the provider-like section at config path `at` (a provider, or
+    /// an SSF transmitter, whose keys are written the same way).
+    pub fn load_at(at: &str, provider: &Provider) -> Result<Self, KeyError> {
         let mut set = KeySet::default();
         for (k, source) in provider.keys.iter().enumerate() {
-            let at = format!("providers[{index}].keys[{k}]");
+            let at = format!("{at}.keys[{k}]");
             load_source(&at, provider, source, &mut set)?;
         }
         if set.verify.is_empty() && !provider.has_remote_keys() {
             return Err(KeyError {
-                field: format!("providers[{index}].keys"),
+                field: format!("{at}.keys"),
                 message: "no usable key".into(),
             });
         }

@@ -11,6 +11,7 @@ mod verify;
 
 pub use logout::{LogoutError, LogoutToken};
 pub use verify::Signed;
+pub(crate) use verify::{numeric_date_ms, Jws};
 
 use std::sync::Arc;
 
@@ -52,6 +53,52 @@ pub enum KeyState {
 }
 
 impl Provider {
+    /// Loads the provider-like section at config path `at`: its static keys now, its
+    /// remote key set ready to be started.
+    pub fn load(at: &str, p: &crate::config::Provider) -> Result<Self, KeyError> {
+        let remote = p.keys.iter().find_map(|k| {
+            let source = match (k.remote()?, &p.issuer) {
+                (Remote::Uri(uri), _) => jwks::Source::Uri(uri.clone()),
+                (Remote::Discovery, Some(issuer)) => jwks::Source::Discovery {
+                    issuer: issuer.clone(),
+                },
+                // The configuration refuses discovery without an issuer.
+                (Remote::Discovery, None) => return None,
+            };
+            Some(Arc::new(jwks::Remote::new(
+                &p.name,
+                source,
+                p.jwks.clone(),
+                p.algorithms.clone(),
+            )))
+        });
+        let keys = KeySet::load_at(at, p)?;
+        if remote.is_none() && !fetch::usable(&keys.verify, &p.algorithms) {
+            tracing::error!(
+                provider = %p.name,
+                algorithms = %fetch::names(&p.algorithms),
+                key_families = %fetch::families(&keys.verify),
+                "provider has no key usable with its algorithms: its tokens cannot be verified and readiness stays 503"
+            );
+        }
+        Ok(Provider {
+            name: p.name.clone(),
+            namespace: p.namespace().to_string(),
+            issuer: p.issuer.clone(),
+            audiences: p.audiences.clone(),
+            algorithms: p.algorithms.clone(),
+            leeway: i64::try_from(p.leeway_seconds).unwrap_or(i64::MAX),
+            token_types: p.token_types.iter().map(|t| media_type(t)).collect(),
+            keys,
+            remote,
+            backchannel: p.backchannel_logout.clone(),
+            status: p
+                .status_list
+                .clone()
+                .map(|s| crate::status::Lists::new(&p.name, s)),
+        })
+    }
+
     /// Whether verification can start: a usable static key and no remote set, or remote
     /// keys fetched once (a remote set is only ever installed with a usable key in it).
     pub fn key_state(&self) -> KeyState {
@@ -230,47 +277,7 @@ impl Verifier {
     pub fn from_config(config: &Config) -> Result<Self, KeyError> {
         let mut providers = Vec::with_capacity(config.providers.len());
         for (i, p) in config.providers.iter().enumerate() {
-            let remote = p.keys.iter().find_map(|k| {
-                let source = match (k.remote()?, &p.issuer) {
-                    (Remote::Uri(uri), _) => jwks::Source::Uri(uri.clone()),
-                    (Remote::Discovery, Some(issuer)) => jwks::Source::Discovery {
-                        issuer: issuer.clone(),
-                    },
-                    // The configuration refuses discovery without an issuer.
-                    (Remote::Discovery, None) => return None,
-                };
-                Some(Arc::new(jwks::Remote::new(
-                    &p.name,
-                    source,
-                    p.jwks.clone(),
-                    p.algorithms.clone(),
-                )))
-            });
-            let keys = KeySet::load(i, p)?;
-            if remote.is_none() && !fetch::usable(&keys.verify, &p.algorithms) {
-                tracing::error!(
-                    provider = %p.name,
-                    algorithms = %fetch::names(&p.algorithms),
-                    key_families = %fetch::families(&keys.verify),
-                    "provider has no key usable with its algorithms: its tokens cannot be verified and readiness stays 503"
-                );
-            }
-            providers.push(Provider {
-                name: p.name.clone(),
-                namespace: p.namespace().to_string(),
-                issuer: p.issuer.clone(),
-                audiences: p.audiences.clone(),
-                algorithms: p.algorithms.clone(),
-                leeway: i64::try_from(p.leeway_seconds).unwrap_or(i64::MAX),
-                token_types: p.token_types.iter().map(|t| media_type(t)).collect(),
-                keys,
-                remote,
-                backchannel: p.backchannel_logout.clone(),
-                status: p
-                    .status_list
-                    .clone()
-                    .map(|s| crate::status::Lists::new(&p.name, s)),
-            });
+            providers.push(Provider::load(&format!("providers[{i}]"), p)?);
         }
         Ok(Self {
             providers,

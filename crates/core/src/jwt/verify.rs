@@ -78,74 +78,14 @@ impl Verifier {
         if token.len() > self.max_bytes {
             return Err(Reason::TokenTooLarge);
         }
-        if !token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(Reason::Malformed);
-        }
-        let mut parts = token.splitn(3, '.');
-        let (Some(h64), Some(p64), Some(s64)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(Reason::Malformed);
-        };
-        if h64.is_empty() || p64.is_empty() || s64.contains('.') {
-            return Err(Reason::Malformed);
-        }
-        let header_bytes = URL_SAFE_NO_PAD.decode(h64).map_err(|_| Reason::Malformed)?;
-        let header = Header::parse(&header_bytes)?;
-        if header.crit {
-            // No JWS extension is understood, so any critical one makes the token invalid
-            // (RFC 7515 §4.1.11).
-            return Err(Reason::Malformed);
-        }
-        let alg: Algorithm = header
-            .alg
-            .parse()
-            .map_err(|_| Reason::DisallowedAlgorithm)?;
-        if s64.is_empty() {
-            // An unsigned token with a real algorithm (`alg: none` was refused above).
-            return Err(Reason::Malformed);
-        }
-        let payload_bytes = URL_SAFE_NO_PAD.decode(p64).map_err(|_| Reason::Malformed)?;
-        let payload = UniqueObject::parse(&payload_bytes)?;
-
-        let index = self.choose_provider(&payload)?;
+        let jws = Jws::parse(token)?;
+        let index = self.choose_provider(&jws.payload)?;
         let provider = &self.providers[index];
-        if !provider.algorithms.contains(&alg) {
-            return Err(Reason::DisallowedAlgorithm);
-        }
-        let remote = provider.remote.as_ref().map(|r| r.keys());
-        let candidates = provider
-            .keys
-            .verify
-            .iter()
-            .chain(remote.iter().flat_map(|k| k.iter()));
-        let key = super::keys::select(candidates, header.kid.as_deref(), alg).map_err(|miss| {
-            if provider.awaiting_keys() {
-                // The key may well be in the set not loaded yet: not a bad token, an
-                // outage (503), so that clients keep it and retry.
-                return Reason::KeysUnavailable;
-            }
-            match miss {
-                KeyMiss::Unknown => Reason::UnknownKey,
-                KeyMiss::WrongFamily => Reason::DisallowedAlgorithm,
-            }
-        })?;
-        let message = &token[..h64.len() + 1 + p64.len()];
-        match jsonwebtoken::crypto::verify(s64, message.as_bytes(), &key.key, alg) {
-            Ok(true) => {}
-            Ok(false) => return Err(Reason::BadSignature),
-            Err(e) => {
-                return Err(match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::Base64(_) => Reason::Malformed,
-                    _ => Reason::BadSignature,
-                })
-            }
-        }
+        jws.check_signature(provider)?;
         Ok(Signed {
             provider: index,
-            typ: header.typ.as_deref().map(super::media_type),
-            payload,
+            typ: jws.typ(),
+            payload: jws.payload,
         })
     }
 
@@ -256,6 +196,108 @@ impl Verifier {
     }
 }
 
+/// A compact JWS split, its header and payload parsed, its signature not yet checked:
+/// the shape rules every signed token of tokengate obeys (access tokens, and the
+/// Security Event Tokens of [`crate::ssf`]), in RFC 8725's order.
+pub(crate) struct Jws<'t> {
+    header: Header,
+    alg: Algorithm,
+    pub payload: Map<String, Value>,
+    /// `header.payload`, the signed bytes.
+    message: &'t str,
+    s64: &'t str,
+}
+
+impl<'t> Jws<'t> {
+    /// Shape, header (no `crit`, a known `alg`, `none` refused), a signature present,
+    /// and a payload object without duplicate names.
+    pub(crate) fn parse(token: &'t str) -> Result<Self, Reason> {
+        if !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(Reason::Malformed);
+        }
+        let mut parts = token.splitn(3, '.');
+        let (Some(h64), Some(p64), Some(s64)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Reason::Malformed);
+        };
+        if h64.is_empty() || p64.is_empty() || s64.contains('.') {
+            return Err(Reason::Malformed);
+        }
+        let header_bytes = URL_SAFE_NO_PAD.decode(h64).map_err(|_| Reason::Malformed)?;
+        let header = Header::parse(&header_bytes)?;
+        if header.crit {
+            // No JWS extension is understood, so any critical one makes the token invalid
+            // (RFC 7515 §4.1.11).
+            return Err(Reason::Malformed);
+        }
+        let alg: Algorithm = header
+            .alg
+            .parse()
+            .map_err(|_| Reason::DisallowedAlgorithm)?;
+        if s64.is_empty() {
+            // An unsigned token with a real algorithm (`alg: none` was refused above).
+            return Err(Reason::Malformed);
+        }
+        let payload_bytes = URL_SAFE_NO_PAD.decode(p64).map_err(|_| Reason::Malformed)?;
+        let payload = UniqueObject::parse(&payload_bytes)?;
+        Ok(Jws {
+            header,
+            alg,
+            payload,
+            message: &token[..h64.len() + 1 + p64.len()],
+            s64,
+        })
+    }
+
+    /// The `kid` the header names.
+    pub(crate) fn kid(&self) -> Option<&str> {
+        self.header.kid.as_deref()
+    }
+
+    /// The header's `typ` as a media type (lowercase, without `application/`): what it
+    /// may be depends on the kind of token, which the caller knows.
+    pub(crate) fn typ(&self) -> Option<String> {
+        self.header.typ.as_deref().map(super::media_type)
+    }
+
+    /// The algorithm against `provider`'s allow-list, the key by `kid` and family, and
+    /// the signature.
+    pub(crate) fn check_signature(&self, provider: &super::Provider) -> Result<(), Reason> {
+        let alg = self.alg;
+        if !provider.algorithms.contains(&alg) {
+            return Err(Reason::DisallowedAlgorithm);
+        }
+        let remote = provider.remote.as_ref().map(|r| r.keys());
+        let candidates = provider
+            .keys
+            .verify
+            .iter()
+            .chain(remote.iter().flat_map(|k| k.iter()));
+        let key =
+            super::keys::select(candidates, self.header.kid.as_deref(), alg).map_err(|miss| {
+                if provider.awaiting_keys() {
+                    // The key may well be in the set not loaded yet: not a bad token, an
+                    // outage (503), so that clients keep it and retry.
+                    return Reason::KeysUnavailable;
+                }
+                match miss {
+                    KeyMiss::Unknown => Reason::UnknownKey,
+                    KeyMiss::WrongFamily => Reason::DisallowedAlgorithm,
+                }
+            })?;
+        match jsonwebtoken::crypto::verify(self.s64, self.message.as_bytes(), &key.key, alg) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Reason::BadSignature),
+            Err(e) => Err(match e.kind() {
+                jsonwebtoken::errors::ErrorKind::Base64(_) => Reason::Malformed,
+                _ => Reason::BadSignature,
+            }),
+        }
+    }
+}
+
 /// The unverified `kid` of a token's header, for the unknown-kid fetch budget.
 pub(super) fn header_kid(token: &str) -> Option<String> {
     let h64 = token.split('.').next()?;
@@ -286,7 +328,7 @@ pub(super) fn numeric_date(v: &Value) -> Result<i64, Reason> {
     Ok(numeric_date_ms(v)?.div_euclid(1000))
 }
 
-fn numeric_date_ms(v: &Value) -> Result<i64, Reason> {
+pub(crate) fn numeric_date_ms(v: &Value) -> Result<i64, Reason> {
     let n = v.as_f64().ok_or(Reason::Malformed)?;
     if !(0.0..=MAX_DATE).contains(&n) {
         return Err(Reason::Malformed);
