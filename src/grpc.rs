@@ -80,7 +80,11 @@ impl UnaryService<CheckRequest> for Check {
 
     fn call(&mut self, request: tonic::Request<CheckRequest>) -> Self::Future {
         let engine = self.0.clone();
-        Box::pin(async move { Ok(Response::new(answer(&engine, request.into_inner()).await)) })
+        let (metadata, _, check) = request.into_parts();
+        Box::pin(async move {
+            let trace = metadata.into_headers();
+            Ok(Response::new(answer_traced(&engine, check, &trace).await))
+        })
     }
 }
 
@@ -187,6 +191,14 @@ pub async fn check_once(engine: &Engine, check: CheckRequest) -> CheckResponse {
 /// One Check, from the request Envoy sent to the answer it gets. The allow for a
 /// verified token is encoded once and kept with its claims.
 pub async fn answer(engine: &Engine, check: CheckRequest) -> Answer {
+    answer_traced(engine, check, &http::HeaderMap::new()).await
+}
+
+/// [`answer`] as a span of the trace whose context `trace` (the Check call's gRPC
+/// metadata) carries. Envoy puts its ext_authz span's `traceparent` there; the
+/// CheckRequest's own headers are the client's, who must not pick where tokengate's
+/// span goes.
+pub async fn answer_traced(engine: &Engine, check: CheckRequest, trace: &http::HeaderMap) -> Answer {
     let attributes = check.attributes.as_ref();
     let http = attributes
         .and_then(|a| a.request.as_ref())
@@ -209,7 +221,13 @@ pub async fn answer(engine: &Engine, check: CheckRequest) -> Answer {
         request_id,
     };
     let policy = engine.policy();
-    match engine.check_with(&policy, &req).await {
+    let span = crate::telemetry::check_span("grpc", trace);
+    let decision = {
+        use tracing::Instrument as _;
+        engine.check_with(&policy, &req).instrument(span.clone()).await
+    };
+    crate::telemetry::record_decision(&span, &decision, &policy);
+    match decision {
         Decision::Allow(allowed) => match allowed.claims.as_deref() {
             Some(claims) => Answer::Encoded(
                 allowed

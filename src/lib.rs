@@ -8,6 +8,7 @@ pub mod ops;
 pub mod reload;
 pub mod serve;
 pub mod shutdown;
+pub mod telemetry;
 pub mod tls;
 
 // The core (crates/core): the decision and everything it needs, no transport. Re-exported
@@ -101,6 +102,9 @@ impl Server {
         }
         let providers: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         let metrics = Arc::new(Metrics::new(&providers)?);
+        if config.tracing.enabled {
+            telemetry::register_metrics(metrics.registry())?;
+        }
         let store = build_store(config, metrics.clone())?;
         let policy = decision::Policy::new(config, Arc::new(verifier));
         let engine = Arc::new(Engine::new(policy, store, metrics.clone()));
@@ -305,12 +309,20 @@ pub fn log_directives(config: &config::Log) -> String {
     }
 }
 
-/// Sets up logging from the configuration (`RUST_LOG` overrides the level). The server
-/// logs to stdout; one-shot commands log to stderr so that stdout carries only their
-/// result.
-pub fn init_logging(config: &config::Log, to_stderr: bool) {
+/// Sets up logging from the configuration (`RUST_LOG` overrides the level), and with
+/// `telemetry` the OpenTelemetry layer beside it. The server logs to stdout; one-shot
+/// commands log to stderr so that stdout carries only their result.
+///
+/// Each layer has its own filter: the log's level (events and spans as configured), and
+/// for traces tokengate's own spans only (DEBUG-level callsites under the targets
+/// `tokengate::trace` and `tokengate_core::trace`), so that a quiet log level does not
+/// silence traces and tracing does not turn on debug logging.
+pub fn init_logging(config: &config::Log, to_stderr: bool, telemetry: Option<&telemetry::Telemetry>) {
+    use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let directives = log_directives(config);
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(directives))
@@ -328,13 +340,20 @@ pub fn init_logging(config: &config::Log, to_stderr: bool) {
         )
     };
     // Colour codes only for a person at a terminal, never into a log collector.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(terminal);
-    // A second initialisation (tests) keeps the first subscriber.
-    let _ = match config.format {
-        config::LogFormat::Json => builder.json().try_init(),
-        config::LogFormat::Text => builder.try_init(),
+    let log: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> = match config.format {
+        config::LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+        config::LogFormat::Text => fmt.with_filter(filter).boxed(),
     };
+    let traces = telemetry.map(|t| {
+        t.layer()
+            .with_filter(filter_fn(|m| {
+                m.is_span()
+                    && (m.target() == "tokengate::trace" || m.target() == "tokengate_core::trace")
+            }))
+    });
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::registry().with(log).with(traces).try_init();
 }

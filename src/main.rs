@@ -174,16 +174,26 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    tokengate::init_logging(&config.log, false);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // The OTLP exporter lives on the runtime (its gRPC connection does).
+        let telemetry = match config.tracing.enabled {
+            true => Some(tokengate::telemetry::Telemetry::start(&config.tracing)?),
+            false => None,
+        };
+        tokengate::init_logging(&config.log, false, telemetry.as_ref());
         let server = tokengate::Server::bind(&config).await?;
         let shutdown = CancellationToken::new();
         tokengate::shutdown::on_signal(shutdown.clone());
-        server.run(shutdown).await?;
+        let result = server.run(shutdown).await;
         tracing::info!("stopped");
+        if let Some(t) = telemetry {
+            // Blocking: the batch thread exports what is queued, within its timeout.
+            tokio::task::spawn_blocking(move || t.shutdown()).await.ok();
+        }
+        result?;
         Ok(())
     })
 }
@@ -221,7 +231,7 @@ where
     Fut: std::future::Future<Output = Result<serde_json::Value, tokengate::ops::OpsError>>,
 {
     let config = Config::load(config)?;
-    tokengate::init_logging(&config.log, true);
+    tokengate::init_logging(&config.log, true, None);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -53,7 +53,13 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
         required_scopes: None,
         request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()),
     };
-    match engine.check_with(&policy, &req).await {
+    let span = crate::telemetry::check_span("http", headers);
+    let decision = {
+        use tracing::Instrument as _;
+        engine.check_with(&policy, &req).instrument(span.clone()).await
+    };
+    crate::telemetry::record_decision(&span, &decision, &policy);
+    match decision {
         Decision::Deny(deny) => deny_response_with(&policy, &deny),
         Decision::Allow(allowed) => {
             let mut response = StatusCode::OK.into_response();

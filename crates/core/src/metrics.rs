@@ -417,6 +417,11 @@ impl Metrics {
         o.ok.get() + o.error.get() + o.timeout.get()
     }
 
+    /// The registry, for collectors kept outside the core (the server's trace counters).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -21,6 +21,7 @@ mod listeners;
 mod policy;
 mod providers;
 mod revocation;
+mod telemetry;
 mod ssf;
 mod status_list;
 mod tls;
@@ -41,6 +42,7 @@ pub use revocation::{Cache, LegacyKeys, OnStoreError, Redis, Revocation, Store, 
 pub use ssf::{Events, Ssf, SubjectAs, Subjects, Transmitter};
 pub use status_list::StatusListSettings;
 pub use tls::{ClientName, ListenerTls, Tls, TlsVersion};
+pub use telemetry::{OtlpProtocol, Tracing};
 pub use tokens::{ClaimNames, TokenSource, Tokens};
 
 /// A configuration problem, always naming the file and the field.
@@ -103,6 +105,8 @@ pub struct Config {
     pub server: Server,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub tracing: Tracing,
     /// The file this configuration was read from (for reloads and messages); set by
     /// [`Config::load`], never read from YAML. Key and secret paths in the file are
     /// relative to the working directory, as in every shipped example.

@@ -136,6 +136,18 @@ impl Remote {
     /// Fetches once; on success installs the keys and returns the refresh delay the
     /// response asked for (`max-age`), if any. Every failure is logged with its cause.
     async fn fetch(&self, trigger: Trigger) -> Result<Option<u64>, FetchError> {
+        use tracing::Instrument as _;
+        let span = tracing::debug_span!(
+            target: "tokengate_core::trace",
+            "jwks.fetch",
+            otel.name = "tokengate.jwks.fetch",
+            otel.kind = "client",
+            tokengate.provider = %self.provider,
+        );
+        self.fetch_traced(trigger).instrument(span).await
+    }
+
+    async fn fetch_traced(&self, trigger: Trigger) -> Result<Option<u64>, FetchError> {
         let result = self.fetch_inner(trigger).await;
         if let Some(observe) = self.observer.read().as_ref() {
             observe(&self.provider, result.is_ok());

@@ -191,7 +191,18 @@ impl<S: RevocationStore> CachedStore<S> {
         let c = &self.caches;
         let epoch = c.epoch.load(Ordering::Acquire);
         let generation = c.generation.load(Ordering::Acquire);
-        let state = self.timed(StoreOp::Check, self.store.check(q)).await?;
+        let state = {
+            use tracing::Instrument as _;
+            let span = tracing::debug_span!(
+                target: "tokengate_core::trace",
+                "store.check",
+                otel.name = "tokengate.store.check",
+                otel.kind = "client",
+            );
+            self.timed(StoreOp::Check, self.store.check(q))
+                .instrument(span)
+                .await?
+        };
         if c.epoch.load(Ordering::Acquire) != epoch {
             return Ok(state);
         }
@@ -369,8 +380,18 @@ impl<S: RevocationStore> RevocationStore for CachedStore<S> {
     }
 
     async fn revoke(&self, target: &Target<'_>, record: &Record) -> Result<Written, StoreError> {
+        use tracing::Instrument as _;
+        // The write and its publish are one store call (one script in Redis).
+        let span = tracing::debug_span!(
+            target: "tokengate_core::trace",
+            "revocation.write",
+            otel.name = "tokengate.revocation.write",
+            otel.kind = "client",
+            tokengate.kind = target.kind().as_str(),
+        );
         let written = self
             .timed(StoreOp::Revoke, self.store.revoke(target, record))
+            .instrument(span)
             .await?;
         // Read-your-writes on this replica without waiting for the event to come back.
         self.caches.apply(&written.event(target));
