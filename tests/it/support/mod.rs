@@ -9,6 +9,7 @@ pub mod issuers;
 pub mod logs;
 pub mod nginx;
 pub mod oidc;
+pub mod otel;
 pub mod outage;
 pub mod procs;
 pub mod proxy;
