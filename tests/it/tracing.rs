@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::support::check_recorder::CheckRecorder;
 use crate::support::envoy::{
     rewrite_ports, shipped_config, EchoUpstream, Envoy, ADMIN_PORT, APP_PORT, LISTENER_PORT,
     TOKENGATE_GRPC_PORT, TOKENGATE_HTTP_PORT,
@@ -222,6 +223,97 @@ async fn a_receiver_outage_loses_spans_not_requests() {
         }
     })
     .await;
+}
+
+/// Where tokengate finds the trace to join: Envoy's gRPC ext_authz client puts the
+/// `traceparent` of its ext_authz span (trace id = the request's trace, parent id = that
+/// span's id) in the Check call's gRPC metadata. The CheckRequest's
+/// `attributes.request.http.headers` are the client's request headers: they carry no
+/// `traceparent` of Envoy's, and whatever `traceparent` a client sent itself. So the
+/// check span's parent must come from the metadata, never from the CheckRequest.
+#[tokio::test(flavor = "multi_thread")]
+async fn envoys_check_call_carries_its_ext_authz_span_in_grpc_metadata() {
+    let receiver = OtelReceiver::start().await;
+    let recorder = CheckRecorder::start().await;
+    let upstream = EchoUpstream::start().await;
+    let addrs = tokengate::Addrs {
+        grpc: recorder.addr,
+        ..unused_addrs()
+    };
+    let envoy = Envoy::start_text(&envoy_tracing_config(
+        &addrs,
+        upstream.addr,
+        receiver.grpc_port,
+    ))
+    .await;
+
+    // 1. No trace context from the client.
+    assert_eq!(get_through(&envoy).await, 200, "{}", envoy.log());
+    let spans = receiver
+        .wait_for_spans("the ext_authz span", SPANS, |s| {
+            s.iter().any(|s| s.name == ENVOY_EXT_AUTHZ_SPAN)
+        })
+        .await;
+    let authz = spans
+        .iter()
+        .find(|s| s.name == ENVOY_EXT_AUTHZ_SPAN)
+        .expect("ext_authz span");
+    let calls = recorder.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let tp = calls[0]
+        .metadata("traceparent")
+        .unwrap_or_else(|| panic!("no traceparent: {calls:#?}"));
+    assert_eq!(
+        tp,
+        format!("00-{}-{}-01", authz.trace_id, authz.span_id),
+        "{spans:#?}"
+    );
+    assert_eq!(calls[0].http_headers.get("traceparent"), None, "{calls:#?}");
+
+    // 2. A client's own traceparent: Envoy joins that trace, and the CheckRequest's
+    // headers carry the client's value verbatim (not Envoy's span).
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_tp = format!("00-{client_trace}-00f067aa0ba902b7-01");
+    let token = support::token("rsa", "alice", serde_json::json!({}));
+    let resp = reqwest::Client::new()
+        .get(envoy.url("/api/items"))
+        .header("authorization", support::bearer(&token))
+        .header("traceparent", &client_tp)
+        .send()
+        .await
+        .expect("request through Envoy");
+    assert_eq!(resp.status(), 200);
+    let spans = receiver
+        .wait_for_spans("the client's trace", SPANS, |s| {
+            s.iter()
+                .any(|s| s.name == ENVOY_EXT_AUTHZ_SPAN && s.trace_id == client_trace)
+        })
+        .await;
+    let authz = spans
+        .iter()
+        .find(|s| s.name == ENVOY_EXT_AUTHZ_SPAN && s.trace_id == client_trace)
+        .expect("ext_authz span");
+    let calls = recorder.calls();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(
+        calls[1].metadata("traceparent"),
+        Some(format!("00-{client_trace}-{}-01", authz.span_id).as_str())
+    );
+    assert_eq!(
+        calls[1].http_headers.get("traceparent"),
+        Some(&client_tp),
+        "{calls:#?}"
+    );
+}
+
+/// Addresses nothing listens on, for a bootstrap whose tokengate clusters are unused.
+fn unused_addrs() -> tokengate::Addrs {
+    let nowhere = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    tokengate::Addrs {
+        grpc: nowhere,
+        http: nowhere,
+        admin: nowhere,
+    }
 }
 
 /// A hand-built ExportTraceServiceRequest (protobuf from the venv's opentelemetry-proto,

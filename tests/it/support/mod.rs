@@ -3,6 +3,7 @@
 //! hostile ones that no honest signer would produce).
 
 pub mod certs;
+pub mod check_recorder;
 pub mod envoy;
 pub mod forwarded;
 pub mod issuers;
