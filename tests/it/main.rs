@@ -43,4 +43,5 @@ mod slow_clients;
 mod ssf;
 mod status_list;
 mod tls;
+mod tracing;
 mod transports;

@@ -3,12 +3,14 @@
 //! hostile ones that no honest signer would produce).
 
 pub mod certs;
+pub mod check_recorder;
 pub mod envoy;
 pub mod forwarded;
 pub mod issuers;
 pub mod logs;
 pub mod nginx;
 pub mod oidc;
+pub mod otel;
 pub mod outage;
 pub mod procs;
 pub mod proxy;

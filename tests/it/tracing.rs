@@ -1,0 +1,397 @@
+//! OpenTelemetry tracing end to end (issue 17): Envoy, with its OpenTelemetry tracer,
+//! exports its spans to a real OTLP receiver ([`support::otel`]) and sends the W3C
+//! `traceparent` of its ext_authz span to tokengate in the CheckRequest, so tokengate's
+//! check span can join the same trace.
+
+use std::time::Duration;
+
+use crate::support::check_recorder::CheckRecorder;
+use crate::support::envoy::{
+    rewrite_ports, shipped_config, EchoUpstream, Envoy, ADMIN_PORT, APP_PORT, LISTENER_PORT,
+    TOKENGATE_GRPC_PORT, TOKENGATE_HTTP_PORT,
+};
+use crate::support::otel::{trace_of, OtelReceiver, Span};
+use crate::support::{self, TestServer, MEMORY_STORE};
+
+/// Envoy's name for the span of its ext_authz gRPC call (the async gRPC client's span:
+/// "async {service}.{method} egress"); tokengate's check span is to be its child.
+pub const ENVOY_EXT_AUTHZ_SPAN: &str = "async envoy.service.auth.v3.Authorization.Check egress";
+
+/// How long spans may take to reach the receiver: Envoy flushes on a timer, which
+/// [`envoy_tracing_config`] sets short.
+const SPANS: Duration = Duration::from_secs(15);
+
+/// envoy/envoy.yaml with Envoy's OpenTelemetry tracer on: every request sampled, spans
+/// exported over OTLP/gRPC to `otlp_port` on loopback (an `otel_collector` cluster,
+/// HTTP/2), `service_name: envoy`, flushed after every span or 100 ms. Ports rewritten
+/// as `Envoy::start` does (admin and ingress on 0).
+pub fn envoy_tracing_config(
+    tokengate: &tokengate::Addrs,
+    app: std::net::SocketAddr,
+    otlp_port: u16,
+) -> String {
+    let template = std::fs::read_to_string(shipped_config()).expect("envoy/envoy.yaml");
+    let text = rewrite_ports(
+        &template,
+        &[
+            (ADMIN_PORT, 0),
+            (LISTENER_PORT, 0),
+            (TOKENGATE_GRPC_PORT, tokengate.grpc.port()),
+            (TOKENGATE_HTTP_PORT, tokengate.http.port()),
+            (APP_PORT, app.port()),
+        ],
+    );
+    let anchor = "                stat_prefix: ingress_http\n";
+    assert_eq!(
+        text.matches(anchor).count(),
+        1,
+        "envoy/envoy.yaml's HCM no longer has one `stat_prefix: ingress_http` line"
+    );
+    let tracing = r#"                tracing:
+                  random_sampling: { value: 100 }
+                  provider:
+                    name: envoy.tracers.opentelemetry
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+                      grpc_service:
+                        envoy_grpc: { cluster_name: otel_collector }
+                        timeout: 1s
+                      service_name: envoy
+"#;
+    let text = text.replace(anchor, &format!("{anchor}{tracing}"));
+    let runtime = r#"
+layered_runtime:
+  layers:
+    - name: tracing
+      static_layer:
+        tracing.opentelemetry.min_flush_spans: 1
+        tracing.opentelemetry.flush_interval_ms: 100
+"#;
+    let cluster = format!(
+        r#"
+    - name: otel_collector
+      type: STATIC
+      connect_timeout: 0.25s
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config:
+            http2_protocol_options: {{}}
+      load_assignment:
+        cluster_name: otel_collector
+        endpoints:
+          - lb_endpoints:
+              - endpoint:
+                  address:
+                    socket_address: {{ address: 127.0.0.1, port_value: {otlp_port} }}
+"#
+    );
+    // `clusters:` is the bootstrap's last section: the collector's cluster goes at the end.
+    format!("{}{cluster}{runtime}", text.trim_end())
+}
+
+/// tokengate (memory store), an echo upstream, the receiver and a tracing Envoy.
+struct Stack {
+    receiver: OtelReceiver,
+    _server: TestServer,
+    _upstream: EchoUpstream,
+    envoy: Envoy,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let receiver = OtelReceiver::start().await;
+        let server = TestServer::start(&support::config_yaml(MEMORY_STORE)).await;
+        let upstream = EchoUpstream::start().await;
+        let config = envoy_tracing_config(&server.addrs, upstream.addr, receiver.grpc_port);
+        let envoy = Envoy::start_text(&config).await;
+        Stack {
+            receiver,
+            _server: server,
+            _upstream: upstream,
+            envoy,
+        }
+    }
+}
+
+fn describe(spans: &[&Span]) -> String {
+    spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {:?} {} parent={:?}",
+                s.service_name, s.name, s.span_id, s.parent_span_id
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_sends_its_spans_to_the_receiver() {
+    let stack = Stack::start().await;
+    let token = support::token("rsa", "alice", serde_json::json!({}));
+    let resp = reqwest::Client::new()
+        .get(stack.envoy.url("/api/items"))
+        .header("authorization", support::bearer(&token))
+        .send()
+        .await
+        .expect("request through Envoy");
+    assert_eq!(resp.status(), 200, "envoy log:\n{}", stack.envoy.log());
+    let body: serde_json::Value = resp.json().await.expect("echo JSON");
+    let upstream_tp = crate::support::envoy::echoed(&body, "traceparent");
+    assert_eq!(upstream_tp.len(), 1, "the app gets one traceparent: {body}");
+
+    let spans = stack
+        .receiver
+        .wait_for_spans("Envoy's ingress and ext_authz spans", SPANS, |spans| {
+            spans
+                .iter()
+                .any(|s| s.service_name == "envoy" && s.name == ENVOY_EXT_AUTHZ_SPAN)
+                && spans
+                    .iter()
+                    .any(|s| s.service_name == "envoy" && s.kind == "SPAN_KIND_SERVER")
+        })
+        .await;
+    let trace = trace_of(&spans, "envoy", |s| s.name == ENVOY_EXT_AUTHZ_SPAN);
+    let ingress = trace
+        .iter()
+        .find(|s| s.kind == "SPAN_KIND_SERVER" && s.parent_span_id.is_empty())
+        .unwrap_or_else(|| panic!("no root server span in the trace:\n{}", describe(&trace)));
+    let authz = trace
+        .iter()
+        .find(|s| s.name == ENVOY_EXT_AUTHZ_SPAN)
+        .expect("the ext_authz span");
+    assert_eq!(
+        authz.parent_span_id,
+        ingress.span_id,
+        "the ext_authz span is a child of the request's span:\n{}",
+        describe(&trace)
+    );
+    assert_eq!(authz.kind, "SPAN_KIND_CLIENT");
+    assert_eq!(authz.via, "grpc");
+    // The upstream request carries the same trace: what was exported is the request's.
+    let tp: Vec<&str> = upstream_tp[0].split('-').collect();
+    assert_eq!(
+        tp.get(1).copied(),
+        Some(ingress.trace_id.as_str()),
+        "traceparent {upstream_tp:?}"
+    );
+}
+
+async fn get_through(envoy: &Envoy) -> reqwest::StatusCode {
+    let token = support::token("rsa", "alice", serde_json::json!({}));
+    reqwest::Client::new()
+        .get(envoy.url("/api/items"))
+        .header("authorization", support::bearer(&token))
+        .send()
+        .await
+        .expect("request through Envoy")
+        .status()
+}
+
+/// A collector outage costs spans, never requests: with the receiver down Envoy still
+/// answers (tracing is not on the request path), and once it is back on the same port
+/// a later request's spans arrive again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_outage_loses_spans_not_requests() {
+    let mut stack = Stack::start().await;
+    let port = stack.receiver.grpc_port;
+    stack.receiver.stop();
+    assert_eq!(
+        get_through(&stack.envoy).await,
+        200,
+        "{}",
+        stack.envoy.log()
+    );
+
+    stack.receiver.restart().await;
+    assert_eq!(
+        stack.receiver.grpc_port, port,
+        "back on the port Envoy exports to"
+    );
+    // Envoy reconnects on its own schedule: request until an ext_authz span arrives.
+    let before = stack.receiver.spans().len();
+    let envoy = &stack.envoy;
+    support::wait_for("Envoy's spans after the receiver's restart", SPANS, || {
+        let spans = stack.receiver.spans();
+        async move {
+            assert_eq!(get_through(envoy).await, 200);
+            spans[before.min(spans.len())..]
+                .iter()
+                .any(|s| s.service_name == "envoy" && s.name == ENVOY_EXT_AUTHZ_SPAN)
+        }
+    })
+    .await;
+}
+
+/// Where tokengate finds the trace to join: Envoy's gRPC ext_authz client puts the
+/// `traceparent` of its ext_authz span (trace id = the request's trace, parent id = that
+/// span's id) in the Check call's gRPC metadata. The CheckRequest's
+/// `attributes.request.http.headers` are the client's request headers: they carry no
+/// `traceparent` of Envoy's, and whatever `traceparent` a client sent itself. So the
+/// check span's parent must come from the metadata, never from the CheckRequest.
+#[tokio::test(flavor = "multi_thread")]
+async fn envoys_check_call_carries_its_ext_authz_span_in_grpc_metadata() {
+    let receiver = OtelReceiver::start().await;
+    let recorder = CheckRecorder::start().await;
+    let upstream = EchoUpstream::start().await;
+    let addrs = tokengate::Addrs {
+        grpc: recorder.addr,
+        ..unused_addrs()
+    };
+    let envoy = Envoy::start_text(&envoy_tracing_config(
+        &addrs,
+        upstream.addr,
+        receiver.grpc_port,
+    ))
+    .await;
+
+    // 1. No trace context from the client.
+    assert_eq!(get_through(&envoy).await, 200, "{}", envoy.log());
+    let spans = receiver
+        .wait_for_spans("the ext_authz span", SPANS, |s| {
+            s.iter().any(|s| s.name == ENVOY_EXT_AUTHZ_SPAN)
+        })
+        .await;
+    let authz = spans
+        .iter()
+        .find(|s| s.name == ENVOY_EXT_AUTHZ_SPAN)
+        .expect("ext_authz span");
+    let calls = recorder.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let tp = calls[0]
+        .metadata("traceparent")
+        .unwrap_or_else(|| panic!("no traceparent: {calls:#?}"));
+    assert_eq!(
+        tp,
+        format!("00-{}-{}-01", authz.trace_id, authz.span_id),
+        "{spans:#?}"
+    );
+    assert_eq!(calls[0].http_headers.get("traceparent"), None, "{calls:#?}");
+
+    // 2. A client's own traceparent: Envoy joins that trace, and the CheckRequest's
+    // headers carry the client's value verbatim (not Envoy's span).
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_tp = format!("00-{client_trace}-00f067aa0ba902b7-01");
+    let token = support::token("rsa", "alice", serde_json::json!({}));
+    let resp = reqwest::Client::new()
+        .get(envoy.url("/api/items"))
+        .header("authorization", support::bearer(&token))
+        .header("traceparent", &client_tp)
+        .send()
+        .await
+        .expect("request through Envoy");
+    assert_eq!(resp.status(), 200);
+    let spans = receiver
+        .wait_for_spans("the client's trace", SPANS, |s| {
+            s.iter()
+                .any(|s| s.name == ENVOY_EXT_AUTHZ_SPAN && s.trace_id == client_trace)
+        })
+        .await;
+    let authz = spans
+        .iter()
+        .find(|s| s.name == ENVOY_EXT_AUTHZ_SPAN && s.trace_id == client_trace)
+        .expect("ext_authz span");
+    let calls = recorder.calls();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(
+        calls[1].metadata("traceparent"),
+        Some(format!("00-{client_trace}-{}-01", authz.span_id).as_str())
+    );
+    assert_eq!(
+        calls[1].http_headers.get("traceparent"),
+        Some(&client_tp),
+        "{calls:#?}"
+    );
+}
+
+/// Addresses nothing listens on, for a bootstrap whose tokengate clusters are unused.
+fn unused_addrs() -> tokengate::Addrs {
+    let nowhere = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+    tokengate::Addrs {
+        grpc: nowhere,
+        http: nowhere,
+        admin: nowhere,
+    }
+}
+
+/// A hand-built ExportTraceServiceRequest (protobuf from the venv's opentelemetry-proto,
+/// an independent encoder) posted to the OTLP/HTTP port comes out as the span it encodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_receiver_takes_otlp_http_too() {
+    let receiver = OtelReceiver::start().await;
+    let script = r#"
+import sys
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+span = Span(trace_id=bytes(range(1, 17)), span_id=bytes(range(1, 9)), parent_span_id=bytes(range(9, 17)),
+            name="hand-built", kind=Span.SPAN_KIND_INTERNAL,
+            attributes=[KeyValue(key="n", value=AnyValue(int_value=7))],
+            events=[Span.Event(name="revoked", attributes=[KeyValue(key="by", value=AnyValue(string_value="jti"))])])
+rs = ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])
+rs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="by-hand")))
+sys.stdout.buffer.write(ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString())
+"#;
+    let out = std::process::Command::new(support::procs::repo().join(".tools/venv/bin/python"))
+        .args(["-I", "-c", script])
+        .output()
+        .expect("venv python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let client = reqwest::Client::new();
+    let post = |ctype: &'static str, body: Vec<u8>| {
+        client
+            .post(receiver.http_traces_url())
+            .header("content-type", ctype)
+            .body(body)
+            .send()
+    };
+    // Not protobuf, or not a valid message: refused, nothing recorded.
+    assert_eq!(
+        post("application/json", b"{}".to_vec())
+            .await
+            .expect("post")
+            .status(),
+        415
+    );
+    assert_eq!(
+        post("application/x-protobuf", vec![0xff; 8])
+            .await
+            .expect("post")
+            .status(),
+        400
+    );
+    assert_eq!(
+        post("application/x-protobuf", out.stdout)
+            .await
+            .expect("post")
+            .status(),
+        200
+    );
+
+    let spans = receiver
+        .wait_for_spans("the hand-built span", Duration::from_secs(5), |s| {
+            !s.is_empty()
+        })
+        .await;
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    let s = &spans[0];
+    assert_eq!(s.trace_id, "0102030405060708090a0b0c0d0e0f10");
+    assert_eq!(s.span_id, "0102030405060708");
+    assert_eq!(s.parent_span_id, "090a0b0c0d0e0f10");
+    assert_eq!(s.name, "hand-built");
+    assert_eq!(s.kind, "SPAN_KIND_INTERNAL");
+    assert_eq!(s.service_name, "by-hand");
+    assert_eq!(s.attr("n"), Some("7"));
+    assert_eq!(
+        s.events,
+        vec![serde_json::json!({"name": "revoked", "attributes": {"by": "jti"}})]
+    );
+    assert_eq!(s.via, "http");
+}
