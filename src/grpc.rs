@@ -198,7 +198,11 @@ pub async fn answer(engine: &Engine, check: CheckRequest) -> Answer {
 /// metadata) carries. Envoy puts its ext_authz span's `traceparent` there; the
 /// CheckRequest's own headers are the client's, who must not pick where tokengate's
 /// span goes.
-pub async fn answer_traced(engine: &Engine, check: CheckRequest, trace: &http::HeaderMap) -> Answer {
+pub async fn answer_traced(
+    engine: &Engine,
+    check: CheckRequest,
+    trace: &http::HeaderMap,
+) -> Answer {
     let attributes = check.attributes.as_ref();
     let http = attributes
         .and_then(|a| a.request.as_ref())
@@ -224,7 +228,10 @@ pub async fn answer_traced(engine: &Engine, check: CheckRequest, trace: &http::H
     let span = crate::telemetry::check_span("grpc", trace);
     let decision = {
         use tracing::Instrument as _;
-        engine.check_with(&policy, &req).instrument(span.clone()).await
+        engine
+            .check_with(&policy, &req)
+            .instrument(span.clone())
+            .await
     };
     crate::telemetry::record_decision(&span, &decision, &policy);
     match decision {

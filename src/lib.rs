@@ -317,7 +317,11 @@ pub fn log_directives(config: &config::Log) -> String {
 /// for traces tokengate's own spans only (DEBUG-level callsites under the targets
 /// `tokengate::trace` and `tokengate_core::trace`), so that a quiet log level does not
 /// silence traces and tracing does not turn on debug logging.
-pub fn init_logging(config: &config::Log, to_stderr: bool, telemetry: Option<&telemetry::Telemetry>) {
+pub fn init_logging(
+    config: &config::Log,
+    to_stderr: bool,
+    telemetry: Option<&telemetry::Telemetry>,
+) {
     use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::layer::SubscriberExt;
@@ -348,12 +352,14 @@ pub fn init_logging(config: &config::Log, to_stderr: bool, telemetry: Option<&te
         config::LogFormat::Text => fmt.with_filter(filter).boxed(),
     };
     let traces = telemetry.map(|t| {
-        t.layer()
-            .with_filter(filter_fn(|m| {
-                m.is_span()
-                    && (m.target() == "tokengate::trace" || m.target() == "tokengate_core::trace")
-            }))
+        t.layer().with_filter(filter_fn(|m| {
+            m.is_span()
+                && (m.target() == "tokengate::trace" || m.target() == "tokengate_core::trace")
+        }))
     });
     // A second initialisation (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(log).with(traces).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(traces)
+        .try_init();
 }

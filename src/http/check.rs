@@ -56,7 +56,10 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
     let span = crate::telemetry::check_span("http", headers);
     let decision = {
         use tracing::Instrument as _;
-        engine.check_with(&policy, &req).instrument(span.clone()).await
+        engine
+            .check_with(&policy, &req)
+            .instrument(span.clone())
+            .await
     };
     crate::telemetry::record_decision(&span, &decision, &policy);
     match decision {

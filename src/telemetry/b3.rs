@@ -2,7 +2,9 @@
 //! single `b3: {trace}-{span}[-{sampled}]` header, or `x-b3-traceid`, `x-b3-spanid` and
 //! `x-b3-sampled`. Extraction only: tokengate starts no outgoing requests of a trace.
 
-use opentelemetry::propagation::{text_map_propagator::FieldIter, Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::{
+    text_map_propagator::FieldIter, Extractor, Injector, TextMapPropagator,
+};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 
@@ -58,9 +60,13 @@ impl TextMapPropagator for B3Propagator {
                 .map(|(t, s)| (t, s, sampled(extractor.get("x-b3-sampled")))),
         };
         match found {
-            Some((t, s, flags)) => {
-                cx.with_remote_span_context(SpanContext::new(t, s, flags, true, TraceState::default()))
-            }
+            Some((t, s, flags)) => cx.with_remote_span_context(SpanContext::new(
+                t,
+                s,
+                flags,
+                true,
+                TraceState::default(),
+            )),
             None => cx.clone(),
         }
     }

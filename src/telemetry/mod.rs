@@ -7,10 +7,12 @@
 //! (`tokengate_trace_spans_total{result}`: ended, exported, export_failed; ended minus
 //! the other two is what the queue dropped or still holds).
 //!
-//! The check's span takes its parent from the trace headers Envoy puts in the
-//! CheckRequest (W3C `traceparent`/`tracestate`, or B3), so that it is a child of Envoy's
-//! ext_authz span; sampling follows that parent's decision, and a root span is sampled
-//! at `tracing.sample_ratio`.
+//! The check's span takes its parent from the trace context (W3C `traceparent`/
+//! `tracestate`, or B3) of the call that asked: for gRPC the Check call's own metadata,
+//! where Envoy puts its ext_authz span — never the CheckRequest's copy of the client's
+//! headers, which a client writes; for the HTTP check the auth request's headers. So the
+//! check is a child of Envoy's ext_authz span. Sampling follows that parent's decision,
+//! and a root span is sampled at `tracing.sample_ratio`.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -129,7 +131,9 @@ impl Telemetry {
     }
 
     /// The `tracing` layer that turns tokengate's spans into OpenTelemetry spans.
-    pub fn layer<S>(&self) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
+    pub fn layer<S>(
+        &self,
+    ) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>
     where
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
@@ -169,7 +173,11 @@ impl SpanExporter for Counting {
         let result = match &self.0 {
             Exporter::Grpc(e) | Exporter::Http(e) => e.export(batch).await,
         };
-        let label = if result.is_ok() { "exported" } else { "export_failed" };
+        let label = if result.is_ok() {
+            "exported"
+        } else {
+            "export_failed"
+        };
         count(label, n);
         result
     }
@@ -237,8 +245,17 @@ pub fn parent_from(headers: &dyn Extractor) -> Context {
 
 /// The trace headers of a checked request (either transport): the first value of each
 /// name the propagators read, when it is text.
-fn trace_headers<H: crate::decision::Headers>(headers: &H) -> std::collections::HashMap<String, String> {
-    const NAMES: [&str; 6] = ["traceparent", "tracestate", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled"];
+fn trace_headers<H: crate::decision::Headers>(
+    headers: &H,
+) -> std::collections::HashMap<String, String> {
+    const NAMES: [&str; 6] = [
+        "traceparent",
+        "tracestate",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-sampled",
+    ];
     NAMES
         .iter()
         .filter_map(|name| {
@@ -251,7 +268,10 @@ fn trace_headers<H: crate::decision::Headers>(headers: &H) -> std::collections::
 /// The span of one check, a child of the trace the request's headers carry. Disabled
 /// (free) unless tracing is on: tokengate's spans are DEBUG-level callsites that only the
 /// OpenTelemetry layer enables.
-pub fn check_span<H: crate::decision::Headers>(transport: &'static str, headers: &H) -> tracing::Span {
+pub fn check_span<H: crate::decision::Headers>(
+    transport: &'static str,
+    headers: &H,
+) -> tracing::Span {
     let span = tracing::debug_span!(
         target: "tokengate::trace",
         "check",
@@ -275,7 +295,11 @@ pub fn check_span<H: crate::decision::Headers>(transport: &'static str, headers:
 
 /// Records what the check decided on its span: the decision, the deny reason, and the
 /// issuer (provider name) of a verified token. Nothing else of the token or its claims.
-pub fn record_decision(span: &tracing::Span, decision: &crate::decision::Decision, policy: &crate::decision::Policy) {
+pub fn record_decision(
+    span: &tracing::Span,
+    decision: &crate::decision::Decision,
+    policy: &crate::decision::Policy,
+) {
     if span.is_disabled() {
         return;
     }

@@ -395,3 +395,181 @@ sys.stdout.buffer.write(ExportTraceServiceRequest(resource_spans=[rs]).Serialize
     );
     assert_eq!(s.via, "http");
 }
+
+// ---------------------------------------------------------------- tokengate's own spans
+
+/// tokengate as the binary (the tracing layer is process-wide), exporting to `receiver`
+/// over `protocol`, with `extra` appended under `tracing:`.
+fn traced_tokengate(
+    receiver: &OtelReceiver,
+    protocol: &str,
+    extra: &str,
+) -> crate::support::serve::Served {
+    let endpoint = match protocol {
+        "http" => format!("http://127.0.0.1:{}", receiver.http_port),
+        _ => receiver.grpc_endpoint(),
+    };
+    let yaml = support::config_yaml(MEMORY_STORE).replace("  level: warn", "  level: info")
+        + &format!(
+            "tracing:\n  enabled: true\n  protocol: {protocol}\n  endpoint: {endpoint}\n  service_name: tokengate\n{extra}"
+        );
+    crate::support::serve::Served::start("traced", &yaml)
+}
+
+/// Every 20-byte piece of `token` that occurs in a span (name, attributes, events).
+fn token_pieces_in(spans: &[Span], token: &str) -> Vec<String> {
+    let text: Vec<String> = spans
+        .iter()
+        .map(|s| format!("{} {:?} {:?}", s.name, s.attributes, s.events))
+        .collect();
+    (0..token.len().saturating_sub(19))
+        .map(|i| &token[i..i + 20])
+        .filter(|piece| text.iter().any(|t| t.contains(piece)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokengates_check_span_is_a_child_of_envoys_ext_authz_span() {
+    for protocol in ["grpc", "http"] {
+        let receiver = OtelReceiver::start().await;
+        let mut tg = traced_tokengate(&receiver, protocol, "");
+        let addrs = tg.listening().await;
+        tg.wait_ready(addrs.admin).await;
+        let upstream = EchoUpstream::start().await;
+        let envoy = Envoy::start_text(&envoy_tracing_config(
+            &addrs,
+            upstream.addr,
+            receiver.grpc_port,
+        ))
+        .await;
+        let token = support::token("rsa", "alice", serde_json::json!({}));
+        // The client sends a trace context of its own: Envoy joins its trace, but the
+        // check span's parent must be Envoy's ext_authz span, never the client's span.
+        let client_span = "00f067aa0ba902b7";
+        let resp = reqwest::Client::new()
+            .get(envoy.url("/api/items"))
+            .header("authorization", support::bearer(&token))
+            .header(
+                "traceparent",
+                format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{client_span}-01"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{protocol}: {}", envoy.log());
+
+        let spans = receiver
+            .wait_for_spans(
+                "tokengate's check span and Envoy's ext_authz span",
+                SPANS,
+                |spans| {
+                    spans
+                        .iter()
+                        .any(|s| s.service_name == "tokengate" && s.name == "tokengate.check")
+                        && spans.iter().any(|s| s.name == ENVOY_EXT_AUTHZ_SPAN)
+                },
+            )
+            .await;
+        let authz = spans
+            .iter()
+            .find(|s| s.name == ENVOY_EXT_AUTHZ_SPAN)
+            .unwrap();
+        let check = spans
+            .iter()
+            .find(|s| s.service_name == "tokengate" && s.name == "tokengate.check")
+            .unwrap();
+        assert_eq!(check.trace_id, authz.trace_id, "{protocol}: one trace");
+        assert_eq!(
+            check.parent_span_id, authz.span_id,
+            "{protocol}: the check's parent is Envoy's ext_authz span"
+        );
+        assert_ne!(
+            check.parent_span_id, client_span,
+            "{protocol}: never the client's span"
+        );
+        assert_eq!(check.via, protocol);
+        assert_eq!(check.attr("tokengate.decision"), Some("allow"));
+        assert_eq!(check.attr("tokengate.issuer"), Some("test"));
+        assert_eq!(check.attr("tokengate.transport"), Some("grpc"));
+        // the store call of this first check (a cache miss) is the check's child
+        let store = receiver
+            .wait_for_spans("the store span", SPANS, |spans| {
+                spans.iter().any(|s| s.name == "tokengate.store.check")
+            })
+            .await;
+        let store = store
+            .iter()
+            .find(|s| s.name == "tokengate.store.check")
+            .unwrap();
+        assert_eq!(
+            store.parent_span_id, check.span_id,
+            "{protocol}: the store call is the check's child"
+        );
+        assert_eq!(
+            token_pieces_in(&receiver.spans(), &token),
+            Vec::<String>::new(),
+            "token in a span"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_check_says_why_and_a_down_collector_costs_no_answer() {
+    let mut receiver = OtelReceiver::start().await;
+    let mut tg = traced_tokengate(&receiver, "grpc", "  export_timeout_seconds: 1\n");
+    let addrs = tg.listening().await;
+    tg.wait_ready(addrs.admin).await;
+    let mut client = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
+        format!("http://{}", addrs.grpc),
+    )
+    .await
+    .unwrap();
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut req = tonic::Request::new(support::check_request(
+        "GET",
+        "/api/items",
+        &[("authorization", "Bearer not-a-token")],
+    ));
+    req.metadata_mut()
+        .insert("traceparent", tp.parse().unwrap());
+    let denied = client.check(req).await.unwrap().into_inner();
+    assert_ne!(denied.status.map(|s| s.code), Some(0));
+    let spans = receiver
+        .wait_for_spans("the denied check's span", SPANS, |spans| {
+            spans.iter().any(|s| s.name == "tokengate.check")
+        })
+        .await;
+    let check = spans.iter().find(|s| s.name == "tokengate.check").unwrap();
+    assert_eq!(
+        check.trace_id, "0af7651916cd43dd8448eb211c80319c",
+        "the caller's trace (gRPC metadata)"
+    );
+    assert_eq!(check.parent_span_id, "b7ad6b7169203331");
+    assert_eq!(check.attr("tokengate.decision"), Some("deny"));
+    assert_eq!(check.attr("tokengate.reason"), Some("malformed"));
+
+    // the collector goes away: every check is still answered, spans are counted as lost
+    receiver.stop();
+    let token = support::token("rsa", "bob", serde_json::json!({}));
+    for _ in 0..50 {
+        let ok = support::check_token(&mut client, &token).await;
+        assert!(ok.allowed(), "a check with the collector down");
+    }
+    let metrics = format!("http://{}/metrics", addrs.admin);
+    support::wait_for(
+        "spans counted as failed exports",
+        Duration::from_secs(30),
+        || {
+            let m = metrics.clone();
+            async move {
+                let text = reqwest::get(&m).await.unwrap().text().await.unwrap();
+                text.lines().any(|l| {
+                    l.starts_with("tokengate_trace_spans_total{result=\"export_failed\"}")
+                        && !l.ends_with(" 0")
+                })
+            }
+        },
+    )
+    .await;
+}

@@ -21,9 +21,9 @@ mod listeners;
 mod policy;
 mod providers;
 mod revocation;
-mod telemetry;
 mod ssf;
 mod status_list;
+mod telemetry;
 mod tls;
 mod tokens;
 
@@ -41,8 +41,8 @@ pub use providers::{BackchannelLogout, JwksSettings, Key, KeySource, Provider, R
 pub use revocation::{Cache, LegacyKeys, OnStoreError, Redis, Revocation, Store, StoreKind};
 pub use ssf::{Events, Ssf, SubjectAs, Subjects, Transmitter};
 pub use status_list::StatusListSettings;
-pub use tls::{ClientName, ListenerTls, Tls, TlsVersion};
 pub use telemetry::{OtlpProtocol, Tracing};
+pub use tls::{ClientName, ListenerTls, Tls, TlsVersion};
 pub use tokens::{ClaimNames, TokenSource, Tokens};
 
 /// A configuration problem, always naming the file and the field.
