@@ -120,11 +120,17 @@ impl Telemetry {
                 .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
         );
         let ratio = config.sample_ratio.or_else(env_ratio).unwrap_or(1.0);
+        // Checks are head-sampled in check_span (an unsampled check gets no span at
+        // all), so the SDK keeps what it is given; background spans without a parent
+        // (JWKS fetches: rare) are kept too.
+        ROOT_THRESHOLD.store(
+            if ratio >= 1.0 { u64::MAX } else { (ratio * u64::MAX as f64) as u64 },
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        ON.store(true, std::sync::atomic::Ordering::Relaxed);
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                ratio,
-            ))))
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
             .with_resource(resource.build())
             .build();
         Ok(Telemetry { provider })
@@ -243,35 +249,70 @@ pub fn parent_from(headers: &dyn Extractor) -> Context {
     PROPAGATOR.extract(headers)
 }
 
-/// The trace headers of a checked request (either transport): the first value of each
-/// name the propagators read, when it is text.
-fn trace_headers<H: crate::decision::Headers>(
-    headers: &H,
-) -> std::collections::HashMap<String, String> {
-    const NAMES: [&str; 6] = [
-        "traceparent",
-        "tracestate",
-        "b3",
-        "x-b3-traceid",
-        "x-b3-spanid",
-        "x-b3-sampled",
-    ];
-    NAMES
-        .iter()
-        .filter_map(|name| {
-            let v = headers.values(name).next()?;
-            Some((name.to_string(), std::str::from_utf8(v).ok()?.to_string()))
-        })
-        .collect()
+/// A request's (or a gRPC call's metadata's) headers as an [`Extractor`], borrowed.
+struct FromHeaderMap<'a>(&'a axum::http::HeaderMap);
+
+impl Extractor for FromHeaderMap<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
 }
 
-/// The span of one check, a child of the trace the request's headers carry. Disabled
-/// (free) unless tracing is on: tokengate's spans are DEBUG-level callsites that only the
-/// OpenTelemetry layer enables.
-pub fn check_span<H: crate::decision::Headers>(
-    transport: &'static str,
-    headers: &H,
-) -> tracing::Span {
+/// Whether tracing was started in this process (set by [`Telemetry::start`]).
+static ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// `sample_ratio` as a threshold over `u64` (root spans below it are sampled).
+static ROOT_THRESHOLD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// The head-sampling decision for a check, made before any span exists: a check whose
+/// parent said "not sampled", or a root check outside `sample_ratio`, gets no span at all
+/// (its store call then gets none either), so an unsampled check costs a header lookup.
+fn sampled(parent: &Context) -> bool {
+    use opentelemetry::trace::TraceContextExt as _;
+    let span = parent.span();
+    let sc = span.span_context();
+    if sc.is_valid() {
+        return sc.is_sampled();
+    }
+    let threshold = ROOT_THRESHOLD.load(std::sync::atomic::Ordering::Relaxed);
+    threshold == u64::MAX || random() < threshold
+}
+
+/// A cheap per-thread pseudo-random number (xorshift), for root sampling only.
+fn random() -> u64 {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x9e37_79b9_7f4a_7c15)
+                | 1,
+        );
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    })
+}
+
+/// The span of one check, a child of the trace whose context `trace` carries (the Check
+/// call's metadata, or the HTTP check's request headers). `Span::none()` when tracing is
+/// off or the check is not sampled.
+pub fn check_span(transport: &'static str, trace: &axum::http::HeaderMap) -> tracing::Span {
+    if !ON.load(std::sync::atomic::Ordering::Relaxed) {
+        return tracing::Span::none();
+    }
+    let parent = parent_from(&FromHeaderMap(trace));
+    if !sampled(&parent) {
+        return tracing::Span::none();
+    }
     let span = tracing::debug_span!(
         target: "tokengate::trace",
         "check",
@@ -286,9 +327,11 @@ pub fn check_span<H: crate::decision::Headers>(
     if !span.is_disabled() {
         use opentelemetry::trace::TraceContextExt as _;
         use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-        let _ = span.set_parent(parent_from(&trace_headers(headers)));
-        let trace = span.context().span().span_context().trace_id();
-        span.record("trace_id", tracing::field::display(trace));
+        let trace = parent.span().span_context().trace_id();
+        let _ = span.set_parent(parent);
+        if trace != opentelemetry::trace::TraceId::INVALID {
+            span.record("trace_id", tracing::field::display(trace));
+        }
     }
     span
 }

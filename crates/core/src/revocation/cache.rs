@@ -193,12 +193,18 @@ impl<S: RevocationStore> CachedStore<S> {
         let generation = c.generation.load(Ordering::Acquire);
         let state = {
             use tracing::Instrument as _;
-            let span = tracing::debug_span!(
-                target: "tokengate_core::trace",
-                "store.check",
-                otel.name = "tokengate.store.check",
-                otel.kind = "client",
-            );
+            // Only inside a traced check: an unsampled check has no span, and its store
+            // call must not become a trace of its own.
+            let span = if tracing::Span::current().is_none() {
+                tracing::Span::none()
+            } else {
+                tracing::debug_span!(
+                    target: "tokengate_core::trace",
+                    "store.check",
+                    otel.name = "tokengate.store.check",
+                    otel.kind = "client",
+                )
+            };
             self.timed(StoreOp::Check, self.store.check(q))
                 .instrument(span)
                 .await?
@@ -382,13 +388,17 @@ impl<S: RevocationStore> RevocationStore for CachedStore<S> {
     async fn revoke(&self, target: &Target<'_>, record: &Record) -> Result<Written, StoreError> {
         use tracing::Instrument as _;
         // The write and its publish are one store call (one script in Redis).
-        let span = tracing::debug_span!(
-            target: "tokengate_core::trace",
-            "revocation.write",
-            otel.name = "tokengate.revocation.write",
-            otel.kind = "client",
-            tokengate.kind = target.kind().as_str(),
-        );
+        let span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::debug_span!(
+                target: "tokengate_core::trace",
+                "revocation.write",
+                otel.name = "tokengate.revocation.write",
+                otel.kind = "client",
+                tokengate.kind = target.kind().as_str(),
+            )
+        };
         let written = self
             .timed(StoreOp::Revoke, self.store.revoke(target, record))
             .instrument(span)
