@@ -124,7 +124,11 @@ impl Telemetry {
         // all), so the SDK keeps what it is given; background spans without a parent
         // (JWKS fetches: rare) are kept too.
         ROOT_THRESHOLD.store(
-            if ratio >= 1.0 { u64::MAX } else { (ratio * u64::MAX as f64) as u64 },
+            if ratio >= 1.0 {
+                u64::MAX
+            } else {
+                (ratio * u64::MAX as f64) as u64
+            },
             std::sync::atomic::Ordering::Relaxed,
         );
         ON.store(true, std::sync::atomic::Ordering::Relaxed);
