@@ -545,6 +545,15 @@ fn envoy_files(trusts: &Ca, identity: &Pair) -> Scratch {
     dir
 }
 
+/// A PKI whose server certificate names the Service (as Envoy's SAN match wants), valid
+/// from year `from` to year `until`.
+fn service_pki(from: i32, until: i32) -> Pki {
+    let mut pki = Pki::new();
+    pki.server = pki.ca.sign(&Leaf::server(&[SERVICE]).valid(from, until));
+    pki.server.write(&pki.dir, "server");
+    pki
+}
+
 /// tokengate serving `server` on gRPC (mTLS, allowing [`ENVOY_ID`]) and HTTP (TLS).
 async fn tls_tokengate(pki: &Pki) -> TestServer {
     let l = pki.listener(&[ENVOY_ID]);
@@ -573,10 +582,8 @@ async fn status(
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_checks_over_mutual_tls_and_picks_up_a_renewed_certificate() {
     use crate::support::envoy::{EchoUpstream, Envoy};
-    let mut pki = Pki::new();
     // tokengate starts on an expired certificate: cert-manager has not renewed it yet
-    pki.server = pki.ca.sign(&Leaf::server(&[SERVICE]).valid(2001, 2002));
-    pki.server.write(&pki.dir, "server");
+    let pki = service_pki(2001, 2002);
     let server = tls_tokengate(&pki).await;
     let app = EchoUpstream::start().await;
     let files = envoy_files(&pki.ca, &pki.client);
@@ -628,9 +635,7 @@ async fn envoy_checks_over_mutual_tls_and_picks_up_a_renewed_certificate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_without_the_allowed_identity_gets_no_answer_and_fails_closed() {
     use crate::support::envoy::{EchoUpstream, Envoy};
-    let mut pki = Pki::new();
-    pki.server = pki.ca.sign(&Leaf::server(&[SERVICE]));
-    pki.server.write(&pki.dir, "server");
+    let pki = service_pki(2000, 4000);
     let server = tls_tokengate(&pki).await;
     let app = EchoUpstream::start().await;
     let client = reqwest::Client::new();
@@ -720,9 +725,7 @@ fn with_upstream_tls(text: &str, cluster: &str, files: &Scratch) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_istio_and_envoy_gateway_configs_reach_a_tls_tokengate_with_their_tls_settings() {
     use crate::support::envoy::{EchoUpstream, Envoy};
-    let mut pki = Pki::new();
-    pki.server = pki.ca.sign(&Leaf::server(&[SERVICE]));
-    pki.server.write(&pki.dir, "server");
+    let pki = service_pki(2000, 4000);
     let server = tls_tokengate(&pki).await;
     let app = EchoUpstream::start().await;
     let client = reqwest::Client::new();
