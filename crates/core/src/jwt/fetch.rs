@@ -113,13 +113,12 @@ pub struct Fetched {
     pub max_age: Option<u64>,
 }
 
-/// GET `url`; any failure classified.
-pub async fn get(client: &reqwest::Client, url: &str) -> Result<Fetched, FetchError> {
-    let resp = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| classify(&e, url))?;
+/// Sends `request` for `url`; a transport failure or a non-2xx status is the error.
+async fn send_ok(
+    request: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<reqwest::Response, FetchError> {
+    let resp = request.send().await.map_err(|e| classify(&e, url))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(FetchError::Status {
@@ -127,6 +126,12 @@ pub async fn get(client: &reqwest::Client, url: &str) -> Result<Fetched, FetchEr
             status: status.as_u16(),
         });
     }
+    Ok(resp)
+}
+
+/// GET `url`; any failure classified.
+pub async fn get(client: &reqwest::Client, url: &str) -> Result<Fetched, FetchError> {
+    let resp = send_ok(client.get(url), url).await?;
     let max_age = resp
         .headers()
         .get(reqwest::header::CACHE_CONTROL)
@@ -148,19 +153,8 @@ pub async fn get_limited(
     accept: &str,
     max_bytes: usize,
 ) -> Result<Option<Vec<u8>>, FetchError> {
-    let mut resp = client
-        .get(url)
-        .header(reqwest::header::ACCEPT, accept)
-        .send()
-        .await
-        .map_err(|e| classify(&e, url))?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(FetchError::Status {
-            url: redact(url),
-            status: status.as_u16(),
-        });
-    }
+    let request = client.get(url).header(reqwest::header::ACCEPT, accept);
+    let mut resp = send_ok(request, url).await?;
     let limit = u64::try_from(max_bytes).unwrap_or(u64::MAX);
     if resp.content_length().is_some_and(|n| n > limit) {
         return Ok(None);
