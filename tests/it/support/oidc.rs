@@ -5,7 +5,7 @@
 //! chosen before the bind. Stopped on drop; a rotation is a restart on the same port
 //! (same issuer) with other keys.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -91,7 +91,7 @@ impl OidcProvider {
             "oidc-provider to report its issuer",
             Duration::from_secs(20),
             || {
-                assert_running(proc, log);
+                super::procs::assert_running(proc, log, "oidc-provider");
                 issuer = std::fs::read_to_string(file)
                     .ok()
                     .map(|s| s.trim().to_string())
@@ -122,7 +122,7 @@ impl OidcProvider {
             "oidc-provider to serve its discovery document",
             Duration::from_secs(20),
             || {
-                assert_running(proc, log);
+                super::procs::assert_running(proc, log, "oidc-provider");
                 let url = url.clone();
                 async move { matches!(reqwest::get(&url).await, Ok(r) if r.status() == 200) }
             },
@@ -222,19 +222,6 @@ impl OidcProvider {
             body["jwks"].as_u64().unwrap_or(0),
             body["discovery"].as_u64().unwrap_or(0),
         )
-    }
-}
-
-/// Panics with the provider's log when it has exited (a bad key, a port in use).
-fn assert_running(proc: &mut Option<Proc>, log: &Path) {
-    let exited = proc
-        .as_mut()
-        .and_then(|p| p.child.try_wait().ok().flatten());
-    if let Some(status) = exited {
-        panic!(
-            "oidc-provider exited ({status}): {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
     }
 }
 

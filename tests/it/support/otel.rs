@@ -138,7 +138,7 @@ impl OtelReceiver {
             "the OTLP receiver to report its ports",
             Duration::from_secs(20),
             || {
-                assert_running(proc, &log);
+                super::procs::assert_running(proc, &log, "the OTLP receiver");
                 ports = read_port(&grpc_file).zip(read_port(&http_file));
                 std::future::ready(ports.is_some())
             },
@@ -239,19 +239,6 @@ pub fn trace_of<'a>(
 
 fn read_port(path: &Path) -> Option<u16> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// Panics with the receiver's log when it has exited (a missing module, a port in use).
-fn assert_running(proc: &mut Option<Proc>, log: &Path) {
-    let exited = proc
-        .as_mut()
-        .and_then(|p| p.child.try_wait().ok().flatten());
-    if let Some(status) = exited {
-        panic!(
-            "the OTLP receiver exited ({status}): {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    }
 }
 
 impl Drop for OtelReceiver {

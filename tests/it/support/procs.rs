@@ -89,3 +89,17 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
          Run scripts/install-test-deps.sh (the README's test command does)."
     );
 }
+
+/// Panics with `log` when the process `what` has exited (a bad key, a missing module, a
+/// port in use): a wait on it would otherwise run into its deadline with nothing said.
+pub fn assert_running(proc: &mut Option<Proc>, log: &std::path::Path, what: &str) {
+    let exited = proc
+        .as_mut()
+        .and_then(|p| p.child.try_wait().ok().flatten());
+    if let Some(status) = exited {
+        panic!(
+            "{what} exited ({status}): {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+}
