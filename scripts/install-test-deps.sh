@@ -19,6 +19,9 @@
 #   - opentelemetry-proto, grpcio       (PyPI, pinned, in the same venv: no command;
 #                                       tests/otel/receiver.py, the OTLP receiver of
 #                                       tests/it/tracing.rs, is built on them)
+#   - prometheus-client                (PyPI, pinned, same venv: its strict OpenMetrics
+#                                       parser checks tokengate's OpenMetrics scrape and
+#                                       exemplars in tests/it/tracing.rs)
 #   - oidc-provider                    (npm, pinned, in $REPO/.tools/oidc; tests/it/idp.rs
 #                                       runs tests/oidc/provider.mjs with node against it)
 #   - @sd-jwt/jwt-status-list, jose    (npm, pinned, in $REPO/.tools/status-list;
@@ -43,8 +46,9 @@
 #   HELM_PYTHON_SDK_VERSION
 #                         pip version of helm-python-sdk (default below; it bundles a
 #                         fixed Helm, so a new one can render charts differently)
-#   OTEL_PROTO_VERSION, GRPCIO_VERSION
-#                         pip versions of opentelemetry-proto and grpcio (defaults below)
+#   OTEL_PROTO_VERSION, GRPCIO_VERSION, PROMETHEUS_CLIENT_VERSION
+#                         pip versions of opentelemetry-proto, grpcio and
+#                         prometheus-client (defaults below)
 #   PYTHON                interpreter used to create the venv (default python3)
 #   OIDC_PROVIDER_VERSION npm version of oidc-provider (default 8.8.1; 9.x needs Node 22)
 #   SSF_JOSE_VERSION      npm version of jose for tests/ssf/sign.mjs (default 5.10.0)
@@ -63,6 +67,7 @@ RUFF_VERSION="${RUFF_VERSION:-0.17.5}"
 HELM_PYTHON_SDK_VERSION="${HELM_PYTHON_SDK_VERSION:-0.2.2}"
 OTEL_PROTO_VERSION="${OTEL_PROTO_VERSION:-1.45.2}"
 GRPCIO_VERSION="${GRPCIO_VERSION:-1.85.1}"
+PROMETHEUS_CLIENT_VERSION="${PROMETHEUS_CLIENT_VERSION:-0.26.0}"
 PYTHON="${PYTHON:-python3}"
 OIDC_PROVIDER_VERSION="${OIDC_PROVIDER_VERSION:-8.8.1}"
 OIDC_DIR="$TOOLS/oidc"
@@ -104,8 +109,9 @@ helm_sdk_ok() {
 # versions import.
 otel_ok() {
     [ "$("$VENV/bin/python" -I -c 'import grpc, importlib.metadata as m, opentelemetry.proto
-print(m.version("opentelemetry-proto"), grpc.__version__)' 2>/dev/null)" = \
-        "$OTEL_PROTO_VERSION $GRPCIO_VERSION" ]
+import prometheus_client.openmetrics.parser
+print(m.version("opentelemetry-proto"), grpc.__version__, m.version("prometheus-client"))' \
+        2>/dev/null)" = "$OTEL_PROTO_VERSION $GRPCIO_VERSION $PROMETHEUS_CLIENT_VERSION" ]
 }
 venv_needed() { ! envoy_ok || ! py_tools_ok || ! helm_sdk_ok || ! otel_ok; }
 
@@ -245,11 +251,12 @@ fi
 # tests/it/tracing.rs, from the OpenTelemetry project's own generated protobuf types.
 if ! otel_ok; then
     ensure_venv
-    log "pip install opentelemetry-proto==$OTEL_PROTO_VERSION grpcio==$GRPCIO_VERSION"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-        "opentelemetry-proto==$OTEL_PROTO_VERSION" "grpcio==$GRPCIO_VERSION"
-    installed+=("opentelemetry-proto==$OTEL_PROTO_VERSION" "grpcio==$GRPCIO_VERSION")
-    otel_ok || die "opentelemetry-proto/grpcio installed but the pinned versions do not import"
+    otel_reqs=("opentelemetry-proto==$OTEL_PROTO_VERSION" "grpcio==$GRPCIO_VERSION"
+        "prometheus-client==$PROMETHEUS_CLIENT_VERSION")
+    log "pip install ${otel_reqs[*]}"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${otel_reqs[@]}"
+    installed+=("${otel_reqs[@]}")
+    otel_ok || die "${otel_reqs[*]} installed but the pinned versions do not import"
 fi
 
 # ---------------------------------------------------------------- oidc-provider (npm)

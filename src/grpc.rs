@@ -225,15 +225,7 @@ pub async fn answer_traced(
         request_id,
     };
     let policy = engine.policy();
-    let span = crate::telemetry::check_span("grpc", trace);
-    let decision = {
-        use tracing::Instrument as _;
-        engine
-            .check_with(&policy, &req)
-            .instrument(span.clone())
-            .await
-    };
-    crate::telemetry::record_decision(&span, &decision, &policy);
+    let decision = crate::telemetry::check(engine, &policy, &req, trace).await;
     match decision {
         Decision::Allow(allowed) => match allowed.claims.as_deref() {
             Some(claims) => Answer::Encoded(

@@ -53,15 +53,7 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
         required_scopes: None,
         request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()),
     };
-    let span = crate::telemetry::check_span("http", headers);
-    let decision = {
-        use tracing::Instrument as _;
-        engine
-            .check_with(&policy, &req)
-            .instrument(span.clone())
-            .await
-    };
-    crate::telemetry::record_decision(&span, &decision, &policy);
+    let decision = crate::telemetry::check(engine, &policy, &req, headers).await;
     match decision {
         Decision::Deny(deny) => deny_response_with(&policy, &deny),
         Decision::Allow(allowed) => {

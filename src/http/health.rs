@@ -105,13 +105,23 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, json_body(report.body.to_string())).into_response()
 }
 
-/// `GET /metrics`: the Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.engine.store().metrics().render();
+/// `GET /metrics`: the Prometheus text format, or OpenMetrics (with trace-id exemplars
+/// on the decision-latency buckets) when the scrape's `Accept` asks for it.
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    use tokengate_core::metrics::openmetrics;
+    let metrics = state.engine.store().metrics();
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (body, content_type) = if openmetrics::wanted(accept) {
+        (metrics.render_openmetrics(), openmetrics::CONTENT_TYPE)
+    } else {
+        (metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+    };
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            axum::http::HeaderValue::from_static(content_type),
         )],
         body,
     )

@@ -306,16 +306,48 @@ fn random() -> u64 {
     })
 }
 
-/// The span of one check, a child of the trace whose context `trace` carries (the Check
-/// call's metadata, or the HTTP check's request headers). `Span::none()` when tracing is
-/// off or the check is not sampled.
-pub fn check_span(transport: &'static str, trace: &axum::http::HeaderMap) -> tracing::Span {
+/// Runs one check inside its span (when it is sampled): the span is a child of the
+/// trace whose context `trace` carries (the Check call's metadata, or the HTTP check's
+/// request headers), gets the decision recorded on it, and the check's latency becomes
+/// the decision histogram's exemplar for its bucket. An unsampled check (or tracing off)
+/// runs as it would without tracing: no span, no wrapper, no clock read.
+pub async fn check<H: crate::decision::Headers>(
+    engine: &crate::decision::Engine,
+    policy: &crate::decision::Policy,
+    req: &crate::decision::Request<'_, H>,
+    trace: &axum::http::HeaderMap,
+) -> crate::decision::Decision {
+    let Some((span, trace_id)) = check_span(req.transport.as_str(), trace) else {
+        return engine.check_with(policy, req).await;
+    };
+    let started = std::time::Instant::now();
+    let decision = {
+        use tracing::Instrument as _;
+        engine
+            .check_with(policy, req)
+            .instrument(span.clone())
+            .await
+    };
+    record_decision(&span, &decision, policy);
+    if let Some(id) = trace_id {
+        let metrics = engine.store().metrics();
+        metrics.exemplar(req.transport, started.elapsed(), id.to_bytes());
+    }
+    decision
+}
+
+/// The span of one check and its trace id, or `None` when tracing is off or the check
+/// is not sampled.
+fn check_span(
+    transport: &'static str,
+    trace: &axum::http::HeaderMap,
+) -> Option<(tracing::Span, Option<opentelemetry::trace::TraceId>)> {
     if !ON.load(std::sync::atomic::Ordering::Relaxed) {
-        return tracing::Span::none();
+        return None;
     }
     let parent = parent_from(&FromHeaderMap(trace));
     if !sampled(&parent) {
-        return tracing::Span::none();
+        return None;
     }
     let span = tracing::debug_span!(
         target: "tokengate::trace",
@@ -326,23 +358,28 @@ pub fn check_span(transport: &'static str, trace: &axum::http::HeaderMap) -> tra
         tokengate.decision = tracing::field::Empty,
         tokengate.reason = tracing::field::Empty,
         tokengate.issuer = tracing::field::Empty,
+        tokengate.cache.token = tracing::field::Empty,
+        tokengate.cache.revocation = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
-    if !span.is_disabled() {
-        use opentelemetry::trace::TraceContextExt as _;
-        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-        let trace = parent.span().span_context().trace_id();
-        let _ = span.set_parent(parent);
-        if trace != opentelemetry::trace::TraceId::INVALID {
-            span.record("trace_id", tracing::field::display(trace));
-        }
+    if span.is_disabled() {
+        return None;
     }
-    span
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let _ = span.set_parent(parent);
+    // The parent's trace, or the new one a root span started.
+    let trace = span.context().span().span_context().trace_id();
+    let trace = (trace != opentelemetry::trace::TraceId::INVALID).then_some(trace);
+    if let Some(t) = trace {
+        span.record("trace_id", tracing::field::display(t));
+    }
+    Some((span, trace))
 }
 
 /// Records what the check decided on its span: the decision, the deny reason, and the
 /// issuer (provider name) of a verified token. Nothing else of the token or its claims.
-pub fn record_decision(
+fn record_decision(
     span: &tracing::Span,
     decision: &crate::decision::Decision,
     policy: &crate::decision::Policy,

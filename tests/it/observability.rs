@@ -235,6 +235,19 @@ async fn every_dashboard_expression_names_only_exported_families() {
         }
     }
     assert!(seen >= 12);
+    // The latency panel shows exemplars: a point links to the trace of a sampled check
+    // (issue 17; deploy/grafana/datasources.yaml maps `trace_id` to Tempo).
+    let latency: Vec<&Value> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter(|t| {
+            t["expr"]
+                .as_str()
+                .is_some_and(|e| e.contains("tokengate_decision_duration_seconds_bucket"))
+        })
+        .collect();
+    assert!(!latency.is_empty());
+    assert!(latency.iter().all(|t| t["exemplar"] == true), "{latency:?}");
 }
 
 /// Identifiers in a PromQL expression that look like metric names.

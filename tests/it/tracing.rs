@@ -506,12 +506,57 @@ async fn tokengates_check_span_is_a_child_of_envoys_ext_authz_span() {
             store.parent_span_id, check.span_id,
             "{protocol}: the store call is the check's child"
         );
+        assert_eq!(check.attr("tokengate.cache.token"), Some("miss"));
+        assert_eq!(check.attr("tokengate.cache.revocation"), Some("miss"));
         assert_eq!(
             token_pieces_in(&receiver.spans(), &token),
             Vec::<String>::new(),
             "token in a span"
         );
+        assert_exemplar_links(addrs.admin, &check.trace_id).await;
     }
+}
+
+/// The OpenMetrics scrape is valid (prometheus_client's strict parser) and the gRPC
+/// decision-latency histogram has `trace_id` as the exemplar of the bucket the check
+/// fell in; the classic scrape stays as it was, without exemplars.
+async fn assert_exemplar_links(admin: std::net::SocketAddr, trace_id: &str) {
+    let client = reqwest::Client::new();
+    let url = format!("http://{admin}/metrics");
+    let om = client
+        .get(&url)
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        om.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let parsed = crate::support::otel::parse_openmetrics(&om.text().await.unwrap());
+    let exemplars = parsed["exemplars"].as_array().unwrap();
+    let linked: Vec<_> = exemplars
+        .iter()
+        .filter(|e| e["exemplar"]["labels"]["trace_id"] == trace_id)
+        .collect();
+    assert_eq!(linked.len(), 1, "one bucket links to the trace: {parsed}");
+    let e = linked[0];
+    assert_eq!(e["name"], "tokengate_decision_duration_seconds_bucket");
+    assert_eq!(e["labels"]["transport"], "grpc");
+    let le: f64 = e["labels"]["le"].as_str().unwrap().parse().unwrap();
+    let took = e["exemplar"]["value"].as_f64().unwrap();
+    assert!(took > 0.0 && took <= le, "{took} s in the bucket le={le}");
+
+    let classic = client.get(&url).send().await.unwrap();
+    assert!(classic.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = classic.text().await.unwrap();
+    assert!(!text.contains("trace_id") && !text.contains("# EOF"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -39,3 +39,4 @@ pub mod revocation;
 pub mod secret;
 pub mod ssf;
 pub mod status;
+mod trace;

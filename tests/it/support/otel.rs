@@ -56,7 +56,11 @@ pub struct OtelReceiver {
 fn python() -> PathBuf {
     let python = repo().join(".tools/venv/bin/python");
     let ok = Command::new(&python)
-        .args(["-I", "-c", "import grpc, opentelemetry.proto"])
+        .args([
+            "-I",
+            "-c",
+            "import grpc, opentelemetry.proto, prometheus_client.openmetrics.parser",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -64,7 +68,7 @@ fn python() -> PathBuf {
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "opentelemetry-proto/grpcio are not installed in .tools/venv: run \
+        "opentelemetry-proto/grpcio/prometheus-client are not installed in .tools/venv: run \
          scripts/install-test-deps.sh (the README's test command does)"
     );
     python
@@ -248,4 +252,31 @@ impl Drop for OtelReceiver {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// What prometheus_client's strict OpenMetrics parser (tests/otel/openmetrics.py) made
+/// of a scrape: the family names and the samples that carry an exemplar. Panics with the
+/// parser's error when `text` is not valid OpenMetrics.
+pub fn parse_openmetrics(text: &str) -> serde_json::Value {
+    use std::io::Write as _;
+    let mut child = Command::new(python())
+        .arg(repo().join("tests/otel/openmetrics.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tests/otel/openmetrics.py");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write the scrape");
+    let out = child.wait_with_output().expect("openmetrics.py output");
+    assert!(
+        out.status.success(),
+        "{}\n--- scrape ---\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("openmetrics.py JSON")
 }

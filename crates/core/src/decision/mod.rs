@@ -250,6 +250,7 @@ impl Engine {
         if let (Some(cache), Some(key)) = (cache, &key) {
             let hit = cache.get(key, now_unix());
             self.metrics.cache(CacheKind::Verified, hit.is_some());
+            crate::trace::cache("tokengate.cache.token", hit.is_some());
             if let Some(token) = hit {
                 return Ok(token);
             }

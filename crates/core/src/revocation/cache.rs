@@ -379,9 +379,11 @@ impl<S: RevocationStore> RevocationStore for CachedStore<S> {
         let metrics = &self.caches.metrics;
         if let Some(state) = self.lookup(q) {
             metrics.cache(CacheKind::Revocation, true);
+            crate::trace::cache("tokengate.cache.revocation", true);
             return Ok(state);
         }
         metrics.cache(CacheKind::Revocation, false);
+        crate::trace::cache("tokengate.cache.revocation", false);
         self.fetch_shared(q).await
     }
 

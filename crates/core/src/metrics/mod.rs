@@ -15,6 +15,10 @@ use prometheus::{
 
 use crate::reason::Reason;
 
+pub mod openmetrics;
+
+use openmetrics::Exemplar;
+
 /// Latency buckets from 50 µs to 1 s (docs/spec.md §5, issue 6).
 const BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -98,6 +102,9 @@ pub struct Metrics {
     tls_handshake_failures: IntCounterVec,
     tls_reloads: IntCounterVec,
     tls_not_after: IntGaugeVec,
+    /// The latest sampled check's trace per transport and decision-latency bucket (the
+    /// last slot is `+Inf`), for the OpenMetrics rendering.
+    exemplars: [Box<[parking_lot::Mutex<Option<Exemplar>>]>; 2],
 }
 
 /// Which local cache a lookup went to.
@@ -319,7 +326,37 @@ impl Metrics {
             tls_handshake_failures,
             tls_reloads,
             tls_not_after,
+            exemplars: [(); 2].map(|()| {
+                (0..=BUCKETS.len())
+                    .map(|_| parking_lot::Mutex::new(None))
+                    .collect()
+            }),
         })
+    }
+
+    /// Keeps `trace_id` as the exemplar of the decision-latency bucket `took` falls in
+    /// (a sampled check; unsampled ones have no trace to link to). Never waits: when
+    /// another check is writing the same bucket, this one is skipped.
+    pub fn exemplar(&self, t: Transport, took: Duration, trace_id: [u8; 16]) {
+        let value = took.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(BUCKETS.len());
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        if let Some(mut slot) = self.exemplars[t as usize]
+            .get(bucket)
+            .and_then(|m| m.try_lock())
+        {
+            *slot = Some(Exemplar {
+                trace_id,
+                value,
+                timestamp,
+            });
+        }
     }
 
     /// A TLS listener starts serving `not_after` (Unix time): its series appear at zero.
@@ -422,6 +459,11 @@ impl Metrics {
         &self.registry
     }
 
+    /// The OpenMetrics text format, with exemplars on the decision-latency buckets.
+    pub fn render_openmetrics(&self) -> String {
+        openmetrics::encode(&self.registry.gather(), self)
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -430,6 +472,28 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl openmetrics::Exemplars for Metrics {
+    fn exemplar(
+        &self,
+        family: &str,
+        metric: &prometheus::proto::Metric,
+        bucket: usize,
+    ) -> Option<Exemplar> {
+        if family != "tokengate_decision_duration_seconds" {
+            return None;
+        }
+        let transport = metric
+            .get_label()
+            .iter()
+            .find(|l| l.name() == "transport")?
+            .value();
+        let t = [Transport::Grpc, Transport::Http]
+            .into_iter()
+            .find(|t| t.as_str() == transport)?;
+        *self.exemplars[t as usize].get(bucket)?.lock()
     }
 }
 
