@@ -617,4 +617,55 @@ async fn a_denied_check_says_why_and_a_down_collector_costs_no_answer() {
         },
     )
     .await;
+
+    // after a failed export, batches are dropped unconverted while backing off ...
+    let counted = |result: &'static str| {
+        let m = metrics.clone();
+        async move {
+            let text = reqwest::get(&m).await.unwrap().text().await.unwrap();
+            let prefix = format!("tokengate_trace_spans_total{{result=\"{result}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        }
+    };
+    let addr = addrs.grpc;
+    support::wait_for("batches dropped while the collector is down", SPANS * 2, || {
+        let token = token.clone();
+        let dropped = counted("dropped");
+        async move {
+            let mut c = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
+                format!("http://{addr}"),
+            )
+            .await
+            .unwrap();
+            for _ in 0..20 {
+                assert!(support::check_token(&mut c, &token).await.allowed());
+            }
+            dropped.await > 0
+        }
+    })
+    .await;
+    // ... and exporting resumes once the collector is back
+    let before = receiver.spans().len();
+    receiver.restart().await;
+    let exported = counted("exported").await;
+    support::wait_for("spans exported again after the collector came back", SPANS * 2, || {
+        let token = token.clone();
+        let now = counted("exported");
+        async move {
+            let mut c = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
+                format!("http://{addr}"),
+            )
+            .await
+            .unwrap();
+            for _ in 0..5 {
+                assert!(support::check_token(&mut c, &token).await.allowed());
+            }
+            now.await > exported
+        }
+    })
+    .await;
+    assert!(receiver.spans().len() > before);
 }
