@@ -41,31 +41,36 @@ pub use health::{Readiness, Report};
 /// Routes of the public HTTP listener (docs/spec.md §1).
 pub fn public_router(state: AppState) -> Router {
     Router::new()
+        // the writes: each a span of its own when traced, its store write the child
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/logout-all", post(auth::logout_all))
+        .route("/v1/oauth/revoke", post(oauth::revoke))
+        .route("/v1/oidc/backchannel-logout", post(backchannel::logout))
+        .route("/v1/ssf/events", post(ssf::events))
+        .route_layer(axum::middleware::from_fn(crate::telemetry::write_span))
+        // the check has its own span (telemetry::check)
         .route(check::PREFIX, any(check::check))
         // `/authz/` is what Envoy's path_prefix makes of a client's `/`
         .route(&format!("{}/", check::PREFIX), any(check::check))
         .route(&format!("{}/{{*rest}}", check::PREFIX), any(check::check))
-        .route("/v1/oauth/revoke", post(oauth::revoke))
         .route("/v1/oauth/introspect", post(oauth::introspect))
-        .route("/v1/oidc/backchannel-logout", post(backchannel::logout))
-        .route("/v1/ssf/events", post(ssf::events))
         .with_state(state)
         .layer(axum::middleware::map_response(no_store_unless_set))
 }
 
 /// Routes of the admin listener: never routed publicly.
 pub fn admin_router(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+    let mut router = Router::new();
     if state.admin_enabled {
         router = router
             .route("/v1/admin/revocations", post(admin::revoke))
+            .route_layer(axum::middleware::from_fn(crate::telemetry::write_span))
             .route("/v1/admin/revocations/{kind}/{id}", get(admin::status));
     }
+    router = router
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
     router
         .with_state(state)
         .layer(axum::middleware::map_response(no_store_unless_set))

@@ -429,12 +429,9 @@ pub async fn check<H: crate::decision::Headers>(
     decision
 }
 
-/// The span of one check and its trace id, or `None` when tracing is off or the check
-/// is not sampled.
-fn check_span(
-    transport: &'static str,
-    trace: &axum::http::HeaderMap,
-) -> Option<(tracing::Span, Option<opentelemetry::trace::TraceId>)> {
+/// The parent context of a sampled request, or `None` when tracing is off or the
+/// request is not sampled (its parent said so, or a root outside `sample_ratio`).
+fn sampled_parent(trace: &axum::http::HeaderMap) -> Option<Context> {
     if !ON.load(std::sync::atomic::Ordering::Relaxed) {
         return None;
     }
@@ -443,9 +440,66 @@ fn check_span(
         Glance::Root => Context::new(),
         Glance::Parse => parent_from(&FromHeaderMap(trace)),
     };
-    if !sampled(&parent) {
-        return None;
+    sampled(&parent).then_some(parent)
+}
+
+/// Joins `span` to `parent`'s trace and records the trace id on it (for log lines);
+/// returns the trace id (the parent's, or the new one of a root span).
+fn join(span: &tracing::Span, parent: Context) -> Option<opentelemetry::trace::TraceId> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let _ = span.set_parent(parent);
+    let trace = span.context().span().span_context().trace_id();
+    let trace = (trace != opentelemetry::trace::TraceId::INVALID).then_some(trace);
+    if let Some(t) = trace {
+        span.record("trace_id", tracing::field::display(t));
     }
+    trace
+}
+
+/// A revocation write's request (logout, logout-all, OAuth revocation, back-channel
+/// logout, SSF event, admin revocation) as a server span, sampled like a check; the
+/// store write inside it (`tokengate.revocation.write`) becomes its child. Named by the
+/// method and route (`POST /v1/auth/logout`).
+pub async fn write_span(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(parent) = sampled_parent(req.headers()) else {
+        return next.run(req).await;
+    };
+    // Every write route is a fixed path without parameters, and the router matched it
+    // exactly, so the path is the route's template: nothing a client chose beyond that.
+    let route = req.uri().path().to_string();
+    let span = tracing::debug_span!(
+        target: "tokengate::trace",
+        "write",
+        otel.name = format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = req.method().as_str(),
+        http.route = route.as_str(),
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return next.run(req).await;
+    }
+    join(&span, parent);
+    let response = {
+        use tracing::Instrument as _;
+        next.run(req).instrument(span.clone()).await
+    };
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
+/// The span of one check and its trace id, or `None` when tracing is off or the check
+/// is not sampled.
+fn check_span(
+    transport: &'static str,
+    trace: &axum::http::HeaderMap,
+) -> Option<(tracing::Span, Option<opentelemetry::trace::TraceId>)> {
+    let parent = sampled_parent(trace)?;
     let span = tracing::debug_span!(
         target: "tokengate::trace",
         "check",
@@ -462,15 +516,7 @@ fn check_span(
     if span.is_disabled() {
         return None;
     }
-    use opentelemetry::trace::TraceContextExt as _;
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let _ = span.set_parent(parent);
-    // The parent's trace, or the new one a root span started.
-    let trace = span.context().span().span_context().trace_id();
-    let trace = (trace != opentelemetry::trace::TraceId::INVALID).then_some(trace);
-    if let Some(t) = trace {
-        span.record("trace_id", tracing::field::display(t));
-    }
+    let trace = join(&span, parent);
     Some((span, trace))
 }
 

@@ -669,3 +669,75 @@ async fn a_denied_check_says_why_and_a_down_collector_costs_no_answer() {
     .await;
     assert!(receiver.spans().len() > before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_is_a_span_whose_child_is_the_revocation_write() {
+    let receiver = OtelReceiver::start().await;
+    let mut tg = traced_tokengate(&receiver, "grpc", "");
+    let addrs = tg.listening().await;
+    tg.wait_ready(addrs.admin).await;
+    let client = reqwest::Client::new();
+    let logout = |token: String, traceparent: String| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("http://{}/v1/auth/logout", addrs.http))
+                .header("authorization", support::bearer(&token))
+                .header("traceparent", traceparent)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // an unsampled caller: no span of its trace, the logout still done
+    let quiet = support::token("rsa", "carol", serde_json::json!({}));
+    let unsampled = "00-11111111111111111111111111111111-2222222222222222-00";
+    let resp = logout(quiet.clone(), unsampled.into()).await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+
+    let token = support::token("rsa", "dave", serde_json::json!({}));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let resp = logout(token.clone(), format!("00-{trace}-00f067aa0ba902b7-01")).await;
+    let status = resp.status();
+    assert!(status.is_success(), "{status}");
+    let spans = receiver
+        .wait_for_spans("the logout and its write", SPANS, |spans| {
+            spans.iter().any(|s| s.name == "POST /v1/auth/logout")
+                && spans.iter().any(|s| s.name == "tokengate.revocation.write")
+        })
+        .await;
+    let request = spans
+        .iter()
+        .find(|s| s.name == "POST /v1/auth/logout")
+        .unwrap();
+    assert_eq!(request.trace_id, trace);
+    assert_eq!(request.parent_span_id, "00f067aa0ba902b7");
+    assert_eq!(request.attr("http.route"), Some("/v1/auth/logout"));
+    let code = status.as_u16().to_string();
+    assert_eq!(
+        request.attr("http.response.status_code"),
+        Some(code.as_str())
+    );
+    let write = spans
+        .iter()
+        .find(|s| s.name == "tokengate.revocation.write")
+        .unwrap();
+    assert_eq!(
+        write.parent_span_id, request.span_id,
+        "the write is the request's child"
+    );
+    assert_eq!(write.attr("tokengate.kind"), Some("jti"));
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.trace_id != "11111111111111111111111111111111"),
+        "an unsampled logout left a span"
+    );
+    for t in [&token, &quiet] {
+        assert_eq!(
+            token_pieces_in(&spans, t),
+            Vec::<String>::new(),
+            "token in a span"
+        );
+    }
+}
