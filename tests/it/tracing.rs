@@ -741,3 +741,77 @@ async fn a_logout_is_a_span_whose_child_is_the_revocation_write() {
         );
     }
 }
+
+/// With only `tracing.enabled` in the YAML, the standard `OTEL_*` variables say where
+/// spans go, the service name, extra resource attributes and the root sampling ratio.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_standard_otel_environment_configures_what_the_yaml_leaves_out() {
+    let receiver = OtelReceiver::start().await;
+    let yaml = support::config_yaml(MEMORY_STORE).replace("  level: warn", "  level: info")
+        + "tracing:\n  enabled: true\n";
+    let endpoint = receiver.grpc_endpoint();
+    let mut tg = crate::support::serve::Served::start_with_env(
+        "otel-env",
+        &yaml,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_SERVICE_NAME", "gate-from-env"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=it,team=platform",
+            ),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ],
+    );
+    let addrs = tg.listening().await;
+    tg.wait_ready(addrs.admin).await;
+    let mut client = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
+        format!("http://{}", addrs.grpc),
+    )
+    .await
+    .unwrap();
+    let token = support::token("rsa", "erin", serde_json::json!({}));
+    // a root check: ratio 0, no span
+    assert!(support::check_token(&mut client, &token).await.allowed());
+    // a sampled parent: followed whatever the ratio
+    let mut req = tonic::Request::new(support::check_request(
+        "GET",
+        "/api/items",
+        &[("authorization", &support::bearer(&token))],
+    ));
+    req.metadata_mut().insert(
+        "traceparent",
+        "00-5af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01"
+            .parse()
+            .unwrap(),
+    );
+    client.check(req).await.unwrap();
+    let spans = receiver
+        .wait_for_spans("the sampled check", SPANS, |spans| {
+            spans.iter().any(|s| s.name == "tokengate.check")
+        })
+        .await;
+    let checks: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "tokengate.check")
+        .collect();
+    assert_eq!(
+        checks.len(),
+        1,
+        "the root check was not sampled: {checks:?}"
+    );
+    let check = checks[0];
+    assert_eq!(check.trace_id, "5af7651916cd43dd8448eb211c80319c");
+    assert_eq!(check.service_name, "gate-from-env");
+    assert_eq!(
+        check
+            .resource
+            .get("deployment.environment")
+            .map(String::as_str),
+        Some("it")
+    );
+    assert_eq!(
+        check.resource.get("team").map(String::as_str),
+        Some("platform")
+    );
+}

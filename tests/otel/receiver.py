@@ -17,6 +17,7 @@ test brings a "collector down" back.
 Every span received is appended to --out as one JSON line, flushed at once:
   {"trace_id": hex, "span_id": hex, "parent_span_id": hex or "", "name": str,
    "kind": "SPAN_KIND_...", "service_name": str (resource's service.name, "" if none),
+   "resource": {key: value as str} (every resource attribute),
    "attributes": {key: value as a string}, "events": [{"name": str, "attributes": {...}}],
    "via": "grpc" or "http"}
 SIGTERM (or SIGINT) stops both servers and exits 0.
@@ -73,7 +74,8 @@ class Sink:
     def export(self, request, via):
         lines = []
         for rs in request.resource_spans:
-            service = attributes(rs.resource.attributes).get("service.name", "")
+            resource = attributes(rs.resource.attributes)
+            service = resource.get("service.name", "")
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     record = {
@@ -83,6 +85,7 @@ class Sink:
                         "name": span.name,
                         "kind": trace_pb2.Span.SpanKind.Name(span.kind),
                         "service_name": service,
+                        "resource": resource,
                         "attributes": attributes(span.attributes),
                         "events": [{"name": e.name, "attributes": attributes(e.attributes)} for e in span.events],
                         "via": via,

@@ -29,6 +29,9 @@ pub struct Span {
     pub kind: String,
     /// The resource's `service.name` ("" when the exporter set none).
     pub service_name: String,
+    /// The resource's attributes, values as strings.
+    #[serde(default)]
+    pub resource: std::collections::BTreeMap<String, String>,
     /// Every attribute's value as a string (numbers in decimal, arrays and maps as JSON).
     pub attributes: std::collections::BTreeMap<String, String>,
     pub events: Vec<serde_json::Value>,

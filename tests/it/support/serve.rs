@@ -22,6 +22,12 @@ pub fn tokengate(args: &[&str]) -> Command {
         .current_dir(repo())
         .env_remove("TOKENGATE_CONFIG")
         .env_remove("RUST_LOG")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .env_remove("OTEL_TRACES_SAMPLER")
+        .env_remove("OTEL_TRACES_SAMPLER_ARG")
         .stdin(Stdio::null());
     cmd
 }
@@ -42,13 +48,25 @@ impl Served {
         Self::start_file(dir, path)
     }
 
+    /// [`start`](Self::start) with extra environment variables.
+    pub fn start_with_env(tag: &str, config: &str, env: &[(&str, &str)]) -> Served {
+        let dir = Scratch::new(tag);
+        let path = dir.write("tokengate.yaml", config);
+        Self::spawn(dir, path, env)
+    }
+
     /// Serves the configuration file `config`; output goes to `dir`.
     pub fn start_file(dir: Scratch, config: PathBuf) -> Served {
+        Self::spawn(dir, config, &[])
+    }
+
+    fn spawn(dir: Scratch, config: PathBuf, env: &[(&str, &str)]) -> Served {
         let out = std::fs::File::create(dir.join("stdout")).expect("stdout file");
         let err = std::fs::File::create(dir.join("stderr")).expect("stderr file");
         let proc = Proc::spawn(
             "tokengate serve",
             tokengate(&["serve", "--config", &config.display().to_string()])
+                .envs(env.iter().copied())
                 .stdout(out)
                 .stderr(err),
         );
