@@ -1117,9 +1117,13 @@ fn envoy_ports_agree_with_tokengate_config() {
     );
 
     // (file, tokengate clusters it must have and the listener each one points at)
-    let cases: [(&str, &[(&str, &str)]); 2] = [
+    let cases: [(&str, &[(&str, &str)]); 3] = [
         (
             "envoy/envoy.yaml",
+            &[("tokengate_grpc", "grpc"), ("tokengate_http", "http")],
+        ),
+        (
+            "envoy/envoy-tracing.yaml",
             &[("tokengate_grpc", "grpc"), ("tokengate_http", "http")],
         ),
         ("envoy/envoy-http-mode.yaml", &[("tokengate_http", "http")]),
@@ -1200,6 +1204,44 @@ fn envoy_ports_agree_with_tokengate_config() {
             );
         }
     }
+}
+
+/// envoy/envoy-tracing.yaml is envoy/envoy.yaml plus Envoy's OpenTelemetry tracer in the
+/// HTTP connection manager and the collector's cluster, nothing else: a change to the
+/// sidecar config that is not carried over fails here.
+#[test]
+fn envoy_tracing_yaml_is_envoy_yaml_plus_the_tracer() {
+    let base = document(&repo().join("envoy/envoy.yaml"));
+    let mut traced = document(&repo().join("envoy/envoy-tracing.yaml"));
+    let hcm = &mut traced["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"];
+    let tracing = hcm
+        .as_mapping_mut()
+        .and_then(|m| m.remove("tracing"))
+        .expect("the HCM has `tracing`");
+    assert_eq!(
+        s(&tracing["provider"]["name"]),
+        "envoy.tracers.opentelemetry"
+    );
+    let provider = &tracing["provider"]["typed_config"];
+    assert_eq!(
+        s(&provider["grpc_service"]["envoy_grpc"]["cluster_name"]),
+        "otel_collector"
+    );
+    assert_eq!(s(&provider["service_name"]), "envoy");
+    let clusters = traced["static_resources"]["clusters"]
+        .as_sequence_mut()
+        .expect("clusters");
+    let collector = clusters
+        .iter()
+        .position(|c| s(&c["name"]) == "otel_collector")
+        .expect("the otel_collector cluster");
+    let collector = clusters.remove(collector);
+    assert!(
+        collector["typed_extension_protocol_options"].is_mapping(),
+        "OTLP/gRPC needs HTTP/2 to the collector"
+    );
+    assert_eq!(traced, base, "envoy-tracing.yaml drifted from envoy.yaml");
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::support::check_recorder::CheckRecorder;
 use crate::support::envoy::{
-    rewrite_ports, shipped_config, EchoUpstream, Envoy, ADMIN_PORT, APP_PORT, LISTENER_PORT,
-    TOKENGATE_GRPC_PORT, TOKENGATE_HTTP_PORT,
+    rewrite_ports, EchoUpstream, Envoy, ADMIN_PORT, APP_PORT, LISTENER_PORT, TOKENGATE_GRPC_PORT,
+    TOKENGATE_HTTP_PORT,
 };
 use crate::support::otel::{trace_of, OtelReceiver, Span};
 use crate::support::{self, TestServer, MEMORY_STORE};
@@ -21,16 +21,20 @@ pub const ENVOY_EXT_AUTHZ_SPAN: &str = "async envoy.service.auth.v3.Authorizatio
 /// [`envoy_tracing_config`] sets short.
 const SPANS: Duration = Duration::from_secs(15);
 
-/// envoy/envoy.yaml with Envoy's OpenTelemetry tracer on: every request sampled, spans
-/// exported over OTLP/gRPC to `otlp_port` on loopback (an `otel_collector` cluster,
-/// HTTP/2), `service_name: envoy`, flushed after every span or 100 ms. Ports rewritten
-/// as `Envoy::start` does (admin and ingress on 0).
+/// The OTLP collector's port in envoy/envoy-tracing.yaml.
+pub const OTLP_PORT: u16 = 4317;
+
+/// The shipped envoy/envoy-tracing.yaml with its ports rewritten as `Envoy::start` does
+/// (admin and ingress on 0), the collector at `otlp_port`, every request sampled and
+/// spans flushed after each one or 100 ms (the file samples 1 % and flushes on Envoy's
+/// defaults).
 pub fn envoy_tracing_config(
     tokengate: &tokengate::Addrs,
     app: std::net::SocketAddr,
     otlp_port: u16,
 ) -> String {
-    let template = std::fs::read_to_string(shipped_config()).expect("envoy/envoy.yaml");
+    let path = crate::support::procs::repo().join("envoy/envoy-tracing.yaml");
+    let template = std::fs::read_to_string(path).expect("envoy/envoy-tracing.yaml");
     let text = rewrite_ports(
         &template,
         &[
@@ -39,26 +43,16 @@ pub fn envoy_tracing_config(
             (TOKENGATE_GRPC_PORT, tokengate.grpc.port()),
             (TOKENGATE_HTTP_PORT, tokengate.http.port()),
             (APP_PORT, app.port()),
+            (OTLP_PORT, otlp_port),
         ],
     );
-    let anchor = "                stat_prefix: ingress_http\n";
+    let sampling = "random_sampling: { value: 1 }";
     assert_eq!(
-        text.matches(anchor).count(),
+        text.matches(sampling).count(),
         1,
-        "envoy/envoy.yaml's HCM no longer has one `stat_prefix: ingress_http` line"
+        "envoy-tracing.yaml's sampling moved"
     );
-    let tracing = r#"                tracing:
-                  random_sampling: { value: 100 }
-                  provider:
-                    name: envoy.tracers.opentelemetry
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
-                      grpc_service:
-                        envoy_grpc: { cluster_name: otel_collector }
-                        timeout: 1s
-                      service_name: envoy
-"#;
-    let text = text.replace(anchor, &format!("{anchor}{tracing}"));
+    let text = text.replace(sampling, "random_sampling: { value: 100 }");
     let runtime = r#"
 layered_runtime:
   layers:
@@ -67,27 +61,7 @@ layered_runtime:
         tracing.opentelemetry.min_flush_spans: 1
         tracing.opentelemetry.flush_interval_ms: 100
 "#;
-    let cluster = format!(
-        r#"
-    - name: otel_collector
-      type: STATIC
-      connect_timeout: 0.25s
-      typed_extension_protocol_options:
-        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-          explicit_http_config:
-            http2_protocol_options: {{}}
-      load_assignment:
-        cluster_name: otel_collector
-        endpoints:
-          - lb_endpoints:
-              - endpoint:
-                  address:
-                    socket_address: {{ address: 127.0.0.1, port_value: {otlp_port} }}
-"#
-    );
-    // `clusters:` is the bootstrap's last section: the collector's cluster goes at the end.
-    format!("{}{cluster}{runtime}", text.trim_end())
+    format!("{}{runtime}", text.trim_end())
 }
 
 /// tokengate (memory store), an echo upstream, the receiver and a tracing Envoy.
