@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use serde_json::json;
-use support::outage::wait_fresh_checks_allowed;
+use support::outage::{wait_fresh_checks_allowed, RECOVERY};
 use support::redis::{store_yaml_with, RedisServer};
 use support::sentinel::RedisSentinel;
 use support::*;
@@ -322,4 +322,67 @@ async fn with_wait_replicas_a_revocation_no_replica_confirmed_is_not_acknowledge
         check_token(&mut c, &t).await.reason().as_deref(),
         Some("user_revoked")
     );
+}
+
+/// A failover that leaves the old primary running (`SENTINEL FAILOVER`, or a partition
+/// that heals): the old primary is demoted to a replica and still answers PING, reads
+/// and subscriptions, but refuses writes (READONLY). tokengate must notice the demotion
+/// itself, not only a dead node: writes go to the new primary, and events still reach
+/// every replica.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_that_demotes_a_live_primary_moves_writes_and_keeps_events() {
+    let mut d = RedisSentinel::start_async().await;
+    tokio::task::block_in_place(|| d.wait_failover_ready());
+    let long_cache = "  cache:\n    ttl_seconds: 600\n";
+    let a = TestServer::start(&yaml(&d.url(), long_cache)).await;
+    let b = TestServer::start(&yaml(&d.url(), long_cache)).await;
+    let mut cb = b.grpc().await;
+    let old = d.primary().port;
+
+    let out = support::redis::cli(d.sentinels[0].port, &["sentinel", "failover", "tgmaster"]);
+    assert_eq!(out.trim(), "OK", "{out}");
+    let new_primary = tokio::task::block_in_place(|| d.wait_for_failover(Duration::from_secs(30)));
+    let demoted = d.replica().port;
+    assert_eq!(demoted, old);
+    tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d
+            .primary()
+            .cli(&["info", "replication"])
+            .contains("state=online")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the old primary never became a replica"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    println!("manual failover to {new_primary}; {old} is now its replica");
+
+    // Writes through A reach the new primary (a retry is allowed while A moves over).
+    // Checks work again on B (with a watch that only pinged, B's uncached checks still
+    // failed here), and B caches a token as not revoked.
+    wait_fresh_checks_allowed(&cb, "B to answer after the failover").await;
+    let t = token("ec256", "alice", json!({}));
+    assert!(check_token(&mut cb, &t).await.allowed(), "cached on B");
+    wait_for("A to acknowledge a logout again", RECOVERY, || {
+        let t = t.clone();
+        let a = &a;
+        async move { logout(a, "/v1/auth/logout", &t).await.0 == 200 }
+    })
+    .await;
+    let jti = decode_part(&t, 1)["jti"].as_str().unwrap().to_string();
+    let key = format!("tokengate:jti@test:{jti}");
+    assert_eq!(
+        d.primary().cli(&["exists", &key]).trim(),
+        "1",
+        "on the new primary"
+    );
+    // B learns of it by the event alone (600 s cache), wherever its subscription is.
+    wait_for("B to deny through the event", PROPAGATION, || {
+        let (t, mut cb) = (t.clone(), cb.clone());
+        async move { check_token(&mut cb, &t).await.reason().as_deref() == Some("jti_revoked") }
+    })
+    .await;
 }
