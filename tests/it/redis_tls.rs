@@ -7,6 +7,7 @@
 
 use crate::support;
 
+use rcgen::ExtendedKeyUsagePurpose;
 use serde_json::{json, Value};
 use support::certs::{Ca, Leaf};
 use support::envoy::Scratch;
@@ -273,3 +274,68 @@ async fn a_redis_that_requires_client_certificates_gets_the_configured_one() {
 
 /// How long a store may take to report why it cannot connect.
 const RECOVERY_WAIT: std::time::Duration = support::outage::RECOVERY;
+
+/// Cluster over TLS (client connections and the cluster bus): the CA and client
+/// certificate reach every node the client discovers, not only the seeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_cluster_with_client_certificates_carries_revocations_and_events() {
+    let pki = Pki::new();
+    // Nodes connect to each other (bus, replication) with their own certificate, as
+    // clients of a server that requires one: it needs both usages.
+    let node = Leaf::server(&[]).usages(vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ]);
+    let (crt, key) = pki.ca.sign(&node).write(&pki.dir, "node");
+    let ca = pki.ca.write(&pki.dir, "ca");
+    let (cert, ckey) = pki
+        .ca
+        .sign(&Leaf::client_dns("tokengate"))
+        .write(&pki.dir, "client");
+    let cluster = {
+        let (crt, key, ca, cert, ckey) = (
+            crt.clone(),
+            key.clone(),
+            ca.clone(),
+            cert.clone(),
+            ckey.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            support::redis::RedisCluster::start_tls((&crt, &key), &ca, (&cert, &ckey))
+        })
+        .await
+        .expect("TLS cluster starts")
+    };
+    let url = cluster
+        .url()
+        .replace("redis+cluster://", "rediss+cluster://");
+    let fields = format!(
+        "    tls:\n      ca_file: {}\n      cert_file: {}\n      key_file: {}\n",
+        ca.display(),
+        cert.display(),
+        ckey.display()
+    );
+    let y = config_yaml(&store_yaml_with(
+        &url,
+        &fields,
+        "  cache:\n    ttl_seconds: 600\n",
+    ));
+    let a = TestServer::start(&y).await;
+    let b = TestServer::start(&y).await;
+    let mut cb = b.grpc().await;
+    let t = token("ec256", "alice", json!({"tid": "acme", "fam": "f1"}));
+    assert!(check_token(&mut cb, &t).await.allowed(), "cached on B");
+    assert_eq!(logout(&a, "/v1/auth/logout", &t).await.0, 200);
+    wait_for("B to deny through the event", PROPAGATION, || {
+        let (t, mut cb) = (t.clone(), cb.clone());
+        async move { check_token(&mut cb, &t).await.reason().as_deref() == Some("jti_revoked") }
+    })
+    .await;
+    let fresh = TestServer::start(&y).await;
+    let mut c = fresh.grpc().await;
+    assert_eq!(
+        check_token(&mut c, &t).await.reason().as_deref(),
+        Some("jti_revoked"),
+        "read back from the cluster"
+    );
+}

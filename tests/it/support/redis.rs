@@ -273,29 +273,43 @@ pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
+/// What makes a node a Cluster node.
+const CLUSTER_ARGS: [&str; 6] = [
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "2000",
+];
+
 impl RedisCluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
-            })
-            .collect();
+        let mut args = vec!["--save", "", "--appendonly", "no"];
+        args.extend(CLUSTER_ARGS);
+        Self::create((0..3).map(|_| RedisServer::start_with(&args)).collect())
+    }
+
+    /// A TLS-only Cluster (`tls-cluster yes`: the bus is TLS too): arguments as
+    /// [`RedisServer::start_tls`].
+    pub fn start_tls(server: (&Path, &Path), ca: &Path, cli_client: (&Path, &Path)) -> Self {
+        let mut args = vec!["--tls-cluster", "yes", "--tls-replication", "yes"];
+        args.extend(CLUSTER_ARGS);
+        Self::create(
+            (0..3)
+                .map(|_| RedisServer::start_tls(server, ca, Some(cli_client), &args))
+                .collect(),
+        )
+    }
+
+    fn create(nodes: Vec<RedisServer>) -> Self {
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
+        let tls = nodes[0].tls_cli.clone().unwrap_or_default();
         let out = Command::new(redis_cli())
+            .args(&tls)
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
