@@ -6,7 +6,10 @@
 //!   go out in parallel and are combined. A legacy revocation counts for whichever
 //!   namespace asks: it cannot know its issuer, so it is enforced for all of them.
 //! - A write stores its value and publishes its event in one script, and returns only
-//!   after Redis answered.
+//!   after Redis answered (and, with `wait_replicas`, after that many replicas confirmed
+//!   it: durable.rs), so an acknowledgement means what docs/operations.md promises.
+//! - Sentinel's primary moves: the connection follows it (`sentinel_watch`), and so
+//!   does the subscription.
 //! - Start-up never waits for Redis: connections are made in the background with
 //!   backoff, and until then every call fails fast (readiness says why).
 
