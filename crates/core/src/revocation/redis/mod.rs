@@ -584,6 +584,7 @@ async fn open(endpoint: &Endpoint) -> RedisResult<Conn> {
             let mut m = ConnectionManager::new_lazy_with_config(client, manager_config())?;
             // One round trip proves the server answers before the store reports ready.
             redis::cmd("PING").query_async::<String>(&mut m).await?;
+            scripts::preload(&mut m).await;
             Ok(Conn::Single(m))
         }
         RedisTarget::Cluster(nodes) => {
@@ -600,6 +601,7 @@ async fn open(endpoint: &Endpoint) -> RedisResult<Conn> {
             probe(&client).await?;
             let mut m = ConnectionManager::new_lazy_with_config(client, manager_config())?;
             redis::cmd("PING").query_async::<String>(&mut m).await?;
+            scripts::preload(&mut m).await;
             Ok(Conn::Single(m))
         }
     }

@@ -3,7 +3,21 @@
 
 use std::sync::LazyLock;
 
+use redis::aio::ConnectionLike;
 use redis::Script;
+
+/// Loads the scripts a request path runs into a server just connected to (a promoted
+/// replica or a restarted server has none): otherwise the first write after a failover
+/// pays a NOSCRIPT round trip, and with `wait_replicas` a `WAIT` too, inside its store
+/// deadline. Best effort: a refusal (an ACL without `script|load`) leaves the usual
+/// load-on-NOSCRIPT.
+pub async fn preload<C: ConnectionLike>(conn: &mut C) {
+    for script in [&*CHECK, &*MARK, &*BUMP] {
+        if let Err(e) = script.prepare_invoke().load_async(conn).await {
+            tracing::debug!(error = %e, "cannot preload a script");
+        }
+    }
+}
 
 /// Reads everything one check needs. KEYS: jti, user, tenant, family, then the legacy
 /// keys of the same four, then the session (which has no legacy layout). ARGV[1]: the
