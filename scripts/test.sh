@@ -17,5 +17,8 @@ if [ "$#" -eq 0 ]; then
         BENCH_SMOKE=1 scripts/bench.sh
         # The IdP-to-replica propagation bench (issue 16) with ten logouts: valid or fail.
         BENCH_BCL_COUNT=10 BENCH_PROFILE=dev scripts/bench-backchannel.sh >/dev/null
+        # The Redis capacity measurements and fan-out simulation (issue 19, about 15 s):
+        # fails when an event did not reach every simulated subscriber.
+        scripts/capacity.py >/dev/null
     fi
 fi

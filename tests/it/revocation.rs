@@ -2,7 +2,7 @@
 //! every store by `revocation_suite!`, the way limitador holds all its storages to one
 //! behaviour. Each scenario gets a fresh store from its fixture and a fresh tokengate.
 //! `shared_store_suite!` adds what only a store shared by replicas can show (events
-//! between replicas, the Redis layout before issuer namespaces), for Redis and Cluster.
+//! between replicas, the Redis layout before issuer namespaces), for Redis, Cluster and Sentinel.
 
 use crate::support;
 
@@ -47,6 +47,18 @@ pub async fn redis_cluster_store() -> StoreFixture {
         yaml: support::redis::store_yaml(&cluster.url(), ""),
         raw: Some(Raw::Cluster(cluster.nodes.iter().map(|n| n.port).collect())),
         _guard: Some(Box::new(cluster)),
+    }
+}
+
+/// A primary, a replica and three Sentinels; tokengate finds the primary through
+/// `redis+sentinel://`. Nothing fails over here (tests/it/sentinel.rs does that), so raw
+/// access goes to the primary.
+pub async fn redis_sentinel_store() -> StoreFixture {
+    let deployment = support::sentinel::RedisSentinel::start_async().await;
+    StoreFixture {
+        yaml: support::redis::store_yaml(&deployment.url(), ""),
+        raw: Some(Raw::Single(deployment.primary().port)),
+        _guard: Some(Box::new(deployment)),
     }
 }
 
@@ -145,6 +157,7 @@ macro_rules! revocation_suite {
 revocation_suite!(memory, memory_store);
 revocation_suite!(redis, redis_store);
 revocation_suite!(redis_cluster, redis_cluster_store);
+revocation_suite!(redis_sentinel, redis_sentinel_store);
 
 macro_rules! shared_store_suite {
     ($name:ident, $fixture:path) => {
@@ -178,6 +191,7 @@ macro_rules! shared_store_suite {
 
 shared_store_suite!(redis_shared, redis_store);
 shared_store_suite!(redis_cluster_shared, redis_cluster_store);
+shared_store_suite!(redis_sentinel_shared, redis_sentinel_store);
 
 /// The surfaces that revoke, each with the kind it writes. Table rows of the issuer
 /// class tests.

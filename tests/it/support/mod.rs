@@ -15,6 +15,7 @@ pub mod outage;
 pub mod procs;
 pub mod proxy;
 pub mod redis;
+pub mod sentinel;
 pub mod serve;
 pub mod tls;
 

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,9 @@ pub struct RedisServer {
     dir: TempDir,
     extra: Vec<String>,
     proc: Option<Proc>,
+    /// Set for a TLS-only server: `port` is its `tls-port`, and `redis-cli` (readiness
+    /// and [`RedisServer::cli`]) speaks TLS with these arguments.
+    tls_cli: Option<Vec<String>>,
 }
 
 fn redis_server() -> PathBuf {
@@ -77,12 +80,60 @@ impl RedisServer {
             dir: TempDir::new("redis"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             proc: None,
+            tls_cli: None,
         };
+        s.start_on_some_port();
+        s
+    }
+
+    /// A TLS-only server (`port 0`, `tls-port`): `server` is its certificate and key,
+    /// `ca` the CA it checks client certificates against; `cli_client` the certificate
+    /// and key `redis-cli` presents (when the server requires one).
+    pub fn start_tls(
+        server: (&Path, &Path),
+        ca: &Path,
+        cli_client: Option<(&Path, &Path)>,
+        extra: &[&str],
+    ) -> Self {
+        let path = |p: &Path| p.display().to_string();
+        let mut args: Vec<String> = [
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-cert-file",
+            &path(server.0),
+            "--tls-key-file",
+            &path(server.1),
+            "--tls-ca-cert-file",
+            &path(ca),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut cli = vec!["--tls".to_string(), "--cacert".into(), path(ca)];
+        if let Some((cert, key)) = cli_client {
+            cli.extend(["--cert".into(), path(cert), "--key".into(), path(key)]);
+        }
+        let mut s = RedisServer {
+            port: 0,
+            dir: TempDir::new("redis-tls"),
+            extra: args,
+            proc: None,
+            tls_cli: Some(cli),
+        };
+        s.start_on_some_port();
+        s
+    }
+
+    fn start_on_some_port(&mut self) {
+        let s = self;
         // A port picked as free can be taken before redis binds it: try a few.
         for _ in 0..5 {
             s.port = free_port_pair();
             if s.spawn() {
-                return s;
+                return;
             }
         }
         panic!("redis-server did not start on any of 5 ports");
@@ -90,9 +141,13 @@ impl RedisServer {
 
     fn spawn(&mut self) -> bool {
         let mut cmd = Command::new(redis_server());
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .arg("--bind")
+        match self.tls_cli {
+            None => cmd.arg("--port").arg(self.port.to_string()),
+            Some(_) => cmd
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string()),
+        };
+        cmd.arg("--bind")
             .arg("127.0.0.1")
             .arg("--dir")
             .arg(&self.dir.0)
@@ -106,7 +161,7 @@ impl RedisServer {
         let mut proc = Proc::spawn("redis-server", &mut cmd);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if ping(self.port) {
+            if self.answers() {
                 self.proc = Some(proc);
                 return true;
             }
@@ -118,6 +173,14 @@ impl RedisServer {
         false
     }
 
+    /// Whether the server answers PING (over TLS for a TLS server).
+    fn answers(&self) -> bool {
+        match &self.tls_cli {
+            None => ping(self.port),
+            Some(_) => self.cli(&["ping"]).trim() == "PONG",
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -126,7 +189,7 @@ impl RedisServer {
     pub fn kill(&mut self) {
         self.proc = None;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while ping(self.port) && Instant::now() < deadline {
+        while self.answers() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -143,7 +206,14 @@ impl RedisServer {
 
     /// Runs `redis-cli -p PORT ARGS…` and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        cli(self.port, args)
+        match &self.tls_cli {
+            None => cli(self.port, args),
+            Some(tls) => {
+                let mut all: Vec<&str> = tls.iter().map(String::as_str).collect();
+                all.extend_from_slice(args);
+                cli(self.port, &all)
+            }
+        }
     }
 }
 
@@ -203,29 +273,43 @@ pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
+/// What makes a node a Cluster node.
+const CLUSTER_ARGS: [&str; 6] = [
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "2000",
+];
+
 impl RedisCluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                RedisServer::start_with(&[
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
-            })
-            .collect();
+        let mut args = vec!["--save", "", "--appendonly", "no"];
+        args.extend(CLUSTER_ARGS);
+        Self::create((0..3).map(|_| RedisServer::start_with(&args)).collect())
+    }
+
+    /// A TLS-only Cluster (`tls-cluster yes`: the bus is TLS too): arguments as
+    /// [`RedisServer::start_tls`].
+    pub fn start_tls(server: (&Path, &Path), ca: &Path, cli_client: (&Path, &Path)) -> Self {
+        let mut args = vec!["--tls-cluster", "yes", "--tls-replication", "yes"];
+        args.extend(CLUSTER_ARGS);
+        Self::create(
+            (0..3)
+                .map(|_| RedisServer::start_tls(server, ca, Some(cli_client), &args))
+                .collect(),
+        )
+    }
+
+    fn create(nodes: Vec<RedisServer>) -> Self {
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
+        let tls = nodes[0].tls_cli.clone().unwrap_or_default();
         let out = Command::new(redis_cli())
+            .args(&tls)
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -266,10 +350,15 @@ impl RedisCluster {
 /// machine can miss the production 50 ms on a healthy Redis, and only the tests about
 /// the deadline itself need it tight (they set it).
 pub fn store_yaml(url: &str, extra: &str) -> String {
+    store_yaml_with(url, "", extra)
+}
+
+/// [`store_yaml`] with `redis_fields` (indented four spaces) under `redis:` after the URL.
+pub fn store_yaml_with(url: &str, redis_fields: &str, extra: &str) -> String {
     let deadline = if extra.contains("store_timeout_ms") {
         ""
     } else {
         "  store_timeout_ms: 500\n"
     };
-    format!("  store: redis\n  redis:\n    url: {url}\n{deadline}{extra}")
+    format!("  store: redis\n  redis:\n    url: {url}\n{redis_fields}{deadline}{extra}")
 }

@@ -38,7 +38,9 @@ pub use policy::{
     TrustedProxy,
 };
 pub use providers::{BackchannelLogout, JwksSettings, Key, KeySource, Provider, Remote};
-pub use revocation::{Cache, LegacyKeys, OnStoreError, Redis, Revocation, Store, StoreKind};
+pub use revocation::{
+    Cache, LegacyKeys, OnStoreError, Redis, RedisTls, Revocation, Store, StoreKind,
+};
 pub use ssf::{Events, Ssf, SubjectAs, Subjects, Transmitter};
 pub use status_list::StatusListSettings;
 pub use telemetry::{OtlpProtocol, Tracing};

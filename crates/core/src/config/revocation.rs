@@ -1,6 +1,8 @@
 //! `revocation`: the store revocations are written to and read from, and the local cache
 //! in front of it.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use crate::secret::Secret;
@@ -102,6 +104,55 @@ pub enum LegacyKeys {
 pub struct Redis {
     pub url: String,
     pub password: Option<Secret>,
+    /// Trust and client identity for `rediss://` (managed Redis uses a private CA, and
+    /// some require a client certificate).
+    pub tls: Option<RedisTls>,
+    /// Replicas that must confirm a revocation (`WAIT`) before it is acknowledged: what
+    /// makes an acknowledged revocation survive a failover. 0: the primary's answer is
+    /// enough.
+    pub wait_replicas: u32,
+    /// How long a write waits for those replicas before it is refused (503).
+    pub wait_timeout_ms: u64,
+}
+
+/// `revocation.redis.tls`: files read once at start; a missing or unreadable file
+/// stops the start naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawRedisTls")]
+pub struct RedisTls {
+    /// PEM CA certificates the server's certificate must chain to (instead of the
+    /// system's web roots).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, PEM, for servers that require one.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedisTls {
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    cert_file: Option<PathBuf>,
+    #[serde(default)]
+    key_file: Option<PathBuf>,
+}
+
+impl TryFrom<RawRedisTls> for RedisTls {
+    type Error = String;
+
+    fn try_from(r: RawRedisTls) -> Result<Self, String> {
+        let client = match (r.cert_file, r.key_file) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => return Err("key_file: required with cert_file".into()),
+            (None, Some(_)) => return Err("cert_file: required with key_file".into()),
+        };
+        Ok(RedisTls {
+            ca_file: r.ca_file,
+            client,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -112,6 +163,12 @@ struct RawRedis {
     password_env: Option<String>,
     #[serde(default)]
     password_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    tls: Option<RedisTls>,
+    #[serde(default)]
+    wait_replicas: u32,
+    #[serde(default)]
+    wait_timeout_ms: Option<u64>,
 }
 
 impl TryFrom<RawRedis> for Redis {
@@ -121,9 +178,22 @@ impl TryFrom<RawRedis> for Redis {
         if r.password_env.is_some() && r.password_file.is_some() {
             return Err("set at most one of password_env, password_file".into());
         }
+        let scheme = r.url.split_once("://").map_or("", |(s, _)| s);
+        if r.tls.is_some() && !scheme.starts_with("rediss") {
+            return Err(
+                "tls: needs a rediss:// URL (rediss+cluster://, rediss+sentinel://)".into(),
+            );
+        }
+        if r.wait_timeout_ms == Some(0) {
+            return Err("wait_timeout_ms: must be at least 1".into());
+        }
         Ok(Redis {
             url: r.url,
             password: Secret::from_pair(r.password_env, r.password_file),
+            tls: r.tls,
+            wait_replicas: r.wait_replicas,
+            // 0 until the revocation section fills it in from its store deadline.
+            wait_timeout_ms: r.wait_timeout_ms.unwrap_or(0),
         })
     }
 }
@@ -188,7 +258,9 @@ impl TryFrom<RawRevocation> for Revocation {
     fn try_from(r: RawRevocation) -> Result<Self, String> {
         let store = match (r.store, r.redis) {
             (StoreKind::Memory, _) => Store::Memory,
-            (StoreKind::Redis, Some(redis)) => Store::Redis(redis),
+            (StoreKind::Redis, Some(redis)) => {
+                Store::Redis(with_wait_deadline(redis, r.store_timeout_ms)?)
+            }
             (StoreKind::Redis, None) => {
                 return Err(".redis: required when revocation.store is redis".into())
             }
@@ -204,5 +276,64 @@ impl TryFrom<RawRevocation> for Revocation {
             subject_ttl_seconds: r.subject_ttl_seconds,
             legacy_keys: r.legacy_keys,
         })
+    }
+}
+
+/// `WAIT` runs inside the write's store deadline: its own timeout must end first, so
+/// that a replica too slow to confirm gets the answer "not on N replicas" rather than a
+/// deadline. Unset, it is half the deadline.
+fn with_wait_deadline(mut redis: Redis, store_timeout_ms: u64) -> Result<Redis, String> {
+    if redis.wait_timeout_ms == 0 {
+        redis.wait_timeout_ms = (store_timeout_ms / 2).max(1);
+    } else if redis.wait_replicas > 0 && redis.wait_timeout_ms >= store_timeout_ms {
+        return Err(format!(
+            ".redis.wait_timeout_ms: must be below revocation.store_timeout_ms ({store_timeout_ms})"
+        ));
+    }
+    Ok(redis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<Revocation, String> {
+        let de = serde_yaml_ng::Deserializer::from_str(yaml);
+        serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+    }
+
+    fn redis(fields: &str, extra: &str) -> Result<Redis, String> {
+        let yaml = format!("store: redis\nredis:\n  url: rediss://h:6380/0\n{fields}{extra}");
+        match parse(&yaml)?.store {
+            Store::Redis(r) => Ok(r),
+            Store::Memory => Err("memory".into()),
+        }
+    }
+
+    #[test]
+    fn wait_timeout_defaults_to_half_the_store_deadline_and_must_stay_below_it() {
+        let r = redis("  wait_replicas: 1\n", "store_timeout_ms: 80\n").unwrap();
+        assert_eq!((r.wait_replicas, r.wait_timeout_ms), (1, 40));
+        let r = redis("", "").unwrap();
+        assert_eq!(r.wait_replicas, 0, "off by default");
+        let err = redis("  wait_replicas: 1\n  wait_timeout_ms: 50\n", "").unwrap_err();
+        assert!(err.contains("redis.wait_timeout_ms"), "{err}");
+        let err = redis("  wait_timeout_ms: 0\n", "").unwrap_err();
+        assert!(err.contains("wait_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_a_tls_url_and_a_whole_client_identity() {
+        let r = redis("  tls:\n    ca_file: /ca.pem\n", "").unwrap();
+        assert_eq!(r.tls.unwrap().ca_file.as_deref(), Some("/ca.pem".as_ref()));
+        let err =
+            parse("store: redis\nredis:\n  url: redis://h/0\n  tls: {ca_file: /ca}\n").unwrap_err();
+        assert!(err.contains("rediss://"), "{err}");
+        let err = redis("  tls:\n    cert_file: /c.pem\n", "").unwrap_err();
+        assert!(err.contains("key_file"), "{err}");
+        let err = redis("  tls:\n    key_file: /k.pem\n", "").unwrap_err();
+        assert!(err.contains("cert_file"), "{err}");
+        let err = redis("  tls:\n    ca: /ca.pem\n", "").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
     }
 }

@@ -140,11 +140,11 @@ pub fn redacted_url(url: &str) -> String {
     };
     let end = rest.find('/').unwrap_or(rest.len());
     match rest[..end].rfind('@') {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
-        }
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
+            // A user name alone (the password comes from password_env/_file).
+            None => url.to_string(),
+        },
         None => url.to_string(),
     }
 }
@@ -164,6 +164,10 @@ mod tests {
             "redis+cluster://u:***@a:1,b:2"
         );
         assert_eq!(redacted_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(
+            redacted_url("rediss://tokengate@h:6380/0"),
+            "rediss://tokengate@h:6380/0"
+        );
     }
 
     #[test]

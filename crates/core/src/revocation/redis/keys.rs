@@ -65,6 +65,12 @@ impl Keys {
         Some((Kind::parse(kind)?, raw))
     }
 
+    /// The name a script is given for a key the token does not have: the bare prefix,
+    /// which no key of ours is (every key has a kind after it).
+    pub fn absent(&self) -> &str {
+        &self.prefix
+    }
+
     /// The pub/sub channel of invalidation events: `{prefix}events`.
     pub fn events(&self) -> String {
         format!("{}events", self.prefix)

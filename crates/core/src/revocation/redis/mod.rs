@@ -6,11 +6,16 @@
 //!   go out in parallel and are combined. A legacy revocation counts for whichever
 //!   namespace asks: it cannot know its issuer, so it is enforced for all of them.
 //! - A write stores its value and publishes its event in one script, and returns only
-//!   after Redis answered.
+//!   after Redis answered (and, with `wait_replicas`, after that many replicas confirmed
+//!   it: durable.rs), so an acknowledgement means what docs/operations.md promises.
+//! - Sentinel's primary moves: the connection follows it (`sentinel_watch`), and so
+//!   does the subscription.
 //! - Start-up never waits for Redis: connections are made in the background with
 //!   backoff, and until then every call fails fast (readiness says why).
 
 mod conn;
+mod dial;
+mod durable;
 mod keys;
 pub mod migrate;
 mod scripts;
@@ -28,6 +33,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use conn::{redacted_url, Target as RedisTarget};
+use dial::Endpoint;
+pub use dial::TlsError;
+use durable::Durability;
 pub use keys::Keys;
 
 use super::events::{Event, Signal, Signals};
@@ -92,6 +100,8 @@ pub struct RedisStore {
     family_ttl: u64,
     session_ttl: u64,
     subject_ttl: u64,
+    /// `revocation.redis.wait_replicas`: what a write needs before it is acknowledged.
+    durability: Durability,
     events: Signals,
     shutdown: CancellationToken,
 }
@@ -113,6 +123,8 @@ pub enum ConnectError {
     },
     #[error("redis.url: {0}")]
     Url(#[from] conn::UrlError),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 impl RedisStore {
@@ -137,6 +149,10 @@ impl RedisStore {
             None => None,
         };
         let target = conn::parse(&cfg.url, password.as_deref())?;
+        let endpoint = Endpoint {
+            target,
+            certs: dial::certificates(cfg.tls.as_ref())?,
+        };
         let redacted = redacted_url(&cfg.url);
         let shared = Arc::new(Shared {
             conn: RwLock::new(None),
@@ -147,13 +163,13 @@ impl RedisStore {
         let events = Signals::default();
         let shutdown = CancellationToken::new();
         tokio::spawn(supervise(
-            target.clone(),
+            endpoint.clone(),
             redacted.clone(),
             shared.clone(),
             shutdown.clone(),
         ));
         tokio::spawn(subscriber::run(
-            target,
+            endpoint,
             redacted,
             keys.events(),
             events.sender(),
@@ -166,6 +182,10 @@ impl RedisStore {
             family_ttl: revocation.family_ttl_seconds.max(1),
             session_ttl: revocation.session_ttl_seconds.max(1),
             subject_ttl: revocation.subject_ttl_seconds.unwrap_or(0),
+            durability: Durability {
+                replicas: cfg.wait_replicas,
+                timeout_ms: cfg.wait_timeout_ms,
+            },
             events,
             shutdown,
         })
@@ -264,9 +284,14 @@ impl RevocationStore for RedisStore {
         match self.conn()? {
             Conn::Single(mut c) => {
                 let mut inv = scripts::CHECK.prepare_invoke();
+                // An absent key is named by the bare prefix (never a key of ours, and
+                // inside an ACL user's `~prefix*` pattern, which checks every declared
+                // key, where an empty name would be refused).
+                let absent = self.keys.absent();
                 for k in &keys {
-                    inv.key(k.as_deref().unwrap_or_default());
+                    inv.key(k.as_deref().unwrap_or(absent));
                 }
+                inv.arg(absent);
                 let reply: Vec<redis::Value> =
                     inv.invoke_async(&mut c).await.map_err(unavailable)?;
                 if reply.len() != 11 {
@@ -340,20 +365,35 @@ impl RevocationStore for RedisStore {
         };
         if let Some(ttl) = marker_ttl {
             let event = Written::Marker.event(target).to_json();
-            let mut inv = scripts::MARK.key(&key);
-            inv.arg(&record_json).arg(ttl).arg(&channel).arg(&event);
-            let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+            let ttl = ttl.to_string();
+            let args: [&[u8]; 4] = [
+                record_json.as_bytes(),
+                ttl.as_bytes(),
+                channel.as_bytes(),
+                event.as_bytes(),
+            ];
+            let _: i64 = self
+                .durability
+                .write(&mut conn, &scripts::MARK, &key, &args)
+                .await
+                .map_err(unavailable)?;
             return Ok(Written::Marker);
         }
         // User or tenant: the event's version and cut-off are only known inside the
         // script, so it completes the JSON that starts here.
         let head = Event::subject_head(kind, target.id());
-        let mut inv = scripts::BUMP.key(&key);
-        inv.arg(now_ms())
-            .arg(self.subject_ttl)
-            .arg(&channel)
-            .arg(&head);
-        let (ver, before): (i64, i64) = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        let (now, ttl) = (now_ms().to_string(), self.subject_ttl.to_string());
+        let args: [&[u8]; 4] = [
+            now.as_bytes(),
+            ttl.as_bytes(),
+            channel.as_bytes(),
+            head.as_bytes(),
+        ];
+        let (ver, before): (i64, i64) = self
+            .durability
+            .write(&mut conn, &scripts::BUMP, &key, &args)
+            .await
+            .map_err(unavailable)?;
         Ok(Written::Subject(Subject {
             version: ver.max(0) as u64,
             before_ms: before,
@@ -412,9 +452,9 @@ impl RevocationStore for RedisStore {
 }
 
 /// Establishes the connection (retrying with backoff, never blocking start-up), checks
-/// persistence once, and for Sentinel re-resolves the master when it stops answering.
+/// persistence once, and for Sentinel follows the master when it moves.
 async fn supervise(
-    target: RedisTarget,
+    endpoint: Endpoint,
     redacted: String,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
@@ -423,12 +463,13 @@ async fn supervise(
     let mut attempt = 0u32;
     let conn = loop {
         attempt += 1;
-        match open(&target).await {
+        match open(&endpoint).await {
             Ok(c) => break c,
             Err(e) => {
-                let msg = format!("connecting to {redacted} (attempt {attempt}): {e}");
+                let why = dial::explain(&e);
+                let msg = format!("connecting to {redacted} (attempt {attempt}): {why}");
                 if attempt == 1 || attempt.is_power_of_two() {
-                    tracing::warn!(store = %redacted, attempt, error = %e, "redis not reachable yet");
+                    tracing::warn!(store = %redacted, attempt, error = %why, "redis not reachable yet");
                 }
                 *shared.problem.lock() = msg;
             }
@@ -444,14 +485,20 @@ async fn supervise(
     shared.problem.lock().clear();
     tracing::info!(store = %redacted, "redis connected");
 
-    if matches!(target, RedisTarget::Sentinel { .. }) {
-        sentinel_watch(&target, &redacted, &shared, &shutdown).await;
+    if matches!(endpoint.target, RedisTarget::Sentinel { .. }) {
+        sentinel_watch(&endpoint, &redacted, &shared, &shutdown).await;
     }
 }
 
-/// Sentinel: when the master stops answering pings, ask the Sentinels again.
+/// How often a Sentinel deployment's master is asked whether it still is one.
+const SENTINEL_POLL: Duration = Duration::from_millis(250);
+
+/// Sentinel: the connection is to one address, and the master can move. Every
+/// [`SENTINEL_POLL`] the node is asked `ROLE`; when it no longer answers twice in a row,
+/// or answers that it is not a master (demoted after a failover, and refusing writes
+/// with READONLY), the Sentinels are asked again and the connection replaced.
 async fn sentinel_watch(
-    target: &RedisTarget,
+    endpoint: &Endpoint,
     redacted: &str,
     shared: &Shared,
     shutdown: &CancellationToken,
@@ -460,24 +507,46 @@ async fn sentinel_watch(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(SENTINEL_POLL) => {}
         }
         let current = shared.conn.read().clone();
         let Some(Conn::Single(mut c)) = current else {
             continue;
         };
-        let ok = tokio::time::timeout(
+        let role = tokio::time::timeout(
             Duration::from_millis(500),
-            redis::cmd("PING").query_async::<String>(&mut c),
+            redis::cmd("ROLE").query_async::<Vec<redis::Value>>(&mut c),
         )
-        .await
-        .is_ok_and(|r| r.is_ok());
-        failures = if ok { 0 } else { failures + 1 };
-        if failures >= 2 {
-            if let Ok(conn) = open(target).await {
+        .await;
+        let (answered, master) = match role {
+            Ok(Ok(reply)) => (
+                true,
+                reply
+                    .first()
+                    .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+                    .is_some_and(|r| r == "master"),
+            ),
+            // An ACL user without ROLE still gets answers: only a lost node counts.
+            Ok(Err(e)) if e.code() == Some("NOPERM") => (true, true),
+            _ => (false, false),
+        };
+        failures = if answered { 0 } else { failures + 1 };
+        // Healthy, or one missed answer (wait for a second before asking around).
+        if master || (!answered && failures < 2) {
+            continue;
+        }
+        match open(endpoint).await {
+            Ok(conn) => {
                 tracing::warn!(store = %redacted, "redis master changed, reconnected through sentinel");
                 *shared.conn.write() = Some(conn);
+                shared.problem.lock().clear();
                 failures = 0;
+            }
+            Err(e) => {
+                let why = dial::explain(&e);
+                *shared.problem.lock() =
+                    format!("looking for the master through {redacted}: {why}");
+                tracing::debug!(store = %redacted, error = %why, "no master from the sentinels yet");
             }
         }
     }
@@ -493,17 +562,34 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_response_timeout(Some(Duration::from_secs(1)))
 }
 
-async fn open(target: &RedisTarget) -> RedisResult<Conn> {
-    match target {
+/// One plain connection first: the manager retries a failing connection for ever and
+/// its first call would only time out, while this returns why (refused, a certificate
+/// not trusted, a client certificate required, a wrong password) for readiness to show.
+async fn probe(client: &redis::Client) -> RedisResult<()> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_secs(1)));
+    let mut c = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    redis::cmd("PING").query_async::<String>(&mut c).await?;
+    Ok(())
+}
+
+async fn open(endpoint: &Endpoint) -> RedisResult<Conn> {
+    match &endpoint.target {
         RedisTarget::Standalone(info) => {
-            let client = redis::Client::open(info.clone())?;
+            let client = endpoint.client(info.clone())?;
+            probe(&client).await?;
             let mut m = ConnectionManager::new_lazy_with_config(client, manager_config())?;
             // One round trip proves the server answers before the store reports ready.
             redis::cmd("PING").query_async::<String>(&mut m).await?;
+            scripts::preload(&mut m).await;
             Ok(Conn::Single(m))
         }
         RedisTarget::Cluster(nodes) => {
-            let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+            let client = endpoint
+                .cluster(nodes.clone())
                 .connection_timeout(Duration::from_millis(500))
                 .response_timeout(Duration::from_secs(1))
                 .retries(2)
@@ -511,9 +597,11 @@ async fn open(target: &RedisTarget) -> RedisResult<Conn> {
             Ok(Conn::Cluster(client.get_async_connection().await?))
         }
         RedisTarget::Sentinel { .. } => {
-            let client = subscriber::sentinel_master(target).await?;
+            let client = endpoint.sentinel_master().await?;
+            probe(&client).await?;
             let mut m = ConnectionManager::new_lazy_with_config(client, manager_config())?;
             redis::cmd("PING").query_async::<String>(&mut m).await?;
+            scripts::preload(&mut m).await;
             Ok(Conn::Single(m))
         }
     }

@@ -3,26 +3,43 @@
 
 use std::sync::LazyLock;
 
+use redis::aio::ConnectionLike;
 use redis::Script;
 
+/// Loads the scripts a request path runs into a server just connected to (a promoted
+/// replica or a restarted server has none): otherwise the first write after a failover
+/// pays a NOSCRIPT round trip, and with `wait_replicas` a `WAIT` too, inside its store
+/// deadline. Best effort: a refusal (an ACL without `script|load`) leaves the usual
+/// load-on-NOSCRIPT.
+pub async fn preload<C: ConnectionLike>(conn: &mut C) {
+    for script in [&*CHECK, &*MARK, &*BUMP] {
+        if let Err(e) = script.prepare_invoke().load_async(conn).await {
+            tracing::debug!(error = %e, "cannot preload a script");
+        }
+    }
+}
+
 /// Reads everything one check needs. KEYS: jti, user, tenant, family, then the legacy
-/// keys of the same four (an empty name means "the token has no such claim", or no
-/// legacy read), then the session (which has no legacy layout). Returns `{jti_exists,
-/// user_ver, user_before, legacy_user_ver, legacy_user_before, tenant_ver, tenant_before,
-/// legacy_tenant_ver, legacy_tenant_before, family_exists, session_exists}` with `false`
-/// (nil) for absent hash fields; a marker exists when either of its two keys does (one
-/// EXISTS for both).
+/// keys of the same four, then the session (which has no legacy layout). ARGV[1]: the
+/// name that stands for "no such key" (the token has no such claim, or no legacy read):
+/// the bare key prefix, which no key of ours is, and which an ACL user limited to
+/// `~prefix*` may name (Redis checks every declared key against the user's patterns).
+/// Returns `{jti_exists, user_ver, user_before, legacy_user_ver, legacy_user_before,
+/// tenant_ver, tenant_before, legacy_tenant_ver, legacy_tenant_before, family_exists,
+/// session_exists}` with `false` (nil) for absent hash fields; a marker exists when
+/// either of its two keys does (one EXISTS for both).
 pub static CHECK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+local none = ARGV[1]
 local function exists(a, b)
-  if a == '' and b == '' then return 0 end
-  if b == '' then return redis.call('EXISTS', a) end
-  if a == '' then return redis.call('EXISTS', b) end
+  if a == none and b == none then return 0 end
+  if b == none then return redis.call('EXISTS', a) end
+  if a == none then return redis.call('EXISTS', b) end
   return redis.call('EXISTS', a, b)
 end
 local function subject(k)
-  if k == '' then return {false, false} end
+  if k == none then return {false, false} end
   return redis.call('HMGET', k, 'ver', 'before')
 end
 local u = subject(KEYS[2])
@@ -30,7 +47,7 @@ local lu = subject(KEYS[6])
 local t = subject(KEYS[3])
 local lt = subject(KEYS[7])
 return {exists(KEYS[1], KEYS[5]), u[1], u[2], lu[1], lu[2], t[1], t[2], lt[1], lt[2],
-        exists(KEYS[4], KEYS[8]), exists(KEYS[9], '')}
+        exists(KEYS[4], KEYS[8]), exists(KEYS[9], none)}
 "#,
     )
 });

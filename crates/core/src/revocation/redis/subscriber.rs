@@ -12,11 +12,11 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{parse_event, RedisTarget};
+use super::{parse_event, Endpoint, RedisTarget};
 use crate::revocation::events::Signal;
 
 pub async fn run(
-    target: RedisTarget,
+    endpoint: Endpoint,
     redacted: String,
     channel: String,
     tx: broadcast::Sender<Signal>,
@@ -26,7 +26,7 @@ pub async fn run(
     let mut node = 0usize;
     let mut ever_connected = false;
     loop {
-        match subscribe(&target, node, &channel).await {
+        match subscribe(&endpoint, node, &channel).await {
             Ok(pubsub) => {
                 backoff = Duration::from_millis(50);
                 if ever_connected {
@@ -50,7 +50,7 @@ pub async fn run(
                 let _ = tx.send(Signal::Gap);
             }
             Err(e) => {
-                tracing::debug!(store = %redacted, error = %e, "cannot subscribe to invalidation events yet");
+                tracing::debug!(store = %redacted, error = %super::dial::explain(&e), "cannot subscribe to invalidation events yet");
                 node += 1;
             }
         }
@@ -63,45 +63,23 @@ pub async fn run(
 }
 
 /// Opens a pub/sub connection. In a Cluster, PUBLISH reaches every node, so any node
-/// will do: rotate through the seeds on failure.
+/// will do: rotate through the seeds on failure. With Sentinel, the current master:
+/// after a failover the old connection drops (or its node, demoted, still relays what
+/// the new master publishes, since PUBLISH is replicated), and this asks the Sentinels
+/// again.
 async fn subscribe(
-    target: &RedisTarget,
+    endpoint: &Endpoint,
     node: usize,
     channel: &str,
 ) -> RedisResult<redis::aio::PubSub> {
-    let client = match target {
-        RedisTarget::Standalone(info) => redis::Client::open(info.clone())?,
-        RedisTarget::Cluster(nodes) => redis::Client::open(nodes[node % nodes.len()].clone())?,
-        RedisTarget::Sentinel { .. } => sentinel_master(target).await?,
+    let client = match &endpoint.target {
+        RedisTarget::Standalone(info) => endpoint.client(info.clone())?,
+        RedisTarget::Cluster(nodes) => endpoint.client(nodes[node % nodes.len()].clone())?,
+        RedisTarget::Sentinel { .. } => endpoint.sentinel_master().await?,
     };
     let mut pubsub = tokio::time::timeout(Duration::from_secs(1), client.get_async_pubsub())
         .await
         .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
     pubsub.subscribe(channel).await?;
     Ok(pubsub)
-}
-
-/// Asks the Sentinels for the current master and returns a client for it.
-pub async fn sentinel_master(target: &RedisTarget) -> RedisResult<redis::Client> {
-    let RedisTarget::Sentinel {
-        sentinels,
-        service,
-        node,
-        tls,
-    } = target
-    else {
-        return Err((redis::ErrorKind::Client, "not a sentinel target").into());
-    };
-    let mut info = redis::sentinel::SentinelNodeConnectionInfo::default()
-        .set_redis_connection_info(node.clone());
-    if *tls {
-        info = info.set_tls_mode(redis::TlsMode::Secure);
-    }
-    let mut client = redis::sentinel::SentinelClient::build(
-        sentinels.clone(),
-        service.clone(),
-        Some(info),
-        redis::sentinel::SentinelServerType::Master,
-    )?;
-    client.async_get_client().await
 }
