@@ -605,41 +605,43 @@ async fn a_denied_check_says_why_and_a_down_collector_costs_no_answer() {
         }
     };
     let addr = addrs.grpc;
-    support::wait_for("batches dropped while the collector is down", SPANS * 2, || {
+    // `n` allowed checks of `token` on a fresh connection, then `counter`'s value.
+    let checks_then = |n: usize, counter: &'static str| {
         let token = token.clone();
-        let dropped = counted("dropped");
+        let value = counted(counter);
         async move {
             let mut c = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
                 format!("http://{addr}"),
             )
             .await
             .unwrap();
-            for _ in 0..20 {
+            for _ in 0..n {
                 assert!(support::check_token(&mut c, &token).await.allowed());
             }
-            dropped.await > 0
+            value.await
         }
-    })
+    };
+    support::wait_for(
+        "batches dropped while the collector is down",
+        SPANS * 2,
+        || {
+            let dropped = Box::pin(checks_then(20, "dropped"));
+            async move { dropped.await > 0 }
+        },
+    )
     .await;
     // ... and exporting resumes once the collector is back
     let before = receiver.spans().len();
     receiver.restart().await;
     let exported = counted("exported").await;
-    support::wait_for("spans exported again after the collector came back", SPANS * 2, || {
-        let token = token.clone();
-        let now = counted("exported");
-        async move {
-            let mut c = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient::connect(
-                format!("http://{addr}"),
-            )
-            .await
-            .unwrap();
-            for _ in 0..5 {
-                assert!(support::check_token(&mut c, &token).await.allowed());
-            }
-            now.await > exported
-        }
-    })
+    support::wait_for(
+        "spans exported again after the collector came back",
+        SPANS * 2,
+        || {
+            let now = Box::pin(checks_then(5, "exported"));
+            async move { now.await > exported }
+        },
+    )
     .await;
     assert!(receiver.spans().len() > before);
 }
