@@ -23,6 +23,7 @@ mod bypass;
 mod caching;
 mod cli;
 mod deploy;
+mod dpop;
 mod envoy;
 mod faults;
 mod grpc;
