@@ -34,6 +34,7 @@ mod idp;
 mod ingress;
 mod layout;
 mod mesh;
+mod mtls_bound;
 mod observability;
 mod openapi;
 mod properties;
