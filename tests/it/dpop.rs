@@ -608,3 +608,84 @@ async fn a_nonce_from_one_replica_is_taken_by_the_other() {
         "each replica allowed a proof with the nonce: {allowed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_mode_through_the_shipped_envoy_config_checks_proofs_and_hands_out_nonces() {
+    let dir = Scratch::new("dpop-http");
+    let secret = dir.write(
+        "nonce.secret",
+        "another nonce secret, thirty-two bytes or more\n",
+    );
+    let yaml = format!(
+        "{}{DPOP}  nonce:\n    secret_file: {}\nhttp_check:\n  proxy: envoy\n  original_scheme: http\n",
+        config_yaml(MEMORY_STORE),
+        secret.display()
+    );
+    let server = TestServer::start(&yaml).await;
+    let app = EchoUpstream::start().await;
+    let envoy = Envoy::start_config(
+        &repo().join("envoy/envoy-http-mode.yaml"),
+        &server.addrs,
+        app.addr,
+    )
+    .await;
+    // The query is not part of htu.
+    let url = envoy.url("/api/items");
+    let tok = bound(&jkt(ES256));
+    let auth = dpop(&tok);
+    let send = |proof: String, bearer_scheme: bool| {
+        let auth = if bearer_scheme {
+            bearer(&tok)
+        } else {
+            auth.clone()
+        };
+        let req = reqwest::Client::new()
+            .get(envoy.url("/api/items?page=2"))
+            .header("authorization", auth)
+            .header("dpop", proof);
+        async move {
+            let resp = req.send().await.expect("request through Envoy");
+            let status = resp.status().as_u16();
+            let nonce = resp
+                .headers()
+                .get("dpop-nonce")
+                .map(|v| v.to_str().expect("ascii").to_string());
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            (
+                status,
+                body["reason"].as_str().unwrap_or("").to_string(),
+                nonce,
+            )
+        }
+    };
+    let (first, _) = make(&[request(ES256, "GET", &url, &tok)]).remove(0);
+    let (status, reason, nonce) = send(first, false).await;
+    assert_eq!((status, reason.as_str()), (401, "use_dpop_nonce"));
+    let nonce = nonce.expect("Envoy passes DPoP-Nonce to the client");
+    let with_nonce = |edit: Value| {
+        merged(
+            merged(
+                request(ES256, "GET", &url, &tok),
+                &json!({"payload": {"nonce": nonce}}),
+            ),
+            &edit,
+        )
+    };
+    let proofs = make(&[
+        with_nonce(json!({})),
+        with_nonce(json!({"payload": {"htm": "POST"}})),
+        with_nonce(json!({"payload": {"htu": envoy.url("/authz/api/items")}})),
+        with_nonce(json!({})),
+    ]);
+    let good = proofs[0].0.clone();
+    assert_eq!(send(good.clone(), false).await.0, 200);
+    for (proof, bearer_scheme, want) in [
+        (good, false, "dpop_replayed"),
+        (proofs[1].0.clone(), false, "dpop_wrong_target"),
+        (proofs[2].0.clone(), false, "dpop_wrong_target"),
+        (proofs[3].0.clone(), true, "dpop_required"),
+    ] {
+        let (status, reason, _) = send(proof, bearer_scheme).await;
+        assert_eq!((status, reason.as_str()), (401, want));
+    }
+}
