@@ -521,6 +521,26 @@ async fn every_forgery_of_section_4_3_is_refused_with_its_reason() {
         );
     }
 
+    // A good GET proof with a method override that a server behind may honour.
+    for (name, path) in [
+        ("x-http-method-override", "/api/items"),
+        ("x-method-override", "/api/items"),
+    ] {
+        let (p, _) = make(&[request(ES256, "GET", &url, &tok)]).remove(0);
+        let got = rig
+            .send(
+                "GET",
+                path,
+                &[("authorization", &auth), ("dpop", &p), (name, "DELETE")],
+            )
+            .await;
+        assert_eq!(
+            (got.status, got.reason.as_str()),
+            (401, "dpop_wrong_target"),
+            "{name}: {got:?}"
+        );
+    }
+
     // The bound token as a bearer token: with or without a (valid) proof beside it.
     let (fresh, _) = make(&[request(ES256, "GET", &url, &tok)]).remove(0);
     let bearer_auth = bearer(&tok);
@@ -687,5 +707,55 @@ async fn http_mode_through_the_shipped_envoy_config_checks_proofs_and_hands_out_
     ] {
         let (status, reason, _) = send(proof, bearer_scheme).await;
         assert_eq!((status, reason.as_str()), (401, want));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bound_token_without_its_proof_is_refused_on_every_way_in() {
+    let sources = "tokens:\n  sources:\n    - header: authorization\n      scheme: Bearer\n    - query: access_token\n";
+    let tok = bound(&jkt(ES256));
+    let client = reqwest::Client::new();
+    let reason = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        (status, body["reason"].as_str().unwrap_or("").to_string())
+    };
+    // With proofs configured, and without: binding is never the thief's choice.
+    for dpop_section in [DPOP, ""] {
+        let server = TestServer::start(&format!(
+            "{}{sources}{dpop_section}",
+            config_yaml(MEMORY_STORE)
+        ))
+        .await;
+        let in_query = client
+            .get(server.http_url(&format!("/authz/api/items?access_token={tok}")))
+            .send()
+            .await
+            .expect("authz");
+        assert_eq!(reason(in_query).await, (401, "dpop_required".into()));
+        let logout = client
+            .post(server.http_url("/v1/auth/logout"))
+            .header("authorization", bearer(&tok))
+            .send()
+            .await
+            .expect("logout");
+        assert_eq!(reason(logout).await, (401, "dpop_required".into()));
+        let as_dpop = client
+            .get(server.http_url("/authz/api/items"))
+            .header("authorization", dpop(&tok))
+            .send()
+            .await
+            .expect("authz");
+        let want = if dpop_section.is_empty() {
+            // No `dpop` section: the scheme is not one tokengate takes.
+            "missing_token"
+        } else {
+            "dpop_proof_invalid"
+        };
+        assert_eq!(
+            reason(as_dpop).await,
+            (401, want.into()),
+            "{dpop_section:?}"
+        );
     }
 }

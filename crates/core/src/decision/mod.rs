@@ -155,7 +155,7 @@ impl Engine {
         let (token, presented) =
             find_token(policy, req.headers, query).map_err(|r| Decision::Deny(r.into()))?;
         let facts = sender::Facts {
-            method: req.method,
+            methods: &methods[..n],
             scheme: req.scheme,
             host: req.host,
             path: raw,
@@ -210,7 +210,7 @@ impl Engine {
         // tokengate's own endpoints take bearer tokens only: a DPoP-bound token is
         // refused here as it is on any bearer request.
         let facts = sender::Facts {
-            method: "",
+            methods: &[],
             scheme: None,
             host: None,
             path: "",

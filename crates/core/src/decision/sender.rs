@@ -33,7 +33,8 @@ pub enum Presented {
 
 /// What the request says about itself, for the proof and the certificate.
 pub struct Facts<'a, H> {
-    pub method: &'a str,
+    /// The request's method and any override ([`super::canonical::methods`]).
+    pub methods: &'a [&'a str],
     pub scheme: Option<&'a str>,
     pub host: Option<&'a str>,
     pub path: &'a str,
@@ -136,7 +137,7 @@ fn proof<H: Headers>(
         _ => None,
     };
     let want = dpop::Expected {
-        method: facts.method,
+        methods: facts.methods,
         htu: ours.as_deref(),
         token,
         now,

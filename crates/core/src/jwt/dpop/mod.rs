@@ -61,8 +61,11 @@ impl Settings {
 
 /// What the request a proof must match says.
 pub struct Expected<'a> {
-    /// The request's method, compared exactly (methods are case-sensitive).
-    pub method: &'a str,
+    /// The request's method, then any method a client asked for through an override
+    /// header or `_method` ([`crate::decision::canonical::methods`]): `htm` must be
+    /// every one of them (compared exactly: methods are case-sensitive), or a proof
+    /// made for a `GET` would carry a `DELETE` to a server that honours overrides.
+    pub methods: &'a [&'a str],
     /// The request's URI as [`htu::of_request`] normalised it; `None` when the request
     /// has none that can be named (no host or scheme): no proof can match it.
     pub htu: Option<&'a str>,
@@ -144,7 +147,7 @@ pub fn check(proof: &str, s: &Settings, want: &Expected<'_>) -> Result<Checked, 
     if jti.len() > 256 {
         return Err(invalid);
     }
-    if htm != want.method {
+    if want.methods.is_empty() || want.methods.iter().any(|m| *m != htm) {
         return Err(Reason::DpopWrongTarget);
     }
     match (htu::normalise(htu), want.htu) {

@@ -113,7 +113,7 @@ fn run(proof: &str, s: &Settings) -> Result<Checked, Reason> {
         proof,
         s,
         &Expected {
-            method: "POST",
+            methods: &["POST"],
             htu: Some(&ours),
             token: TOKEN,
             now: NOW,
@@ -455,6 +455,35 @@ fn with_nonces_on_a_proof_needs_a_current_nonce_from_any_replica() {
         assert_eq!(got.is_ok(), ok, "{nonce:?}");
         if !ok {
             assert_eq!(got, Err(Reason::UseDpopNonce));
+        }
+    }
+}
+
+#[test]
+fn a_method_override_beside_the_proof_must_name_its_htm_too() {
+    let s = Signer::es256();
+    let proof = encode(&s, &header(&s), &claims());
+    let ours = htu::normalise(URL).unwrap();
+    for (methods, ok) in [
+        (&["POST"][..], true),
+        (&["POST", "POST"][..], true),
+        (&["POST", "DELETE"][..], false),
+        (&["POST", "post"][..], false),
+        (&[][..], false),
+    ] {
+        let got = check(
+            &proof,
+            &settings(),
+            &Expected {
+                methods,
+                htu: Some(&ours),
+                token: TOKEN,
+                now: NOW,
+            },
+        );
+        assert_eq!(got.is_ok(), ok, "{methods:?}: {got:?}");
+        if !ok {
+            assert_eq!(got, Err(Reason::DpopWrongTarget));
         }
     }
 }
