@@ -30,8 +30,10 @@ struct Original<'a> {
     /// Path and query.
     path: Cow<'a, str>,
     host: Option<Cow<'a, str>>,
-    /// Said by the proxy (ingress-nginx, Traefik), else `http_check.original_scheme`.
-    scheme: Cow<'a, str>,
+    /// Said by the proxy (ingress-nginx, Traefik), else `http_check.original_scheme`;
+    /// `None` when the proxy's own header is ambiguous (only a DPoP proof needs it, and
+    /// then matches no request).
+    scheme: Option<Cow<'a, str>>,
 }
 
 pub async fn check(State(state): State<AppState>, request: axum::extract::Request) -> Response {
@@ -51,7 +53,7 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
         method: &original.method,
         path: &original.path,
         host: original.host.as_deref(),
-        scheme: Some(&original.scheme),
+        scheme: original.scheme.as_deref(),
         client_cert: policy.http_client_cert.map(ClientCert::Header),
         headers,
         required_scopes: None,
@@ -90,7 +92,7 @@ fn original<'a>(
     uri: &'a Uri,
     headers: &'a HeaderMap,
 ) -> Result<Original<'a>, Reason> {
-    let configured = Cow::Borrowed(policy.http_scheme.as_str());
+    let configured = Some(Cow::Borrowed(policy.http_scheme.as_str()));
     Ok(match policy.http_proxy {
         TrustedProxy::Envoy => {
             let path = uri.path().strip_prefix(PREFIX).unwrap_or("");
@@ -130,16 +132,18 @@ fn original<'a>(
                 method: single_token(headers, "x-original-method")?,
                 path: Cow::Owned(path.to_string()),
                 host: Some(Cow::Owned(host.to_string())),
-                scheme: Cow::Owned(scheme.to_ascii_lowercase()),
+                scheme: Some(Cow::Owned(scheme.to_ascii_lowercase())),
             }
         }
         TrustedProxy::Traefik => Original {
             method: single_token(headers, "x-forwarded-method")?,
             path: required(headers, "x-forwarded-uri")?,
             host: Some(single_token(headers, "x-forwarded-host")?),
-            scheme: match headers.contains_key("x-forwarded-proto") {
-                true => single_token(headers, "x-forwarded-proto")?,
-                false => configured,
+            // Read for a DPoP proof's `htu` only: a bearer request never depends on it.
+            scheme: match optional(headers, "x-forwarded-proto") {
+                Ok(None) => configured,
+                Ok(Some(v)) if !v.is_empty() && !v.contains(',') => Some(v),
+                _ => None,
             },
         },
     })
