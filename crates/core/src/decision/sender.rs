@@ -161,3 +161,160 @@ fn replay_id(checked: &dpop::Checked) -> String {
     h.update(checked.jti.as_bytes());
     URL_SAFE_NO_PAD.encode(h.finalize())
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::STANDARD;
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::Config;
+
+    const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/keys");
+    const DER: &[u8] = b"\x30\x03\x02\x01\x07";
+
+    fn verifier(provider_constraint: &str) -> Verifier {
+        let yaml = format!(
+            "providers:\n  - name: p\n    algorithms: [ES256]\n    sender_constraint: {provider_constraint}\n    keys:\n      - public_key_file: {KEYS}/ec256-public.pem\n"
+        );
+        Verifier::from_config(&Config::parse("sender tests", &yaml).unwrap()).unwrap()
+    }
+
+    fn claims(cnf: Option<serde_json::Value>) -> Claims {
+        let mut payload = serde_json::Map::new();
+        if let Some(c) = cnf {
+            payload.insert("cnf".into(), c);
+        }
+        Claims {
+            provider: 0,
+            jti: Some("j".into()),
+            user: None,
+            tenant: None,
+            family: None,
+            user_version: None,
+            tenant_version: None,
+            iat_ms: None,
+            exp: i64::MAX,
+            scoped: Default::default(),
+            payload,
+            payload_b64: String::new(),
+        }
+    }
+
+    fn pem_url() -> String {
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            STANDARD.encode(DER)
+        );
+        pem.replace('\n', "%0A")
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    }
+
+    fn judge(
+        provider: &str,
+        route: SenderConstraint,
+        cnf: Option<serde_json::Value>,
+        cert: bool,
+    ) -> Result<(), Reason> {
+        let headers = http::HeaderMap::new();
+        let pem = pem_url();
+        let facts = Facts {
+            methods: &["GET"],
+            scheme: Some("https"),
+            host: Some("h"),
+            path: "/",
+            headers: &headers,
+            client_cert: cert.then_some(ClientCert::UrlPem(&pem)),
+        };
+        check(
+            &verifier(provider),
+            route,
+            &facts,
+            "t",
+            Presented::Other,
+            &claims(cnf),
+            0,
+        )
+        .map(|replay| assert_eq!(replay, None, "no proof, nothing to claim"))
+        .map_err(|d| d.reason)
+    }
+
+    #[test]
+    fn each_constraint_against_each_kind_of_token() {
+        use SenderConstraint::{None as N, Optional as O, Required as R};
+        let right = URL_SAFE_NO_PAD.encode(Sha256::digest(DER));
+        let wrong = URL_SAFE_NO_PAD.encode(Sha256::digest(b"another"));
+        let ok = Ok(());
+        let unbound_token = Err(Reason::UnboundToken);
+        let dpop_required = Err(Reason::DpopRequired);
+        let cert = Err(Reason::CertBindingMismatch);
+        let jkt_mismatch = Err(Reason::DpopBindingMismatch);
+        // (token's cnf, client certificate present, [none, optional, required])
+        type Row = (Option<serde_json::Value>, bool, [Result<(), Reason>; 3]);
+        let rows: Vec<Row> = vec![
+            (None, true, [ok, ok, unbound_token]),
+            (Some(json!({})), true, [ok, ok, unbound_token]),
+            (
+                Some(json!({"jkt": "abc"})),
+                true,
+                [dpop_required, dpop_required, dpop_required],
+            ),
+            (
+                Some(json!({"jkt": 7})),
+                true,
+                [jkt_mismatch, jkt_mismatch, jkt_mismatch],
+            ),
+            (Some(json!({"x5t#S256": right})), true, [ok, ok, ok]),
+            (Some(json!({"x5t#S256": right})), false, [ok, cert, cert]),
+            (Some(json!({"x5t#S256": wrong})), true, [ok, cert, cert]),
+            (Some(json!({"x5t#S256": ["x"]})), true, [cert, cert, cert]),
+        ];
+        for (cnf, with_cert, want) in rows {
+            for (c, want) in [N, O, R].into_iter().zip(want) {
+                let name = match c {
+                    N => "none",
+                    O => "optional",
+                    R => "required",
+                };
+                // The constraint from the provider, and from the route.
+                assert_eq!(
+                    judge(name, N, cnf.clone(), with_cert),
+                    want,
+                    "provider {name}: {cnf:?}"
+                );
+                assert_eq!(
+                    judge("none", c, cnf.clone(), with_cert),
+                    want,
+                    "route {name}: {cnf:?}"
+                );
+            }
+        }
+        // A route cannot lower its provider's constraint.
+        assert_eq!(judge("required", N, None, true), unbound_token);
+    }
+
+    #[test]
+    fn the_dpop_scheme_without_proof_settings_is_refused() {
+        let headers = http::HeaderMap::new();
+        let facts = Facts {
+            methods: &["GET"],
+            scheme: None,
+            host: None,
+            path: "/",
+            headers: &headers,
+            client_cert: None,
+        };
+        let got = check(
+            &verifier("none"),
+            SenderConstraint::None,
+            &facts,
+            "t",
+            Presented::Dpop,
+            &claims(Some(json!({"jkt": "abc"}))),
+            0,
+        );
+        assert_eq!(got.map_err(|d| d.reason), Err(Reason::DpopProofInvalid));
+    }
+}
