@@ -78,7 +78,9 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
                     .http(|| allow_headers(&policy, Some(claims))),
                 None => allow_headers(&policy, None),
             };
-            let cache = super::cache_control(policy.allow_max_age, allowed.claims.as_deref());
+            // A proxy that kept this allow would answer a replayed proof itself.
+            let max_age = policy.allow_max_age.filter(|_| !allowed.per_request);
+            let cache = super::cache_control(max_age, allowed.claims.as_deref());
             response.headers_mut().insert(header::CACHE_CONTROL, cache);
             response
         }

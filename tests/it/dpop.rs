@@ -759,3 +759,54 @@ async fn a_bound_token_without_its_proof_is_refused_on_every_way_in() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allow_resting_on_a_proof_is_never_cacheable_by_the_proxy() {
+    // A proxy that caches allows (http_check.allow_max_age_seconds) would otherwise
+    // answer a replayed proof itself, without asking tokengate.
+    let yaml = format!(
+        "{}{DPOP}http_check:\n  proxy: envoy\n  original_scheme: http\n  allow_max_age_seconds: 30\n",
+        config_yaml(MEMORY_STORE)
+    );
+    let server = TestServer::start(&yaml).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/api/items", server.addrs.http);
+    let tok = bound(&jkt(ES256));
+    let (proof, _) = make(&[request(ES256, "GET", &url, &tok)]).remove(0);
+    let cache_control = |r: &reqwest::Response| {
+        r.headers()
+            .get("cache-control")
+            .map(|v| v.to_str().expect("ascii").to_string())
+    };
+    let unbound = token("ec256", "bob", json!({}));
+    let cert_bound = token("ec256", "carol", json!({"cnf": {"x5t#S256": "AAAA"}}));
+    let plain = client
+        .get(server.http_url("/authz/api/items"))
+        .header("authorization", bearer(&unbound))
+        .send()
+        .await
+        .expect("authz");
+    assert_eq!(plain.status(), 200);
+    assert!(
+        cache_control(&plain).is_some_and(|c| c.starts_with("private, max-age=")),
+        "the control: a bearer allow is cacheable as configured"
+    );
+    for (what, auth, proof) in [
+        ("DPoP", dpop(&tok), Some(proof)),
+        (
+            "certificate-bound (not checked under none)",
+            bearer(&cert_bound),
+            None,
+        ),
+    ] {
+        let mut req = client
+            .get(server.http_url("/authz/api/items"))
+            .header("authorization", auth);
+        if let Some(p) = proof {
+            req = req.header("dpop", p);
+        }
+        let r = req.send().await.expect("authz");
+        assert_eq!(r.status(), 200, "{what}");
+        assert_eq!(cache_control(&r).as_deref(), Some("no-store"), "{what}");
+    }
+}

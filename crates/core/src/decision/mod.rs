@@ -68,6 +68,10 @@ pub struct Allowed {
     /// The outage (`store_unavailable` or `status_list_unavailable`) that
     /// `on_store_error: allow` let the request through despite; `None` normally.
     pub fail_open: Option<Reason>,
+    /// The allow holds for this request only: it rested on a single-use DPoP proof or
+    /// on the connection's certificate, so no cache (a proxy's included) may answer a
+    /// repeat of it.
+    pub per_request: bool,
 }
 
 /// The pipeline: the current policy (swapped whole on reload), the store, the metrics.
@@ -150,6 +154,7 @@ impl Engine {
                 claims: None,
                 rendered: Arc::default(),
                 fail_open: None,
+                per_request: false,
             }));
         }
         let (token, presented) =
@@ -248,7 +253,10 @@ impl Engine {
             &verified.claims,
             now_unix(),
         )?;
-        self.admit(policy, verified, replay).await
+        let bound = presented == Presented::Dpop || verified.claims.payload.contains_key("cnf");
+        let mut allowed = self.admit(policy, verified, replay).await?;
+        allowed.per_request = bound;
+        Ok(allowed)
     }
 
     /// Steps 3–4 for a token given directly (OAuth introspection).
@@ -309,6 +317,7 @@ impl Engine {
             claims: Some(claims),
             rendered,
             fail_open,
+            per_request: false,
         })
     }
 
