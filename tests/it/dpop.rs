@@ -810,3 +810,41 @@ async fn an_allow_resting_on_a_proof_is_never_cacheable_by_the_proxy() {
         assert_eq!(cache_control(&r).as_deref(), Some("no-store"), "{what}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fail_open_lets_an_unclaimable_proof_through_and_counts_it() {
+    // `on_store_error: allow` is the operator's choice for the replay guard too: the
+    // request passes, counted as an allow despite store_unavailable.
+    let mut rig = Rig::start_with("  store_timeout_ms: 100\n  on_store_error: allow\n", DPOP).await;
+    let url = rig.envoy.url("/api/items");
+    let tok = bound(&jkt(EDDSA));
+    let proofs = make(&[
+        request(EDDSA, "GET", &url, &tok),
+        request(EDDSA, "GET", &url, &tok),
+    ]);
+    let auth = dpop(&tok);
+    let ok = rig
+        .send(
+            "GET",
+            "/api/items",
+            &[("authorization", &auth), ("dpop", &proofs[0].0)],
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    rig._redis.kill_now();
+    let before = rig.counts("allow", "store_unavailable").await;
+    let open = rig
+        .send(
+            "GET",
+            "/api/items",
+            &[("authorization", &auth), ("dpop", &proofs[1].0)],
+        )
+        .await;
+    assert_eq!(open.status, 200, "{open:?}");
+    let after = rig.counts("allow", "store_unavailable").await;
+    assert_eq!(
+        after[0] + after[1],
+        before[0] + before[1] + 1.0,
+        "counted as a fail-open allow"
+    );
+}
