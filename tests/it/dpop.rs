@@ -310,6 +310,7 @@ async fn every_forgery_of_section_4_3_is_refused_with_its_reason() {
     let tok = bound(&jkt(ES256));
     let other_tok = bound(&jkt(EDDSA));
     let unbound = token("ec256", "alice", json!({}));
+    let rsa_tok = bound(&jkt(ClientKey("rsa-private.pem", "PS256")));
     let now = tokengate::jwt::now_unix();
     let hs = json!({"key": key_path("hs.secret"), "secret": true, "alg": "HS256",
                     "jwk_from": key_path("ec256-public.pem")});
@@ -436,9 +437,22 @@ async fn every_forgery_of_section_4_3_is_refused_with_its_reason() {
             "ok",
         ),
         (
-            "signed by another key than its jwk",
+            "ES384 over a P-256 jwk",
             json!({"key": key_path("ec384-private.pem"), "alg": "ES384", "jwk_from": key_path("ec256-public.pem")}),
             &tok,
+            "dpop_proof_invalid",
+        ),
+        (
+            "control: PS256 by the RSA key its token is bound to",
+            json!({"key": key_path("rsa-private.pem"), "alg": "PS256", "token": rsa_tok.clone()}),
+            &rsa_tok,
+            "ok",
+        ),
+        (
+            "signed by another RSA key than its jwk (all else right)",
+            json!({"key": key_path("rsa2-private.pem"), "alg": "PS256",
+                   "jwk_from": key_path("rsa-public.pem"), "token": rsa_tok.clone()}),
+            &rsa_tok,
             "dpop_proof_invalid",
         ),
         (
