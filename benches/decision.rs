@@ -98,6 +98,8 @@ async fn check_allowed(engine: &Engine, h: &HeaderMap) {
         method: "GET",
         path: "/api/items",
         host: None,
+        scheme: None,
+        client_cert: None,
         headers: h,
         required_scopes: None,
         request_id: None,

@@ -29,7 +29,9 @@
 #                                       with tests/status-list/make.mjs: an independent
 #                                       implementation of the draft)
 #   - jose                             (npm, pinned, in $REPO/.tools/ssf; tests/it/ssf.rs
-#                                       signs its SETs with it through tests/ssf/sign.mjs)
+#                                       signs its SETs with it through tests/ssf/sign.mjs;
+#                                       tests/it/dpop.rs makes its DPoP proofs with it
+#                                       through tests/dpop/proof.mjs)
 #
 # Meant to run as root on a fresh Debian machine (CI, no stdin) or on a dev machine.
 # No system service is started or enabled: the tests start their own redis/nginx/envoy

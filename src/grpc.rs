@@ -21,7 +21,7 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Response, Status};
 use tonic_prost::ProstCodec;
 
-use crate::decision::{Decision, Engine, Headers, Policy, Request};
+use crate::decision::{ClientCert, Decision, Engine, Headers, Policy, Request};
 use crate::metrics::Transport;
 use crate::reason::Deny;
 
@@ -217,6 +217,13 @@ pub async fn answer_traced(
         transport: Transport::Grpc,
         method: http.map_or("", |h| h.method.as_str()),
         host: http.map(|h| h.host.as_str()).filter(|h| !h.is_empty()),
+        scheme: http.map(|h| h.scheme.as_str()).filter(|s| !s.is_empty()),
+        // Envoy sends it with `include_peer_certificate: true`, URL-encoded PEM.
+        client_cert: attributes
+            .and_then(|a| a.source.as_ref())
+            .map(|s| s.certificate.as_str())
+            .filter(|c| !c.is_empty())
+            .map(ClientCert::UrlPem),
         path,
         headers: &headers,
         required_scopes: attributes
@@ -269,8 +276,11 @@ fn allow(policy: &Policy, claims: Option<&crate::jwt::Claims>) -> CheckResponse 
 fn deny_response(policy: &Policy, deny: &Deny) -> CheckResponse {
     let responses = &policy.responses;
     let mut headers = vec![header("content-type", "application/json".into())];
-    if let Some(challenge) = deny.www_authenticate(&responses.realm) {
+    if let Some(challenge) = deny.challenge(&responses.realm, policy.dpop_algs()) {
         headers.push(header("www-authenticate", challenge));
+    }
+    if let Some(nonce) = &deny.dpop_nonce {
+        headers.push(header("dpop-nonce", nonce.clone()));
     }
     if deny.reason.http_status() == 503 {
         headers.push(header(

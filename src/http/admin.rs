@@ -41,6 +41,7 @@ async fn authorize(
         let deny = Deny {
             reason: Reason::InsufficientScope,
             scope: Some(wanted.clone()),
+            dpop_nonce: None,
         };
         return Err(deny_response(engine, &deny));
     }

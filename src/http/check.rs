@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{deny_response_with, AppState};
 use crate::config::TrustedProxy;
-use crate::decision::{Decision, Policy, Request};
+use crate::decision::{ClientCert, Decision, Policy, Request};
 use crate::jwt::Claims;
 use crate::metrics::Transport;
 use crate::reason::Reason;
@@ -30,6 +30,10 @@ struct Original<'a> {
     /// Path and query.
     path: Cow<'a, str>,
     host: Option<Cow<'a, str>>,
+    /// Said by the proxy (ingress-nginx, Traefik), else `http_check.original_scheme`;
+    /// `None` when the proxy's own header is ambiguous (only a DPoP proof needs it, and
+    /// then matches no request).
+    scheme: Option<Cow<'a, str>>,
 }
 
 pub async fn check(State(state): State<AppState>, request: axum::extract::Request) -> Response {
@@ -37,7 +41,7 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
     // Read in place: the headers are borrowed, not copied.
     let (method, uri, headers) = (request.method(), request.uri(), request.headers());
     let policy = engine.policy();
-    let original = match original(policy.http_proxy, method, uri, headers) {
+    let original = match original(&policy, method, uri, headers) {
         Ok(o) => o,
         Err(reason) => {
             let deny = engine.refuse(Transport::Http, reason);
@@ -49,6 +53,8 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
         method: &original.method,
         path: &original.path,
         host: original.host.as_deref(),
+        scheme: original.scheme.as_deref(),
+        client_cert: policy.http_client_cert.map(ClientCert::Header),
         headers,
         required_scopes: None,
         request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()),
@@ -64,7 +70,9 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
                     .http(|| allow_headers(&policy, Some(claims))),
                 None => allow_headers(&policy, None),
             };
-            let cache = super::cache_control(policy.allow_max_age, allowed.claims.as_deref());
+            // A proxy that kept this allow would answer a replayed proof itself.
+            let max_age = policy.allow_max_age.filter(|_| !allowed.per_request);
+            let cache = super::cache_control(max_age, allowed.claims.as_deref());
             response.headers_mut().insert(header::CACHE_CONTROL, cache);
             response
         }
@@ -73,12 +81,13 @@ pub async fn check(State(state): State<AppState>, request: axum::extract::Reques
 
 /// The original request, from where `proxy` puts it and nowhere else.
 fn original<'a>(
-    proxy: TrustedProxy,
+    policy: &Policy,
     method: &'a Method,
     uri: &'a Uri,
     headers: &'a HeaderMap,
 ) -> Result<Original<'a>, Reason> {
-    Ok(match proxy {
+    let configured = Some(Cow::Borrowed(policy.http_scheme.as_str()));
+    Ok(match policy.http_proxy {
         TrustedProxy::Envoy => {
             let path = uri.path().strip_prefix(PREFIX).unwrap_or("");
             let path = if path.is_empty() { "/" } else { path };
@@ -100,26 +109,36 @@ fn original<'a>(
                 method: Cow::Borrowed(method.as_str()),
                 path,
                 host,
+                scheme: configured,
             }
         }
         TrustedProxy::Nginx => Original {
             method: single_token(headers, "x-original-method")?,
             path: required(headers, "x-original-uri")?,
             host: Some(single_token(headers, "x-original-host")?),
+            scheme: configured,
         },
         TrustedProxy::IngressNginx => {
             let url = required(headers, "x-original-url")?;
             let (host, path) = split_url(&url).ok_or(Reason::MalformedRequest)?;
+            let scheme = url.split_once("://").map_or("https", |(s, _)| s);
             Original {
                 method: single_token(headers, "x-original-method")?,
                 path: Cow::Owned(path.to_string()),
                 host: Some(Cow::Owned(host.to_string())),
+                scheme: Some(Cow::Owned(scheme.to_ascii_lowercase())),
             }
         }
         TrustedProxy::Traefik => Original {
             method: single_token(headers, "x-forwarded-method")?,
             path: required(headers, "x-forwarded-uri")?,
             host: Some(single_token(headers, "x-forwarded-host")?),
+            // Read for a DPoP proof's `htu` only: a bearer request never depends on it.
+            scheme: match optional(headers, "x-forwarded-proto") {
+                Ok(None) => configured,
+                Ok(Some(v)) if !v.is_empty() && !v.contains(',') => Some(v),
+                _ => None,
+            },
         },
     })
 }

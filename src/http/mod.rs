@@ -123,10 +123,17 @@ pub fn deny_response_with(policy: &crate::decision::Policy, deny: &Deny) -> Resp
         StatusCode::from_u16(deny.reason.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
     let mut response = (status, json_body(deny.body())).into_response();
     let headers = response.headers_mut();
-    if let Some(challenge) = deny.www_authenticate(&responses.realm) {
+    if let Some(challenge) = deny.challenge(&responses.realm, policy.dpop_algs()) {
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             headers.insert(header::WWW_AUTHENTICATE, v);
         }
+    }
+    if let Some(v) = deny
+        .dpop_nonce
+        .as_deref()
+        .and_then(|n| HeaderValue::from_str(n).ok())
+    {
+        headers.insert("dpop-nonce", v);
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         headers.insert(

@@ -994,6 +994,8 @@ fn property_no_resolution_of_a_protected_path_is_allowed_without_what_it_require
             method: "GET",
             path,
             host: Some("app.example.com"),
+            scheme: None,
+            client_cert: None,
             headers,
             required_scopes: None,
             request_id: None,

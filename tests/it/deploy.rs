@@ -1267,7 +1267,7 @@ fn http_mode_envoy_config_has_the_promised_ext_authz_settings() {
     };
     assert_eq!(
         exact(&authz["allowed_headers"]),
-        ["authorization", "cookie"]
+        ["authorization", "cookie", "dpop"]
     );
     let response = &http["authorization_response"];
     assert_eq!(
@@ -1276,7 +1276,12 @@ fn http_mode_envoy_config_has_the_promised_ext_authz_settings() {
     );
     assert_eq!(
         exact(&response["allowed_client_headers"]),
-        ["www-authenticate", "content-type", "retry-after"]
+        [
+            "www-authenticate",
+            "content-type",
+            "retry-after",
+            "dpop-nonce"
+        ]
     );
 }
 

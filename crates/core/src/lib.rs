@@ -10,9 +10,11 @@
 //! - [`decision`]: the one decision. [`decision::Engine`] takes a request as
 //!   [`decision::extract::Headers`] + method/path/host, reduces it to its canonical form
 //!   ([`decision::canonical`]), matches routes ([`decision::routes`]), verifies the token
-//!   ([`jwt`]), asks the revocation store and returns a verdict with a [`reason::Reason`].
+//!   ([`jwt`]), checks how the token is bound to its sender (DPoP proof, client
+//!   certificate), asks the revocation store and returns a verdict with a
+//!   [`reason::Reason`].
 //! - [`jwt`]: keys (static, files, JWKS with a per-kid fetch budget), verification,
-//!   claims, minting for the admin API and tests.
+//!   claims, DPoP proofs ([`jwt::dpop`], RFC 9449), minting for the admin API and tests.
 //! - [`revocation`]: the store interface ([`revocation::RevocationStore`]), the memory and
 //!   Redis stores, the local cache in front ([`revocation::cache`]) and the
 //!   invalidation events that keep replicas' caches in step.

@@ -43,6 +43,30 @@ pub enum Reason {
     /// The referenced Status List Token could not be fetched or verified: an outage,
     /// judged like the store's (`on_store_error`).
     StatusListUnavailable,
+    /// The DPoP proof is not one tokengate accepts (RFC 9449 §4.3): not exactly one
+    /// `DPoP` header, not a JWT, wrong `typ`, an algorithm off the list, a private or
+    /// unusable `jwk`, a bad signature, a missing claim.
+    DpopProofInvalid,
+    /// The proof's `iat` is outside `dpop.max_age_seconds` in the past or
+    /// `dpop.future_skew_seconds` ahead.
+    DpopProofStale,
+    /// The proof was made for another method (`htm`) or URI (`htu`).
+    DpopWrongTarget,
+    /// The proof's `jti` was seen before within its window, by any replica.
+    DpopReplayed,
+    /// The proof does not belong to this token: its `ath` is another token's hash, or
+    /// its key's thumbprint is not the token's `cnf.jkt` (or the token has none).
+    DpopBindingMismatch,
+    /// A DPoP-bound token (`cnf.jkt`) without a proof (e.g. sent as a bearer token).
+    DpopRequired,
+    /// The proof lacks a current server nonce (`dpop.nonce`); the answer carries one.
+    UseDpopNonce,
+    /// The route or provider requires a sender-constrained token and this one has no
+    /// `cnf` binding.
+    UnboundToken,
+    /// The token is bound to a client certificate (`cnf.x5t#S256`) that is not the
+    /// certificate of this connection, or the connection has none.
+    CertBindingMismatch,
 }
 
 /// Which row of docs/spec.md §2's deny table a reason falls in.
@@ -61,10 +85,14 @@ pub enum DenyClass {
     Forbidden,
     /// 503, `temporarily_unavailable`, no challenge.
     Unavailable,
+    /// 401, `invalid_dpop_proof`, a `DPoP` challenge (RFC 9449 §7.1).
+    InvalidProof,
+    /// 401, `use_dpop_nonce`, a `DPoP` challenge and a `DPoP-Nonce` header (§9).
+    UseNonce,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 35] = [
         Reason::MissingToken,
         Reason::Malformed,
         Reason::MalformedRequest,
@@ -91,6 +119,15 @@ impl Reason {
         Reason::TokenStatusSuspended,
         Reason::TokenStatusUnknown,
         Reason::StatusListUnavailable,
+        Reason::DpopProofInvalid,
+        Reason::DpopProofStale,
+        Reason::DpopWrongTarget,
+        Reason::DpopReplayed,
+        Reason::DpopBindingMismatch,
+        Reason::DpopRequired,
+        Reason::UseDpopNonce,
+        Reason::UnboundToken,
+        Reason::CertBindingMismatch,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -121,6 +158,15 @@ impl Reason {
             Reason::TokenStatusSuspended => "token_status_suspended",
             Reason::TokenStatusUnknown => "token_status_unknown",
             Reason::StatusListUnavailable => "status_list_unavailable",
+            Reason::DpopProofInvalid => "dpop_proof_invalid",
+            Reason::DpopProofStale => "dpop_proof_stale",
+            Reason::DpopWrongTarget => "dpop_wrong_target",
+            Reason::DpopReplayed => "dpop_replayed",
+            Reason::DpopBindingMismatch => "dpop_binding_mismatch",
+            Reason::DpopRequired => "dpop_required",
+            Reason::UseDpopNonce => "use_dpop_nonce",
+            Reason::UnboundToken => "unbound_token",
+            Reason::CertBindingMismatch => "cert_binding_mismatch",
         }
     }
 
@@ -156,6 +202,15 @@ impl Reason {
             Reason::TokenStatusSuspended => "Token is suspended",
             Reason::TokenStatusUnknown => "Token status cannot be determined",
             Reason::StatusListUnavailable => "Token status list is unavailable, retry later",
+            Reason::DpopProofInvalid => "DPoP proof is invalid",
+            Reason::DpopProofStale => "DPoP proof is too old or from the future",
+            Reason::DpopWrongTarget => "DPoP proof was made for another method or URI",
+            Reason::DpopReplayed => "DPoP proof was already used",
+            Reason::DpopBindingMismatch => "DPoP proof does not belong to this token",
+            Reason::DpopRequired => "Token is DPoP-bound and needs a DPoP proof",
+            Reason::UseDpopNonce => "Resource server requires nonce in DPoP proof",
+            Reason::UnboundToken => "Token must be sender-constrained",
+            Reason::CertBindingMismatch => "Token is bound to another client certificate",
         }
     }
 
@@ -168,6 +223,11 @@ impl Reason {
             Reason::StoreUnavailable | Reason::KeysUnavailable | Reason::StatusListUnavailable => {
                 DenyClass::Unavailable
             }
+            Reason::DpopProofInvalid
+            | Reason::DpopProofStale
+            | Reason::DpopWrongTarget
+            | Reason::DpopReplayed => DenyClass::InvalidProof,
+            Reason::UseDpopNonce => DenyClass::UseNonce,
             _ => DenyClass::InvalidToken,
         }
     }
@@ -175,7 +235,10 @@ impl Reason {
     pub const fn http_status(self) -> u16 {
         match self.class() {
             DenyClass::BadRequest => 400,
-            DenyClass::NoToken | DenyClass::InvalidToken => 401,
+            DenyClass::NoToken
+            | DenyClass::InvalidToken
+            | DenyClass::InvalidProof
+            | DenyClass::UseNonce => 401,
             DenyClass::Forbidden | DenyClass::Refused => 403,
             DenyClass::Unavailable => 503,
         }
@@ -184,10 +247,13 @@ impl Reason {
     /// `google.rpc.Code` of the CheckResponse status.
     pub const fn grpc_code(self) -> i32 {
         match self.class() {
-            DenyClass::BadRequest => 3,                         // INVALID_ARGUMENT
-            DenyClass::NoToken | DenyClass::InvalidToken => 16, // UNAUTHENTICATED
-            DenyClass::Forbidden | DenyClass::Refused => 7,     // PERMISSION_DENIED
-            DenyClass::Unavailable => 14,                       // UNAVAILABLE
+            DenyClass::BadRequest => 3, // INVALID_ARGUMENT
+            DenyClass::NoToken
+            | DenyClass::InvalidToken
+            | DenyClass::InvalidProof
+            | DenyClass::UseNonce => 16, // UNAUTHENTICATED
+            DenyClass::Forbidden | DenyClass::Refused => 7, // PERMISSION_DENIED
+            DenyClass::Unavailable => 14, // UNAVAILABLE
         }
     }
 
@@ -199,7 +265,16 @@ impl Reason {
             DenyClass::Forbidden => "insufficient_scope",
             DenyClass::Refused => "access_denied",
             DenyClass::Unavailable => "temporarily_unavailable",
+            DenyClass::InvalidProof => "invalid_dpop_proof",
+            DenyClass::UseNonce => "use_dpop_nonce",
         }
+    }
+
+    /// Whether the challenge of this deny is `DPoP` (RFC 9449 §7.1) rather than
+    /// `Bearer`: the proof was at fault, or the token needs one.
+    pub const fn dpop_challenge(self) -> bool {
+        matches!(self.class(), DenyClass::InvalidProof | DenyClass::UseNonce)
+            || matches!(self, Reason::DpopBindingMismatch | Reason::DpopRequired)
     }
 }
 
@@ -215,6 +290,8 @@ pub struct Deny {
     pub reason: Reason,
     /// The scopes that were required, for `insufficient_scope`.
     pub scope: Option<String>,
+    /// A fresh server nonce for the `DPoP-Nonce` header (`use_dpop_nonce`).
+    pub dpop_nonce: Option<String>,
 }
 
 impl From<Reason> for Deny {
@@ -222,6 +299,7 @@ impl From<Reason> for Deny {
         Deny {
             reason,
             scope: None,
+            dpop_nonce: None,
         }
     }
 }
@@ -230,8 +308,25 @@ impl Deny {
     /// The `WWW-Authenticate` value (RFC 6750 §3), or `None` for an outage (store or
     /// keys): a challenge would tell the client its token is bad.
     pub fn www_authenticate(&self, realm: &str) -> Option<String> {
+        self.challenge(realm, "")
+    }
+
+    /// [`www_authenticate`](Self::www_authenticate), with a `DPoP` challenge naming
+    /// `dpop_algs` (space-separated) for the reasons that call for one.
+    pub fn challenge(&self, realm: &str, dpop_algs: &str) -> Option<String> {
         let realm = quotable(realm);
         let r = self.reason;
+        if r.dpop_challenge() {
+            let error = match r.class() {
+                DenyClass::InvalidProof | DenyClass::UseNonce => r.oauth_error(),
+                _ => "invalid_token",
+            };
+            return Some(format!(
+                "DPoP realm=\"{realm}\", error=\"{error}\", error_description=\"{}\", algs=\"{}\"",
+                r.message(),
+                quotable(dpop_algs)
+            ));
+        }
         match r.class() {
             DenyClass::Unavailable | DenyClass::BadRequest | DenyClass::Refused => None,
             DenyClass::NoToken => Some(format!("Bearer realm=\"{realm}\"")),
@@ -244,6 +339,8 @@ impl Deny {
                 r.message(),
                 quotable(self.scope.as_deref().unwrap_or(""))
             )),
+            // Reached only through `dpop_challenge` above.
+            DenyClass::InvalidProof | DenyClass::UseNonce => None,
         }
     }
 
@@ -304,6 +401,7 @@ mod tests {
         let d = Deny {
             reason: Reason::InsufficientScope,
             scope: Some("admin \"x\"".into()),
+            dpop_nonce: None,
         };
         assert!(d
             .www_authenticate("r")
@@ -341,5 +439,31 @@ mod tests {
         let r = Reason::StatusListUnavailable;
         assert_eq!((r.http_status(), r.grpc_code()), (503, 14));
         assert!(Deny::from(r).www_authenticate("r").is_none());
+    }
+
+    #[test]
+    fn dpop_reasons_challenge_with_dpop_and_their_rfc9449_error() {
+        for (r, error) in [
+            (Reason::DpopProofInvalid, "invalid_dpop_proof"),
+            (Reason::DpopProofStale, "invalid_dpop_proof"),
+            (Reason::DpopWrongTarget, "invalid_dpop_proof"),
+            (Reason::DpopReplayed, "invalid_dpop_proof"),
+            (Reason::UseDpopNonce, "use_dpop_nonce"),
+            (Reason::DpopBindingMismatch, "invalid_token"),
+            (Reason::DpopRequired, "invalid_token"),
+        ] {
+            assert_eq!((r.http_status(), r.grpc_code()), (401, 16), "{r}");
+            let c = Deny::from(r).challenge("r", "ES256 EdDSA").unwrap();
+            assert!(c.starts_with("DPoP realm=\"r\", "), "{c}");
+            assert!(c.contains(&format!("error=\"{error}\"")), "{c}");
+            assert!(c.ends_with("algs=\"ES256 EdDSA\""), "{c}");
+            assert!(Reason::ALL.contains(&r));
+        }
+        for r in [Reason::UnboundToken, Reason::CertBindingMismatch] {
+            assert!(Deny::from(r)
+                .challenge("r", "ES256")
+                .unwrap()
+                .starts_with("Bearer "));
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! connection limits, logging), [`tls`] (certificates per listener), [`policy`] (routes,
 //! forwarding, responses, admin, OAuth), [`ssf`] (Shared Signals transmitters).
 
+mod dpop;
 mod listeners;
 mod policy;
 mod providers;
@@ -32,10 +33,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+pub use dpop::{asymmetric, Dpop, Nonce as DpopNonce, SenderConstraint};
 pub use listeners::{GrpcLimits, HttpLimits, Listen, Log, LogFormat, Server};
 pub use policy::{
-    AdminApi, Csrf, Forward, HttpCheck, OAuth, OAuthClient, Responses, Route, RouteMatching,
-    TrustedProxy,
+    AdminApi, ClientCertHeader, Csrf, Forward, HttpCheck, OAuth, OAuthClient, OriginalScheme,
+    Responses, Route, RouteMatching, TrustedProxy,
 };
 pub use providers::{BackchannelLogout, JwksSettings, Key, KeySource, Provider, Remote};
 pub use revocation::{
@@ -109,6 +111,9 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub tracing: Tracing,
+    /// DPoP proofs (RFC 9449); absent: the `DPoP` scheme is not recognised.
+    #[serde(default)]
+    pub dpop: Option<Dpop>,
     /// The file this configuration was read from (for reloads and messages); set by
     /// [`Config::load`], never read from YAML. Key and secret paths in the file are
     /// relative to the working directory, as in every shipped example.

@@ -85,6 +85,8 @@ pub struct Route {
     pub require_roles: Vec<String>,
     /// Claim (dotted path) → value the token must carry (equal, or contained in an array).
     pub require_claims: BTreeMap<String, String>,
+    /// Sender constraint on this route, on top of the provider's (the stricter wins).
+    pub sender_constraint: Option<super::SenderConstraint>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +105,8 @@ struct RawRoute {
     require_roles: Vec<String>,
     #[serde(default)]
     require_claims: BTreeMap<String, String>,
+    #[serde(default)]
+    sender_constraint: Option<super::SenderConstraint>,
 }
 
 impl TryFrom<RawRoute> for Route {
@@ -126,6 +130,9 @@ impl TryFrom<RawRoute> for Route {
                     .into());
             }
         }
+        if r.exempt && r.sender_constraint.is_some() {
+            return Err(".sender_constraint: an exempt route has no token to constrain".into());
+        }
         if r.exempt && !r.require_scopes.is_empty() {
             return Err("an exempt route cannot require scopes".into());
         }
@@ -137,6 +144,7 @@ impl TryFrom<RawRoute> for Route {
             require_scopes: r.require_scopes,
             require_roles: r.require_roles,
             require_claims: r.require_claims,
+            sender_constraint: r.sender_constraint,
         })
     }
 }
@@ -181,6 +189,57 @@ pub struct HttpCheck {
     /// answers and caches").
     #[serde(deserialize_with = "super::optional_timeout_seconds")]
     pub allow_max_age_seconds: Option<u64>,
+    /// The scheme of the original request, for a DPoP proof's `htu`, when the trusted
+    /// proxy does not say it (Envoy, nginx); ingress-nginx's `X-Original-URL` and
+    /// Traefik's `X-Forwarded-Proto` say it themselves.
+    pub original_scheme: OriginalScheme,
+    /// Where the trusted proxy puts the client's certificate, for mTLS-bound tokens
+    /// (RFC 8705); absent: no certificate is read, and a certificate-bound token fails.
+    pub client_cert: Option<ClientCertHeader>,
+}
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OriginalScheme {
+    Http,
+    #[default]
+    Https,
+}
+
+impl OriginalScheme {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OriginalScheme::Http => "http",
+            OriginalScheme::Https => "https",
+        }
+    }
+}
+
+/// The header in which the trusted proxy passes the verified client certificate. Only
+/// set it when that proxy overwrites the header on every request: a value a client sent
+/// through would be taken as its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientCertHeader {
+    /// Envoy `x-forwarded-client-cert` (`forward_client_cert_details: SANITIZE_SET`),
+    /// one element with `Hash=` (hex SHA-256 of the DER) or `Cert=` (URL-encoded PEM).
+    Xfcc,
+    /// RFC 9440 `Client-Cert`: the DER as a structured-field byte sequence (`:base64:`).
+    ClientCert,
+    /// nginx `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert` (URL-encoded PEM).
+    NginxEscaped,
+}
+
+impl ClientCertHeader {
+    /// The header's name (lower-case).
+    pub const fn header(self) -> &'static str {
+        match self {
+            ClientCertHeader::Xfcc => "x-forwarded-client-cert",
+            ClientCertHeader::ClientCert => "client-cert",
+            ClientCertHeader::NginxEscaped => "x-ssl-client-cert",
+        }
+    }
 }
 
 /// Cookie tokens on the state-changing endpoints (logout, logout-all, RFC 7009, admin):

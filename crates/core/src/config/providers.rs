@@ -43,6 +43,10 @@ pub struct Provider {
     /// Token Status List checking (`status.status_list` claims); off when absent.
     #[serde(default)]
     pub status_list: Option<super::StatusListSettings>,
+    /// Whether this provider's tokens must be sender-constrained (DPoP `cnf.jkt`, mTLS
+    /// `cnf.x5t#S256`); a route may ask for more, never less.
+    #[serde(default)]
+    pub sender_constraint: super::SenderConstraint,
 }
 
 /// What this relying party is to the provider for back-channel logout.

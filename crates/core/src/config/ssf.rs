@@ -71,6 +71,7 @@ impl Transmitter {
             subject_namespace: None,
             backchannel_logout: None,
             status_list: None,
+            sender_constraint: Default::default(),
         }
     }
 }

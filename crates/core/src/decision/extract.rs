@@ -57,7 +57,7 @@ pub fn token_and_source<'a, H: Headers>(
     Err(Reason::MissingToken)
 }
 
-fn from_header<'a, H: Headers>(
+pub(crate) fn from_header<'a, H: Headers>(
     headers: &'a H,
     name: &'a str,
     scheme: Option<&str>,

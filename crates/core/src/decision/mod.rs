@@ -3,9 +3,11 @@
 //! translate to and from these types, so they cannot disagree on a decision.
 
 pub mod canonical;
+mod client_cert;
 pub mod extract;
 mod policy;
 mod routes;
+mod sender;
 mod verified;
 
 use std::sync::Arc;
@@ -23,8 +25,10 @@ use crate::revocation::{
 };
 use crate::status;
 pub use canonical::is_canonical_prefix;
+pub use client_cert::ClientCert;
 pub use extract::{Headers, Source};
 pub use policy::{Forwarding, Policy, Responses};
+use sender::Presented;
 pub use verified::Rendered;
 use verified::{Verified, VerifiedCache};
 
@@ -36,6 +40,11 @@ pub struct Request<'a, H> {
     pub path: &'a str,
     /// The original request's host, for host-specific route rules.
     pub host: Option<&'a str>,
+    /// The original request's scheme (`http`, `https`), for a DPoP proof's `htu`.
+    pub scheme: Option<&'a str>,
+    /// Where the original connection's client certificate is found, if anywhere
+    /// (certificate-bound tokens, RFC 8705).
+    pub client_cert: Option<ClientCert<'a>>,
     pub headers: &'a H,
     /// Space-separated scopes required by the Envoy route (`context_extensions`).
     pub required_scopes: Option<&'a str>,
@@ -59,6 +68,10 @@ pub struct Allowed {
     /// The outage (`store_unavailable` or `status_list_unavailable`) that
     /// `on_store_error: allow` let the request through despite; `None` normally.
     pub fail_open: Option<Reason>,
+    /// The allow holds for this request only: it rested on a single-use DPoP proof or
+    /// on the connection's certificate, so no cache (a proxy's included) may answer a
+    /// repeat of it.
+    pub per_request: bool,
 }
 
 /// The pipeline: the current policy (swapped whole on reload), the store, the metrics.
@@ -141,10 +154,27 @@ impl Engine {
                 claims: None,
                 rendered: Arc::default(),
                 fail_open: None,
+                per_request: false,
             }));
         }
+        let (token, presented) =
+            find_token(policy, req.headers, query).map_err(|r| Decision::Deny(r.into()))?;
+        let facts = sender::Facts {
+            methods: &methods[..n],
+            scheme: req.scheme,
+            host: req.host,
+            path: raw,
+            headers: req.headers,
+            client_cert: req.client_cert,
+        };
         let allowed = self
-            .authenticate_with(policy, req.headers, query)
+            .authenticate_presented(
+                policy,
+                &token,
+                presented,
+                matched.sender_constraint(),
+                &facts,
+            )
             .await
             .map_err(Decision::Deny)?;
         let claims = allowed.claims.as_deref();
@@ -153,6 +183,7 @@ impl Engine {
             Some(scope) => Decision::Deny(Deny {
                 reason: Reason::InsufficientScope,
                 scope: Some(scope).filter(|s| !s.is_empty()),
+                dpop_nonce: None,
             }),
             None => Decision::Allow(allowed),
         })
@@ -181,17 +212,51 @@ impl Engine {
         {
             return Err(Reason::CrossSiteRequest.into());
         }
-        self.authenticate_token_with(&policy, &token).await
+        // tokengate's own endpoints take bearer tokens only: a DPoP-bound token is
+        // refused here as it is on any bearer request.
+        let facts = sender::Facts {
+            methods: &[],
+            scheme: None,
+            host: None,
+            path: "",
+            headers,
+            client_cert: None,
+        };
+        self.authenticate_presented(
+            &policy,
+            &token,
+            Presented::Other,
+            crate::config::SenderConstraint::None,
+            &facts,
+        )
+        .await
     }
 
-    async fn authenticate_with<H: Headers>(
+    /// Steps 3–4 with the sender check between them: verify (cached), check the
+    /// token's binding against how it was presented (never cached), then the
+    /// revocation read and, for a DPoP proof, its replay guard, side by side.
+    async fn authenticate_presented<H: Headers>(
         &self,
         policy: &Policy,
-        headers: &H,
-        query: Option<&str>,
+        token: &str,
+        presented: Presented,
+        route_constraint: crate::config::SenderConstraint,
+        facts: &sender::Facts<'_, H>,
     ) -> Result<Allowed, Deny> {
-        let token = extract::token(&policy.sources, headers, query)?;
-        self.authenticate_token_with(policy, &token).await
+        let verified = self.verify(policy, token).await?;
+        let replay = sender::check(
+            &policy.verifier,
+            route_constraint,
+            facts,
+            token,
+            presented,
+            &verified.claims,
+            now_unix(),
+        )?;
+        let bound = presented == Presented::Dpop || verified.claims.payload.contains_key("cnf");
+        let mut allowed = self.admit(policy, verified, replay).await?;
+        allowed.per_request = bound;
+        Ok(allowed)
     }
 
     /// Steps 3–4 for a token given directly (OAuth introspection).
@@ -200,14 +265,46 @@ impl Engine {
     }
 
     async fn authenticate_token_with(&self, policy: &Policy, token: &str) -> Result<Allowed, Deny> {
-        let Verified { claims, rendered } = self.verify(policy, token).await?;
+        let verified = self.verify(policy, token).await?;
+        self.admit(policy, verified, None).await
+    }
+
+    /// Step 4 for a verified token: revocation and status list, and the replay guard
+    /// of its DPoP proof when there is one. The guard's `SET NX` and the revocation
+    /// read go out together: on one multiplexed Redis connection that is one round
+    /// trip (and when the revocation answer is cached, only the guard travels).
+    async fn admit(
+        &self,
+        policy: &Policy,
+        verified: Verified,
+        replay: Option<sender::Replay>,
+    ) -> Result<Allowed, Deny> {
+        let Verified { claims, rendered } = verified;
         let fails_open = policy.on_store_error == OnStoreError::Allow;
-        let mut fail_open = match self.revocation(policy, &claims).await {
+        let (revoked, fresh) = match &replay {
+            Some(r) => {
+                let (revoked, fresh) = tokio::join!(
+                    self.revocation(policy, &claims),
+                    self.store.first_use(&r.key, r.ttl_seconds)
+                );
+                (revoked, Some(fresh))
+            }
+            None => (self.revocation(policy, &claims).await, None),
+        };
+        let mut fail_open = match revoked {
             Ok(None) => None,
             Ok(Some(reason)) => return Err(reason.into()),
             Err(_) if fails_open => Some(Reason::StoreUnavailable),
             Err(_) => return Err(Reason::StoreUnavailable.into()),
         };
+        match fresh {
+            None | Some(Ok(true)) => {}
+            Some(Ok(false)) => return Err(Reason::DpopReplayed.into()),
+            // A proof that cannot be checked for replay is judged like a revocation
+            // that cannot be read (`on_store_error`).
+            Some(Err(_)) if fails_open => fail_open = Some(Reason::StoreUnavailable),
+            Some(Err(_)) => return Err(Reason::StoreUnavailable.into()),
+        }
         match self.token_status(policy, &claims).await {
             status::Outcome::Valid => {}
             status::Outcome::Deny(reason) => return Err(reason.into()),
@@ -220,6 +317,7 @@ impl Engine {
             claims: Some(claims),
             rendered,
             fail_open,
+            per_request: false,
         })
     }
 
@@ -315,6 +413,21 @@ impl Engine {
     pub fn jti_expiry(&self, claims: &Claims) -> i64 {
         self.policy().jti_expiry(claims)
     }
+}
+
+/// The token and how it came: the `DPoP` scheme first when proofs are configured, then
+/// the configured sources.
+fn find_token<'a, H: Headers>(
+    policy: &'a Policy,
+    headers: &'a H,
+    query: Option<&'a str>,
+) -> Result<(std::borrow::Cow<'a, str>, Presented), Reason> {
+    if policy.verifier.dpop.is_some() {
+        if let Some(token) = extract::from_header(headers, "authorization", Some("DPoP"))? {
+            return Ok((token, Presented::Dpop));
+        }
+    }
+    extract::token(&policy.sources, headers, query).map(|t| (t, Presented::Other))
 }
 
 /// The debug line of one decision: identifiers and reason, never the token.

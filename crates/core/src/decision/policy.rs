@@ -40,6 +40,10 @@ pub struct Policy {
     pub(super) on_store_error: OnStoreError,
     /// Where the HTTP-mode check reads the original request from.
     pub http_proxy: TrustedProxy,
+    /// The original scheme when that proxy does not say it (`http_check.original_scheme`).
+    pub http_scheme: crate::config::OriginalScheme,
+    /// Where that proxy puts the client certificate (`http_check.client_cert`).
+    pub http_client_cert: Option<crate::config::ClientCertHeader>,
     /// How long a proxy may cache an HTTP-mode allow (`http_check.allow_max_age_seconds`,
     /// capped by the revocation cache TTL); `None`: never (`no-store`).
     pub allow_max_age: Option<u64>,
@@ -81,6 +85,8 @@ impl Policy {
             },
             on_store_error: config.revocation.on_store_error,
             http_proxy: config.http_check.proxy,
+            http_scheme: config.http_check.original_scheme,
+            http_client_cert: config.http_check.client_cert,
             allow_max_age: config
                 .http_check
                 .allow_max_age_seconds
@@ -88,6 +94,11 @@ impl Policy {
                 .filter(|n| *n > 0),
             csrf_allowed_origins: config.csrf.allowed_origins.clone(),
         }
+    }
+
+    /// The `algs` of a `DPoP` challenge: the accepted proof algorithms.
+    pub fn dpop_algs(&self) -> &str {
+        self.verifier.dpop.as_ref().map_or("", |d| d.algs.as_str())
     }
 
     /// True with `on_store_error: allow`: a store outage does not stop this replica

@@ -24,6 +24,7 @@ pub struct Route {
     scopes: Vec<String>,
     roles: Vec<String>,
     claims: BTreeMap<String, String>,
+    sender_constraint: Option<crate::config::SenderConstraint>,
 }
 
 impl Route {
@@ -36,6 +37,7 @@ impl Route {
             scopes: r.require_scopes.clone(),
             roles: r.require_roles.clone(),
             claims: r.require_claims.clone(),
+            sender_constraint: r.sender_constraint,
         }
     }
 
@@ -132,6 +134,14 @@ impl<'r> Matched<'r> {
     /// Each distinct rule that any form of the request matched.
     fn routes(&self) -> impl Iterator<Item = &'r Route> + '_ {
         self.found.iter().flatten().copied()
+    }
+
+    /// The strictest `sender_constraint` of the rules the request falls under.
+    pub fn sender_constraint(&self) -> crate::config::SenderConstraint {
+        self.routes()
+            .filter_map(|r| r.sender_constraint)
+            .max()
+            .unwrap_or_default()
     }
 
     /// What the token lacks, as the `scope` parameter of the challenge: the required

@@ -1,5 +1,6 @@
 //! JWT verification (docs/spec.md §2 step 3): providers, keys, and the claims revocation needs.
 
+pub mod dpop;
 pub mod fetch;
 pub mod jwks;
 pub mod keys;
@@ -40,6 +41,8 @@ pub struct Provider {
     pub backchannel: Option<crate::config::BackchannelLogout>,
     /// Token Status List checking, when the provider configures `status_list`.
     pub status: Option<crate::status::Lists>,
+    /// Whether its tokens must be sender-constrained (`sender_constraint`).
+    pub sender_constraint: crate::config::SenderConstraint,
 }
 
 /// Whether a provider can verify its tokens, and if not, why (readiness says it).
@@ -96,6 +99,7 @@ impl Provider {
                 .status_list
                 .clone()
                 .map(|s| crate::status::Lists::new(&p.name, s)),
+            sender_constraint: p.sender_constraint,
         })
     }
 
@@ -271,6 +275,8 @@ pub struct Verifier {
     max_bytes: usize,
     require_jti: bool,
     claims: ClaimNames,
+    /// How DPoP proofs are judged (`dpop`); `None`: the `DPoP` scheme is not recognised.
+    pub dpop: Option<dpop::Settings>,
 }
 
 impl Verifier {
@@ -284,6 +290,10 @@ impl Verifier {
             max_bytes: config.tokens.max_bytes,
             require_jti: config.tokens.require_jti,
             claims: config.tokens.claims.clone(),
+            dpop: match &config.dpop {
+                Some(d) => Some(dpop_settings(d)?),
+                None => None,
+            },
         })
     }
 
@@ -361,6 +371,27 @@ impl Verifier {
             remote.spawn(shutdown.clone());
         }
     }
+}
+
+/// The `dpop` section, its nonce secret read (at least 32 bytes, like an HMAC key).
+fn dpop_settings(d: &crate::config::Dpop) -> Result<dpop::Settings, KeyError> {
+    let field = |s: &crate::secret::Secret| format!("dpop.nonce.{}", s.field("secret"));
+    if let Some(n) = &d.nonce {
+        let bytes = n.secret.read().map_err(|e| KeyError {
+            field: field(&n.secret),
+            message: e.to_string(),
+        })?;
+        if bytes.len() < 32 {
+            return Err(KeyError {
+                field: field(&n.secret),
+                message: "the nonce secret must be at least 32 bytes".into(),
+            });
+        }
+    }
+    dpop::Settings::from_config(d).map_err(|e| KeyError {
+        field: "dpop.nonce".into(),
+        message: e.to_string(),
+    })
 }
 
 /// Current unix time in seconds.
