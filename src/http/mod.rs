@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod backchannel;
 mod check;
+pub mod feed;
 pub mod grpc_health;
 mod health;
 pub mod oauth;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub introspection_clients: Arc<Vec<oauth::Client>>,
     /// The Shared Signals receiver, when transmitters are configured.
     pub ssf: Option<Arc<crate::ssf::Receiver>>,
+    /// The revocation feed of the in-proxy fast path, when `revocation_feed.enabled`.
+    pub feed: Option<Arc<feed::Endpoint>>,
 }
 
 pub use health::{Readiness, Report};
@@ -51,6 +54,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v1/oauth/introspect", post(oauth::introspect))
         .route("/v1/oidc/backchannel-logout", post(backchannel::logout))
         .route("/v1/ssf/events", post(ssf::events))
+        .route("/v1/revocations/changes", get(feed::changes))
+        .route("/v1/revocations/snapshot", get(feed::snapshot))
         .with_state(state)
         .layer(axum::middleware::map_response(no_store_unless_set))
 }

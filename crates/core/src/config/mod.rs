@@ -17,6 +17,7 @@
 //! connection limits, logging), [`tls`] (certificates per listener), [`policy`] (routes,
 //! forwarding, responses, admin, OAuth), [`ssf`] (Shared Signals transmitters).
 
+mod feed;
 mod listeners;
 mod policy;
 mod providers;
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+pub use feed::RevocationFeed;
 pub use listeners::{GrpcLimits, HttpLimits, Listen, Log, LogFormat, Server};
 pub use policy::{
     AdminApi, Csrf, Forward, HttpCheck, OAuth, OAuthClient, Responses, Route, RouteMatching,
@@ -81,6 +83,9 @@ pub struct Config {
     pub tokens: Tokens,
     #[serde(default)]
     pub revocation: Revocation,
+    /// The revocation feed of the in-proxy fast path (issue 20).
+    #[serde(default)]
+    pub revocation_feed: RevocationFeed,
     #[serde(default)]
     pub forward: Forward,
     #[serde(default)]

@@ -14,6 +14,7 @@ mod conn;
 mod keys;
 pub mod migrate;
 mod scripts;
+mod snapshot;
 mod subscriber;
 
 use std::sync::Arc;
