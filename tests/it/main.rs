@@ -24,6 +24,7 @@ mod caching;
 mod cli;
 mod deploy;
 mod envoy;
+mod fast_path;
 mod faults;
 mod grpc;
 mod health;

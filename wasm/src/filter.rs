@@ -1,7 +1,7 @@
 //! The worker side: a root context that picks up the singleton's set on a timer, and the
 //! HTTP context that judges each request. Per request: the freshness flag (kept by the
-//! timer, no host call), one header read, the lookups, and in fallback mode one header
-//! write; everything else lives in buffers reused from request to request.
+//! timer, no host call), one header read, the lookups, and one header write (the
+//! marker that lets ext_authz skip the request, or its removal); everything else lives in buffers reused from request to request.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -151,10 +151,11 @@ impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         let mut vm = self.vm.borrow_mut();
         let vm = &mut *vm;
-        let fallback = vm.config.on_stale == OnStale::Fallback;
+        let marker = vm.config.fast_path_header.as_str();
         if !vm.fresh {
-            if fallback {
-                self.set_http_request_header(&vm.config.fast_path_header, None);
+            if vm.config.on_stale == OnStale::Fallback {
+                // ext_authz judges this one: a client's copy of the marker must go.
+                self.set_http_request_header(marker, None);
                 return Action::Continue;
             }
             return deny(self, &vm.responses, Reason::StoreUnavailable);
@@ -164,18 +165,15 @@ impl HttpContext for Request {
             None => {
                 // No verified token (a route jwt_authn lets through without one):
                 // nothing for the fast path to judge; ext_authz, if there, decides.
-                if fallback {
-                    self.set_http_request_header(&vm.config.fast_path_header, None);
-                }
+                self.set_http_request_header(marker, None);
                 return Action::Continue;
             }
         };
         match judge(&p64, &vm.config.rules, &vm.set, &mut vm.scratch) {
             Some(reason) => deny(self, &vm.responses, reason),
             None => {
-                if fallback {
-                    self.set_http_request_header(&vm.config.fast_path_header, Some("1"));
-                }
+                // Judged with a fresh set: ext_authz (when in the chain) skips it.
+                self.set_http_request_header(marker, Some("1"));
                 Action::Continue
             }
         }
