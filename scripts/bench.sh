@@ -24,7 +24,8 @@
 #      with openssl) beside the same over plaintext: the cost of TLS on that hop;
 #   6. revocation propagation between two replicas on one Redis (crates/tools/src/bin/propagation.rs);
 #   7. resident memory per cached entry at 1 M entries (crates/tools/src/bin/cache_memory.rs);
-#   8. criterion microbenchmarks of the decision pipeline (benches/decision.rs).
+#   8. criterion microbenchmarks of the decision pipeline (benches/decision.rs);
+#   9. the in-proxy fast path (issue 20): scripts/bench-fastpath.sh, its own section.
 #
 # Every load run is bounded in count and in time (and wrapped in `timeout`), targets
 # only 127.0.0.1, and every process this script starts is stopped on exit (trap).
@@ -698,5 +699,11 @@ if [ "$SMOKE" = 1 ]; then
         rm -rf "$WORK"
         log "smoke passed"
     fi
+fi
+# The in-proxy fast path (issue 20) side by side with jwt_authn and ext_authz, its
+# propagation and memory: its own section of the same report (BENCH_FASTPATH=0 skips it;
+# the smoke runs it from scripts/test.sh).
+if [ "$SMOKE" != 1 ] && [ "${BENCH_FASTPATH:-1}" != 0 ]; then
+    BENCH_FP_OUT="$OUT" BENCH_PROFILE="$PROFILE" scripts/bench-fastpath.sh >/dev/null
 fi
 log "done in ${ELAPSED}s"

@@ -17,5 +17,7 @@ if [ "$#" -eq 0 ]; then
         BENCH_SMOKE=1 scripts/bench.sh
         # The IdP-to-replica propagation bench (issue 16) with ten logouts: valid or fail.
         BENCH_BCL_COUNT=10 BENCH_PROFILE=dev scripts/bench-backchannel.sh >/dev/null
+        # The in-proxy fast path's bench (issue 20), tiny counts: valid runs or fail.
+        BENCH_SMOKE=1 scripts/bench-fastpath.sh >/dev/null
     fi
 fi

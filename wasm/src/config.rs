@@ -32,7 +32,8 @@ pub struct Config {
     pub retry_after_seconds: u64,
     pub on_stale: OnStale,
     /// Set on requests the fast path judged while fresh (ext_authz skips them), and
-    /// removed from every other request, so that a client cannot set it.
+    /// removed from every other request, so that a client cannot set it. Empty: no
+    /// marker (no header write per request), only with `on_stale: deny` and no ext_authz.
     pub fast_path_header: String,
     /// The set counts as stale when no sync succeeded for this long.
     pub stale_after_ms: u64,
@@ -243,8 +244,13 @@ impl Config {
             if self.stale_after_ms < 1_000 {
                 return Err("stale_after_ms: at least 1000".into());
             }
-            if self.payload_header.is_empty() || self.fast_path_header.is_empty() {
-                return Err("payload_header, fast_path_header: must not be empty".into());
+            if self.payload_header.is_empty() {
+                return Err("payload_header: must not be empty".into());
+            }
+            // Without the marker ext_authz cannot tell judged requests from the others:
+            // only valid where no ext_authz follows (on_stale deny).
+            if self.fast_path_header.is_empty() && self.on_stale == OnStale::Fallback {
+                return Err("fast_path_header: required with on_stale fallback".into());
             }
         }
         Ok(())
@@ -277,6 +283,7 @@ mod tests {
             r#"{"namespaces":{"https://a":"a:b"}}"#,
             r#"{"namespaces":{"https://a":"dev"},"claims":{"usr":"x"}}"#,
             r#"{"namespaces":{"https://a":"dev"},"on_stale":"allow"}"#,
+            r#"{"namespaces":{"https://a":"dev"},"fast_path_header":""}"#,
         ] {
             assert!(Config::parse(bad.as_bytes()).is_err(), "{bad}");
         }

@@ -152,6 +152,7 @@ impl HttpContext for Request {
         let mut vm = self.vm.borrow_mut();
         let vm = &mut *vm;
         let marker = vm.config.fast_path_header.as_str();
+        let marked = !marker.is_empty();
         if !vm.fresh {
             if vm.config.on_stale == OnStale::Fallback {
                 // ext_authz judges this one: a client's copy of the marker must go.
@@ -165,7 +166,9 @@ impl HttpContext for Request {
             None => {
                 // No verified token (a route jwt_authn lets through without one):
                 // nothing for the fast path to judge; ext_authz, if there, decides.
-                self.set_http_request_header(marker, None);
+                if marked {
+                    self.set_http_request_header(marker, None);
+                }
                 return Action::Continue;
             }
         };
@@ -173,7 +176,9 @@ impl HttpContext for Request {
             Some(reason) => deny(self, &vm.responses, reason),
             None => {
                 // Judged with a fresh set: ext_authz (when in the chain) skips it.
-                self.set_http_request_header(marker, Some("1"));
+                if marked {
+                    self.set_http_request_header(marker, Some("1"));
+                }
                 Action::Continue
             }
         }
