@@ -252,6 +252,39 @@ async fn every_revocation_kind_is_enforced_by_the_fast_path() {
 }
 
 #[tokio::test]
+async fn each_worker_can_keep_its_own_set_where_no_singleton_exists() {
+    let dir = Scratch::new("fastpath-self");
+    let server = tokengate_with_feed(&dir).await;
+    let app = EchoUpstream::start().await;
+    let mut o = Options::new(&server.addrs);
+    o.grpc_port = free_port();
+    o.self_sync = true;
+    let envoy = fastpath::start_envoy(server.addrs.http.port(), app.addr, &o).await;
+    let config = envoy.dir.read("envoy.yaml");
+    assert!(
+        !config.contains("envoy.bootstrap.wasm"),
+        "no singleton in this Envoy"
+    );
+    let url = envoy.url("/orders");
+    let ok = token("ec256", "mona", json!({}));
+    wait_status(&url, &ok, 200, "the worker's own first set").await;
+    let revoked = token("ec256", "mona", json!({"fam": "f-self"}));
+    server
+        .engine
+        .revoke(Target::Family("test:f-self"), "t", None, "admin")
+        .await
+        .unwrap();
+    wait_status(
+        &url,
+        &revoked,
+        401,
+        "the worker's own poll to bring the revocation",
+    )
+    .await;
+    assert_eq!(status(&url, &ok).await, 200);
+}
+
+#[tokio::test]
 async fn a_revoked_token_cannot_slip_past_in_another_form() {
     let dir = Scratch::new("fastpath-forms");
     let server = tokengate_with_feed(&dir).await;

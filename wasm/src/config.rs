@@ -46,6 +46,10 @@ pub struct Config {
     pub path: String,
     pub token: String,
     pub poll_wait_ms: u64,
+    /// Filter role only: each worker polls the feed itself instead of reading a
+    /// singleton's set (where no bootstrap singleton can be configured, e.g. Istio's
+    /// WasmPlugin). One long poll per worker.
+    pub self_sync: bool,
 }
 
 impl Default for Config {
@@ -70,6 +74,7 @@ impl Default for Config {
             path: "/v1/revocations/changes".into(),
             token: String::new(),
             poll_wait_ms: 5_000,
+            self_sync: false,
         }
     }
 }
@@ -220,6 +225,7 @@ impl Config {
             "path" => self.path = string(k, v)?,
             "token" => self.token = string(k, v)?,
             "poll_wait_ms" => self.poll_wait_ms = number(k, v)?,
+            "self_sync" => self.self_sync = boolean(k, v)?,
             _ => return Err(format!("{k}: unknown field")),
         }
         Ok(())
@@ -229,9 +235,9 @@ impl Config {
         if self.tick_ms == 0 || self.tick_ms > 1_000 {
             return Err("tick_ms: 1 to 1000".into());
         }
-        if self.role == Role::Sync {
+        if self.role == Role::Sync || self.self_sync {
             if self.token.is_empty() {
-                return Err("token: required for role sync".into());
+                return Err("token: required for role sync and self_sync".into());
             }
             if self.poll_wait_ms == 0 || self.poll_wait_ms > 60_000 {
                 return Err("poll_wait_ms: 1 to 60000".into());

@@ -59,7 +59,9 @@ impl RootContext for Root {
         };
         self.set_tick_period(Duration::from_millis(config.tick_ms));
         if config.role == Role::Sync {
-            self.sync = Some(crate::sync::Sync::new(config.clone()));
+            self.sync = Some(crate::sync::Sync::new(config.clone(), true));
+        } else if config.self_sync {
+            self.sync = Some(crate::sync::Sync::new(config.clone(), false));
         }
         let mut vm = self.vm.borrow_mut();
         vm.responses = Responses::new(&config.realm, config.retry_after_seconds);
@@ -69,11 +71,23 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Some(sync) = self.sync.as_mut() {
-            sync.on_tick();
-            return;
+        let role = self.vm.borrow().config.role;
+        let now = now_ms(self);
+        match (role, self.sync.as_mut()) {
+            (Role::Sync, Some(sync)) => sync.on_tick(),
+            (_, Some(sync)) => {
+                // self_sync: this worker's own poll feeds its own set.
+                sync.on_tick();
+                let mut vm = self.vm.borrow_mut();
+                if vm.gen != Some(sync.gen) && sync.last_ok > 0 {
+                    vm.set = sync.set.clone();
+                    vm.gen = Some(sync.gen);
+                }
+                let stale_after = vm.config.stale_after_ms as i64;
+                vm.fresh = sync.last_ok > 0 && now.saturating_sub(sync.last_ok) <= stale_after;
+            }
+            (_, None) => self.refresh(),
         }
-        self.refresh();
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {

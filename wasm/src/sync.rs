@@ -16,12 +16,15 @@ use crate::set::Set;
 
 pub struct Sync {
     config: Config,
-    set: Set,
+    pub set: Set,
     cursor: Option<String>,
-    gen: u64,
+    pub gen: u64,
     in_flight: Option<u32>,
     /// Unix ms of the last good answer (published as the heartbeat).
-    last_ok: i64,
+    pub last_ok: i64,
+    /// Whether to publish in shared data (the singleton) or only hold the set for the
+    /// VM's own filter (`self_sync`, where no singleton can be configured: Istio).
+    shared: bool,
 }
 
 fn now_ms() -> i64 {
@@ -32,8 +35,9 @@ fn now_ms() -> i64 {
 }
 
 impl Sync {
-    pub fn new(config: Config) -> Sync {
+    pub fn new(config: Config, shared: bool) -> Sync {
         Sync {
+            shared,
             config,
             set: Set::default(),
             cursor: None,
@@ -142,12 +146,17 @@ impl Sync {
         if changed {
             self.set.prune(now / 1000);
             self.gen += 1;
+        }
+        self.last_ok = now;
+        if !self.shared {
+            return Ok(());
+        }
+        if changed {
             let mut blob = format!("{{\"gen\":{}}}\n", self.gen).into_bytes();
             self.set.write(&mut blob);
             hostcalls::set_shared_data(crate::SET_KEY, Some(&blob), None)
                 .map_err(|_| "shared data refused the set")?;
         }
-        self.last_ok = now;
         let head = format!("{} {}", self.gen, self.last_ok);
         hostcalls::set_shared_data(crate::HEAD_KEY, Some(head.as_bytes()), None)
             .map_err(|_| "shared data refused the heartbeat")?;

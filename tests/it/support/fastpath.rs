@@ -55,6 +55,9 @@ pub struct Options {
     pub token: String,
     /// Where ext_authz goes (a dead port proves a request never reached it).
     pub grpc_port: u16,
+    /// No singleton: the filter's workers poll the feed themselves (`self_sync`, the
+    /// Istio WasmPlugin's way, deploy/istio/wasmplugin-fast-path.yaml).
+    pub self_sync: bool,
 }
 
 impl Options {
@@ -64,6 +67,7 @@ impl Options {
             stale_after_ms: 2_000,
             token: FEED_TOKEN.into(),
             grpc_port: tokengate.grpc.port(),
+            self_sync: false,
         }
     }
 }
