@@ -61,6 +61,7 @@ impl Default for Config {
                 namespaces: Vec::new(),
                 default_namespace: None,
                 require_jti: true,
+                leeway_seconds: 30,
             },
             payload_header: "x-jwt-payload".into(),
             realm: "tokengate".into(),
@@ -207,6 +208,10 @@ impl Config {
                 self.rules.default_namespace = Some(ns.into_bytes());
             }
             "require_jti" => self.rules.require_jti = boolean(k, v)?,
+            "leeway_seconds" => {
+                self.rules.leeway_seconds = i64::try_from(number(k, v)?)
+                    .map_err(|_| "leeway_seconds: too large".to_string())?
+            }
             "payload_header" => self.payload_header = string(k, v)?.to_ascii_lowercase(),
             "realm" => self.realm = string(k, v)?,
             "retry_after_seconds" => self.retry_after_seconds = number(k, v)?,

@@ -24,6 +24,8 @@ struct Vm {
     gen: Option<u64>,
     /// Whether the last sync is within `stale_after_ms` and `set` is its copy.
     fresh: bool,
+    /// Unix seconds at the last tick (requests read the clock from here, not the host).
+    now: i64,
     scratch: Scratch,
 }
 
@@ -73,6 +75,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         let role = self.vm.borrow().config.role;
         let now = now_ms(self);
+        self.vm.borrow_mut().now = now / 1000;
         match (role, self.sync.as_mut()) {
             (Role::Sync, Some(sync)) => sync.on_tick(),
             (_, Some(sync)) => {
@@ -186,7 +189,7 @@ impl HttpContext for Request {
                 return Action::Continue;
             }
         };
-        match judge(&p64, &vm.config.rules, &vm.set, &mut vm.scratch) {
+        match judge(&p64, vm.now, &vm.config.rules, &vm.set, &mut vm.scratch) {
             Some(reason) => deny(self, &vm.responses, reason),
             None => {
                 // Judged with a fresh set: ext_authz (when in the chain) skips it.

@@ -42,6 +42,9 @@ pub struct Rules {
     /// issuer); `None`: such a token is `wrong_issuer`.
     pub default_namespace: Option<Vec<u8>>,
     pub require_jti: bool,
+    /// tokengate's provider `leeway_seconds`: an `iat` later than now + this is
+    /// `not_yet_valid` (it would sort after every cut-off; jwt_authn does not check it).
+    pub leeway_seconds: i64,
 }
 
 const ISS: usize = 0;
@@ -74,13 +77,21 @@ struct Found {
     seen: u16,
 }
 
-/// Judges the base64url payload `p64`: `Ok(None)` allows, `Ok(Some(r))` denies.
-pub fn judge(p64: &[u8], rules: &Rules, set: &Set, s: &mut Scratch) -> Option<Reason> {
+/// Judges the base64url payload `p64` at unix second `now` (the VM's clock, read on its
+/// timer): `None` allows, `Some(r)` denies.
+pub fn judge(p64: &[u8], now: i64, rules: &Rules, set: &Set, s: &mut Scratch) -> Option<Reason> {
     if crate::b64::decode_url(p64, &mut s.payload).is_err() {
         return Some(Reason::Malformed);
     }
     let payload = core::mem::take(&mut s.payload);
     let out = match read(&payload, rules, s) {
+        Ok(found)
+            if found.iat_ms.map_or(false, |iat| {
+                iat.div_euclid(1000) > now.saturating_add(rules.leeway_seconds)
+            }) =>
+        {
+            Some(Reason::NotYetValid)
+        }
         Ok(found) => decide(&found, rules, set, s),
         Err(r) => Some(r),
     };
@@ -257,6 +268,8 @@ fn revokes(s: Option<Subject>, version: Option<u64>, iat_ms: Option<i64>) -> boo
 mod tests {
     use super::*;
 
+    const NOW: i64 = 1_000;
+
     fn b64(s: &str) -> Vec<u8> {
         crate::b64::encode_url(s.as_bytes())
     }
@@ -267,6 +280,7 @@ mod tests {
             namespaces: vec![(b"https://a".to_vec(), b"a".to_vec())],
             default_namespace: None,
             require_jti: true,
+            leeway_seconds: 30,
         }
     }
 
@@ -277,7 +291,7 @@ mod tests {
     }
 
     fn run(payload: &str, set: &Set) -> Option<Reason> {
-        judge(&b64(payload), &rules(), set, &mut Scratch::default())
+        judge(&b64(payload), NOW, &rules(), set, &mut Scratch::default())
     }
 
     #[test]
@@ -338,7 +352,7 @@ mod tests {
         let mut r = rules();
         r.namespaces.push((b"https://b".to_vec(), b"b".to_vec()));
         let p = b64(r#"{"iss":"https://b","jti":"j1"}"#);
-        assert_eq!(judge(&p, &r, &s, &mut Scratch::default()), None);
+        assert_eq!(judge(&p, NOW, &r, &s, &mut Scratch::default()), None);
         assert_eq!(
             run(r#"{"iss":"https://c","jti":"j1"}"#, &s),
             Some(Reason::WrongIssuer)
@@ -366,13 +380,17 @@ mod tests {
                 Reason::Malformed,
             ),
             (r#"{"iss":"https://a"}"#, Reason::MissingClaim),
+            (
+                r#"{"iss":"https://a","jti":"x","iat":1031}"#,
+                Reason::NotYetValid,
+            ),
             (r#"{"iss":"https://a","jti":null}"#, Reason::MissingClaim),
             ("not json", Reason::Malformed),
         ] {
             assert_eq!(run(p, &s), Some(r), "{p}");
         }
         assert_eq!(
-            judge(b"!!", &rules(), &s, &mut Scratch::default()),
+            judge(b"!!", NOW, &rules(), &s, &mut Scratch::default()),
             Some(Reason::Malformed)
         );
     }

@@ -8,6 +8,7 @@ pub enum Reason {
     Malformed,
     WrongIssuer,
     MissingClaim,
+    NotYetValid,
     JtiRevoked,
     UserRevoked,
     TenantRevoked,
@@ -18,10 +19,11 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Malformed,
         Reason::WrongIssuer,
         Reason::MissingClaim,
+        Reason::NotYetValid,
         Reason::JtiRevoked,
         Reason::UserRevoked,
         Reason::TenantRevoked,
@@ -35,6 +37,7 @@ impl Reason {
             Reason::Malformed => "malformed",
             Reason::WrongIssuer => "wrong_issuer",
             Reason::MissingClaim => "missing_claim",
+            Reason::NotYetValid => "not_yet_valid",
             Reason::JtiRevoked => "jti_revoked",
             Reason::UserRevoked => "user_revoked",
             Reason::TenantRevoked => "tenant_revoked",
@@ -49,6 +52,7 @@ impl Reason {
             Reason::Malformed => "Token is malformed",
             Reason::WrongIssuer => "Token issuer is not accepted",
             Reason::MissingClaim => "Token lacks a required claim",
+            Reason::NotYetValid => "Token is not yet valid",
             Reason::JtiRevoked => "Token has been revoked",
             Reason::UserRevoked => "Token has been revoked for this user",
             Reason::TenantRevoked => "Token has been revoked for this tenant",
