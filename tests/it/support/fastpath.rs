@@ -120,6 +120,18 @@ pub fn envoy_text(http_port: u16, app: SocketAddr, o: &Options) -> String {
         r#""poll_wait_ms": 5000"#,
         r#""poll_wait_ms": 1000"#,
     );
+    if o.self_sync {
+        let (start, end) = (
+            text.find("bootstrap_extensions:").expect("the singleton"),
+            text.find("static_resources:").expect("static_resources"),
+        );
+        text.replace_range(start..end, "");
+        let own = format!(
+            r#""role": "filter", "self_sync": true, "cluster": "tokengate_http", "token": "{}", "poll_wait_ms": 1000, "#,
+            o.token
+        );
+        replace(&mut text, r#""role": "filter", "#, &own);
+    }
     rewrite_ports(
         &text,
         &[
