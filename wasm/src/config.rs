@@ -229,6 +229,13 @@ impl Config {
             "authority" => self.authority = string(k, v)?,
             "path" => self.path = string(k, v)?,
             "token" => self.token = string(k, v)?,
+            // The token from the VM's environment (Envoy's vm_config.environment_variables,
+            // Istio's WasmPlugin vmConfig.env), so that it can come from a Secret.
+            "token_env" => {
+                let name = string(k, v)?;
+                self.token = std::env::var(&name)
+                    .map_err(|_| format!("token_env: {name} is not set in the VM's environment"))?;
+            }
             "poll_wait_ms" => self.poll_wait_ms = number(k, v)?,
             "self_sync" => self.self_sync = boolean(k, v)?,
             _ => return Err(format!("{k}: unknown field")),
