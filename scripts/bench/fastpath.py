@@ -213,6 +213,7 @@ def main():
 
 def run(args, work):
     started = time.time()
+    args.load_before = os.getloadavg()[0]
     version = subprocess.run([args.envoy, "--version"], capture_output=True, text=True, check=False).stdout
     m = re.search(r"/(\d+\.\d+\.\d+)/", version)
     runtimes = f"Envoy {m.group(1)}" if m else "Envoy ?"
@@ -423,7 +424,9 @@ def report(args, med, results, invalid, samples, p50, p99, full, empty, per_entr
             "entries × that figure, plus one worker-set share per extra worker."
         ),
         "",
-        f"Whole run {elapsed:.0f} s.",
+        f"Whole run {elapsed:.0f} s; load average {args.load_before:.1f} at its start and "
+        f"{os.getloadavg()[0]:.1f} at its end (other work shares the machine: compare ratios "
+        "within one run, not across runs).",
         END,
     ]
     section = "\n".join(lines) + "\n"
