@@ -424,9 +424,11 @@ def report(args, med, results, invalid, samples, p50, p99, full, empty, per_entr
             "entries × that figure, plus one worker-set share per extra worker."
         ),
         "",
-        f"Whole run {elapsed:.0f} s; load average {args.load_before:.1f} at its start and "
-        f"{os.getloadavg()[0]:.1f} at its end (other work shares the machine: compare ratios "
-        "within one run, not across runs).",
+        (
+            f"Whole run {elapsed:.0f} s; load average {args.load_before:.1f} at its start and "
+            f"{os.getloadavg()[0]:.1f} at its end (other work shares the machine: compare ratios "
+            "within one run, not across runs)."
+        ),
         END,
     ]
     section = "\n".join(lines) + "\n"
