@@ -380,6 +380,7 @@ def report(args, med, results, invalid, samples, p50, p99, full, empty, per_entr
         "grpc-bare": "Envoy → bare ext_authz (always OK)",
     }
     ratio = med["fast-path"] / jwt
+    tg_bare = med["grpc-tokengate"] / (med["grpc-bare"] or 1.0)
     lines = [
         BEGIN,
         "## After issue 20 (in-proxy fast path)",
@@ -407,6 +408,17 @@ def report(args, med, results, invalid, samples, p50, p99, full, empty, per_entr
             "also accepts `envoy.wasm.runtime.wasmtime` (not measured here)."
             if has_wasmtime
             else "refuses `envoy.wasm.runtime.wasmtime` (its build has only `null` and `v8`): V8 is the one measured."
+        ),
+        "",
+        (
+            f"Envoy → tokengate against Envoy → bare with tokengate's default configuration "
+            f"(`forward.dynamic_metadata` off since issue 20): "
+            f"**{tg_bare:.2f}×** (target ≥ 0.95×: {'met' if tg_bare >= 0.95 else 'not met'} in this run; "
+            "per round: "
+            + ", ".join(
+                f"{t / b:.2f}×" for t, b in zip(results["grpc-tokengate"], results["grpc-bare"], strict=False) if b
+            )
+            + ")."
         ),
         "",
         (
