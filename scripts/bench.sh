@@ -18,7 +18,7 @@
 #   5. through a real Envoy (one worker, HTTP/1 load from wrk over 10,000 distinct ES256
 #      tokens): ext_authz gRPC and HTTP to tokengate and to the bare server, ext_authz
 #      gRPC to a third tokengate (tokengate-nometa) with `forward: {dynamic_metadata:
-#      false}` (what the claims in dynamic_metadata cost Envoy), Envoy's own jwt_authn
+#      false}` (the default since issue 20: a control of the run's spread), Envoy's own jwt_authn
 #      with and without jwt_cache_config, Envoy with no authorization, and ext_authz
 #      gRPC over mutual TLS to a fourth tokengate (tokengate-tls: certificates made here
 #      with openssl) beside the same over plaintext: the cost of TLS on that hop;
@@ -303,7 +303,7 @@ if want miss; then
     start tokengate-nocache "$BIN/tokengate" serve --config "$WORK/tokengate-nocache.yaml"
 fi
 # Section envoy: a third tokengate that leaves the verified claims out of the
-# CheckResponse's dynamic_metadata.
+# CheckResponse's dynamic_metadata (the default since issue 20: a same-config control).
 if want envoy; then
     tg_config "$WORK/tokengate-nometa.yaml" $P_NM_GRPC $P_NM_HTTP $P_NM_ADMIN 300
     printf 'forward:\n  dynamic_metadata: false\n' >>"$WORK/tokengate-nometa.yaml"
