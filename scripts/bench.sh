@@ -18,13 +18,14 @@
 #   5. through a real Envoy (one worker, HTTP/1 load from wrk over 10,000 distinct ES256
 #      tokens): ext_authz gRPC and HTTP to tokengate and to the bare server, ext_authz
 #      gRPC to a third tokengate (tokengate-nometa) with `forward: {dynamic_metadata:
-#      false}` (what the claims in dynamic_metadata cost Envoy), Envoy's own jwt_authn
+#      false}` (the default since issue 20: a control of the run's spread), Envoy's own jwt_authn
 #      with and without jwt_cache_config, Envoy with no authorization, and ext_authz
 #      gRPC over mutual TLS to a fourth tokengate (tokengate-tls: certificates made here
 #      with openssl) beside the same over plaintext: the cost of TLS on that hop;
 #   6. revocation propagation between two replicas on one Redis (crates/tools/src/bin/propagation.rs);
 #   7. resident memory per cached entry at 1 M entries (crates/tools/src/bin/cache_memory.rs);
-#   8. criterion microbenchmarks of the decision pipeline (benches/decision.rs).
+#   8. criterion microbenchmarks of the decision pipeline (benches/decision.rs);
+#   9. the in-proxy fast path (issue 20): scripts/bench-fastpath.sh, its own section.
 #
 # Every load run is bounded in count and in time (and wrapped in `timeout`), targets
 # only 127.0.0.1, and every process this script starts is stopped on exit (trap).
@@ -302,7 +303,7 @@ if want miss; then
     start tokengate-nocache "$BIN/tokengate" serve --config "$WORK/tokengate-nocache.yaml"
 fi
 # Section envoy: a third tokengate that leaves the verified claims out of the
-# CheckResponse's dynamic_metadata.
+# CheckResponse's dynamic_metadata (the default since issue 20: a same-config control).
 if want envoy; then
     tg_config "$WORK/tokengate-nometa.yaml" $P_NM_GRPC $P_NM_HTTP $P_NM_ADMIN 300
     printf 'forward:\n  dynamic_metadata: false\n' >>"$WORK/tokengate-nometa.yaml"
@@ -698,5 +699,11 @@ if [ "$SMOKE" = 1 ]; then
         rm -rf "$WORK"
         log "smoke passed"
     fi
+fi
+# The in-proxy fast path (issue 20) side by side with jwt_authn and ext_authz, its
+# propagation and memory: its own section of the same report (BENCH_FASTPATH=0 skips it;
+# the smoke runs it from scripts/test.sh).
+if [ "$SMOKE" != 1 ] && [ "${BENCH_FASTPATH:-1}" != 0 ]; then
+    BENCH_FP_OUT="$OUT" BENCH_PROFILE="$PROFILE" scripts/bench-fastpath.sh >/dev/null
 fi
 log "done in ${ELAPSED}s"

@@ -32,6 +32,10 @@
 #                                       signs its SETs with it through tests/ssf/sign.mjs;
 #                                       tests/it/dpop.rs makes its DPoP proofs with it
 #                                       through tests/dpop/proof.mjs)
+#   - the fast path's Wasm module      (scripts/build-wasm.sh: Debian's rustc, cargo,
+#                                       libstd-rust-dev-wasm32, lld when missing; then
+#                                       wasm/target/wasm32-wasi/release/tokengate_fastpath.wasm
+#                                       for tests/it/fast_path.rs)
 #
 # Meant to run as root on a fresh Debian machine (CI, no stdin) or on a dev machine.
 # No system service is started or enabled: the tests start their own redis/nginx/envoy
@@ -320,6 +324,10 @@ if [ "$(ssf_jose_version || true)" != "$SSF_JOSE_VERSION" ]; then
         die "jose@$SSF_JOSE_VERSION installed but not found in $SSF_DIR"
     installed+=("jose@$SSF_JOSE_VERSION")
 fi
+
+# ---------------------------------------------------------------- fast path module
+# Built on every run (a no-op when wasm/ did not change): the tests load what is there.
+"$REPO/scripts/build-wasm.sh"
 
 # ---------------------------------------------------------------- summary
 ver() { "$@" 2>/dev/null | head -n1 | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true; }

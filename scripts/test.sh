@@ -20,5 +20,7 @@ if [ "$#" -eq 0 ]; then
         # The Redis capacity measurements and fan-out simulation (issue 19, about 15 s):
         # fails when an event did not reach every simulated subscriber.
         scripts/capacity.py >/dev/null
+        # The in-proxy fast path's bench (issue 20), tiny counts: valid runs or fail.
+        BENCH_SMOKE=1 scripts/bench-fastpath.sh >/dev/null
     fi
 fi

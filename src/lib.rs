@@ -88,6 +88,12 @@ pub struct Server {
     admin: TcpListener,
     tls: tls::Listeners,
     grace: Duration,
+    /// The revocation feed and the signals it follows (subscribed at bind, before any
+    /// write), when `revocation_feed.enabled`.
+    feed: Option<(
+        Arc<http::feed::Endpoint>,
+        tokio::sync::broadcast::Receiver<revocation::events::Signal>,
+    )>,
 }
 
 impl Server {
@@ -109,6 +115,7 @@ impl Server {
         let policy = decision::Policy::new(config, Arc::new(verifier));
         let engine = Arc::new(Engine::new(policy, store, metrics.clone()));
         let readiness = Arc::new(Readiness::default());
+        let feed = feed_endpoint(config, &engine)?;
         let tls = tls::Listeners::load(&config.tls, &metrics)?;
         let bind = |listener: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -132,6 +139,7 @@ impl Server {
             admin: bind("admin", config.listen.admin).await?,
             tls,
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+            feed,
         })
     }
 
@@ -173,6 +181,15 @@ impl Server {
             Duration::from_secs(self.config.tls.reload_interval_seconds),
             shutdown.clone(),
         );
+        let feed = self.feed.map(|(endpoint, signals)| {
+            tokio::spawn(revocation::feed::run(
+                endpoint.feed.clone(),
+                StoreOf(self.engine.clone()),
+                signals,
+                shutdown.clone(),
+            ));
+            endpoint
+        });
         let state = AppState {
             engine: self.engine.clone(),
             readiness: self.readiness.clone(),
@@ -181,6 +198,7 @@ impl Server {
             admin_enabled: self.admin_api.enabled,
             introspection_clients: self.introspection_clients.clone(),
             ssf: self.ssf.clone(),
+            feed,
         };
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -274,6 +292,48 @@ fn load_clients(oauth: &config::OAuth) -> Result<Vec<http::oauth::Client>, Start
 
 /// The configured store with the local cache in front. Never waits for a network store:
 /// it connects in the background and readiness reports progress.
+/// The engine's store, for the feed's task.
+struct StoreOf(Arc<Engine>);
+
+impl std::ops::Deref for StoreOf {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        self.0.store().inner()
+    }
+}
+
+type FeedParts = (
+    Arc<http::feed::Endpoint>,
+    tokio::sync::broadcast::Receiver<revocation::events::Signal>,
+);
+
+/// The revocation feed (issue 20) when enabled: its token read now, so that a missing
+/// secret stops start-up, and the store's signals subscribed before anything is written.
+fn feed_endpoint(config: &Config, engine: &Arc<Engine>) -> Result<Option<FeedParts>, StartError> {
+    use crate::revocation::RevocationStore;
+    let f = &config.revocation_feed;
+    let (true, Some(secret)) = (f.enabled, &f.token) else {
+        return Ok(None);
+    };
+    let field = format!("revocation_feed.{}", secret.field("token"));
+    let token = secret.read().map_err(|source| StartError::Secret {
+        field: field.clone(),
+        source,
+    })?;
+    if token.is_empty() {
+        return Err(StartError::EmptySecret(field));
+    }
+    let signals = engine.store().inner().signals();
+    let r = &config.revocation;
+    let feed = Arc::new(revocation::feed::Feed::new(
+        f.log_entries,
+        Duration::from_secs(r.family_ttl_seconds),
+        Duration::from_secs(r.session_ttl_seconds),
+    ));
+    let endpoint = http::feed::Endpoint::new(feed, &token, Duration::from_millis(f.max_wait_ms));
+    Ok(Some((Arc::new(endpoint), signals)))
+}
+
 pub fn build_store(
     config: &Config,
     metrics: Arc<Metrics>,

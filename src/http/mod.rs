@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod backchannel;
 mod check;
+pub mod feed;
 pub mod grpc_health;
 mod health;
 pub mod oauth;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub introspection_clients: Arc<Vec<oauth::Client>>,
     /// The Shared Signals receiver, when transmitters are configured.
     pub ssf: Option<Arc<crate::ssf::Receiver>>,
+    /// The revocation feed of the in-proxy fast path, when `revocation_feed.enabled`.
+    pub feed: Option<Arc<feed::Endpoint>>,
 }
 
 pub use health::{Readiness, Report};
@@ -54,6 +57,8 @@ pub fn public_router(state: AppState) -> Router {
         .route(&format!("{}/", check::PREFIX), any(check::check))
         .route(&format!("{}/{{*rest}}", check::PREFIX), any(check::check))
         .route("/v1/oauth/introspect", post(oauth::introspect))
+        .route("/v1/revocations/changes", get(feed::changes))
+        .route("/v1/revocations/snapshot", get(feed::snapshot))
         .with_state(state)
         .layer(axum::middleware::map_response(no_store_unless_set))
 }

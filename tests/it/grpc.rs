@@ -68,7 +68,8 @@ async fn test_server() -> TestServer {
 
 #[tokio::test]
 async fn allow_sets_upstream_headers_with_overwrite_and_dynamic_metadata() {
-    let s = server().await;
+    let yaml = config_yaml(MEMORY_STORE);
+    let s = TestServer::start(&format!("{yaml}forward:\n  dynamic_metadata: true\n")).await;
     let mut c = s.grpc().await;
     let t = token(
         "ec256",
@@ -96,6 +97,25 @@ async fn allow_sets_upstream_headers_with_overwrite_and_dynamic_metadata() {
     assert_eq!(sub, Some(Kind::StringValue("alice".into())));
     assert!(md.fields.contains_key("jti"));
     assert!(a.body.is_empty());
+}
+
+#[tokio::test]
+async fn the_default_sends_no_dynamic_metadata() {
+    let s = server().await;
+    let mut c = s.grpc().await;
+    let auth = bearer(&token("ec256", "alice", json!({"tid": "acme"})));
+    let a = check(
+        &mut c,
+        check_request("GET", "/api/items", &[("authorization", &auth)]),
+    )
+    .await;
+    assert!(a.allowed(), "{a:?}");
+    assert_eq!(
+        a.header("x-user-id"),
+        Some("alice"),
+        "headers are still forwarded"
+    );
+    assert!(a.metadata.is_none(), "{:?}", a.metadata);
 }
 
 #[tokio::test]

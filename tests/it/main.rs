@@ -25,6 +25,7 @@ mod cli;
 mod deploy;
 mod dpop;
 mod envoy;
+mod fast_path;
 mod faults;
 mod grpc;
 mod health;

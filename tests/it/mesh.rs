@@ -20,6 +20,7 @@ mod proxies;
 /// API groups whose manifests are validated here against the vendored schemas (and
 /// skipped by deploy.rs's kubernetes-validate, which has no schema for them).
 pub(crate) const SCHEMA_GROUPS: &[&str] = &[
+    "extensions.istio.io",
     "security.istio.io",
     "networking.istio.io",
     "gateway.networking.k8s.io",

@@ -65,6 +65,8 @@ fn mesh_manifests_validate_strictly_against_the_vendored_crd_schemas() {
         [
             "deploy/istio/authorizationpolicy.yaml",
             "deploy/istio/destinationrule-tls.yaml",
+            "deploy/istio/fast-path-requestauthentication.yaml",
+            "deploy/istio/fast-path-wasmplugin.yaml",
             "deploy/istio/istiod-values.yaml",
             "deploy/envoy-gateway/backendtlspolicy.yaml",
             "deploy/envoy-gateway/gateway.yaml",

@@ -71,12 +71,17 @@ fn validation_tls_dir() -> &'static Path {
 pub fn validate_command(config: &Path) -> Command {
     static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let text = std::fs::read_to_string(config).unwrap_or_default();
-    let config = if text.contains(TLS_FILES) {
+    let config = if text.contains(TLS_FILES) || text.contains(super::fastpath::SHIPPED_MODULE) {
         let dir = validation_tls_dir();
         let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let copy = dir.join(format!("config-{n}.yaml"));
         let files = format!("{}/", dir.display());
-        std::fs::write(&copy, text.replace(TLS_FILES, &files)).expect("validation copy");
+        // Envoy opens the Wasm module to validate: the one scripts/build-wasm.sh built.
+        let module = super::fastpath::module().display().to_string();
+        let text = text
+            .replace(TLS_FILES, &files)
+            .replace(super::fastpath::SHIPPED_MODULE, &module);
+        std::fs::write(&copy, text).expect("validation copy");
         copy
     } else {
         config.to_path_buf()

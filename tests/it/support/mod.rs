@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod check_recorder;
 pub mod envoy;
+pub mod fastpath;
 pub mod forwarded;
 pub mod issuers;
 pub mod logs;

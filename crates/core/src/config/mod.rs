@@ -18,6 +18,7 @@
 //! forwarding, responses, admin, OAuth), [`ssf`] (Shared Signals transmitters).
 
 mod dpop;
+mod feed;
 mod listeners;
 mod policy;
 mod providers;
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 pub use dpop::{asymmetric, Dpop, Nonce as DpopNonce, SenderConstraint};
+pub use feed::RevocationFeed;
 pub use listeners::{GrpcLimits, HttpLimits, Listen, Log, LogFormat, Server};
 pub use policy::{
     AdminApi, ClientCertHeader, Csrf, Forward, HttpCheck, OAuth, OAuthClient, OriginalScheme,
@@ -85,6 +87,9 @@ pub struct Config {
     pub tokens: Tokens,
     #[serde(default)]
     pub revocation: Revocation,
+    /// The revocation feed of the in-proxy fast path (issue 20).
+    #[serde(default)]
+    pub revocation_feed: RevocationFeed,
     #[serde(default)]
     pub forward: Forward,
     #[serde(default)]

@@ -66,6 +66,17 @@ impl Event {
         }
     }
 
+    /// The kind and scoped id the event is about.
+    pub fn target(&self) -> (Kind, &str) {
+        match self {
+            Event::Jti { id, .. } => (Kind::Jti, id),
+            Event::Family { id } => (Kind::Family, id),
+            Event::Session { id } => (Kind::Session, id),
+            Event::User { id, .. } => (Kind::User, id),
+            Event::Tenant { id, .. } => (Kind::Tenant, id),
+        }
+    }
+
     /// The wire form, with the layout marker first.
     pub fn to_json(&self) -> String {
         let body = serde_json::to_string(self).unwrap_or_default();

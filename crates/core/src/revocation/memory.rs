@@ -18,6 +18,7 @@ use super::events::Signals;
 use tokio::time::Instant;
 
 use super::events::Signal;
+use super::feed::{Entry as FeedEntry, Live};
 use super::{
     now_ms, Kind, Query, Record, RevocationStore, State, Status, StoreError, Subject, Target,
     Written,
@@ -101,6 +102,42 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every live entry, markers with the unix second they end (the revocation feed's
+    /// snapshot, issue 20).
+    pub fn live_entries(&self) -> Vec<Live> {
+        let now = Instant::now();
+        let unix = now_ms() / 1000;
+        let ends = |at: Option<Instant>| match at {
+            Some(at) => unix.saturating_add(at.saturating_duration_since(now).as_secs() as i64 + 1),
+            None => i64::MAX,
+        };
+        let inner = self.shared.lock();
+        let mut out = Vec::with_capacity(inner.jti.len() + inner.user.len());
+        for (kind, map) in [
+            (Kind::Jti, &inner.jti),
+            (Kind::Family, &inner.family),
+            (Kind::Session, &inner.session),
+        ] {
+            for (id, e) in map.iter().filter(|(_, e)| e.live(now).is_some()) {
+                out.push(Live::new(
+                    kind,
+                    id,
+                    FeedEntry::Marker {
+                        exp: ends(e.expires_at),
+                    },
+                ));
+            }
+        }
+        for (kind, map) in [(Kind::User, &inner.user), (Kind::Tenant, &inner.tenant)] {
+            for (id, e) in map.iter() {
+                if let Some(s) = e.live(now) {
+                    out.push(Live::new(kind, id, FeedEntry::Subject(*s)));
+                }
+            }
+        }
+        out
     }
 }
 

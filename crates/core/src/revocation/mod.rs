@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod events;
+pub mod feed;
 pub mod memory;
 pub mod redis;
 pub mod scope;

@@ -21,6 +21,11 @@ impl Keys {
         }
     }
 
+    /// The configured prefix (`tokengate:` by default).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// `{prefix}{kind}@{scoped}`: `tokengate:user@dev:alice` for user `alice` of
     /// namespace `dev`.
     pub fn key(&self, kind: Kind, scoped: &str) -> String {

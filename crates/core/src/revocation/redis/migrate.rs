@@ -231,7 +231,7 @@ async fn query<T: redis::FromRedisValue>(conn: &Conn, pipe: &redis::Pipeline) ->
 
 /// Every key matching `pattern`: one SCAN walk on a standalone server, one per master
 /// in a Cluster (keys live on the master of their slot).
-async fn scan(conn: &Conn, pattern: &str) -> RedisResult<Vec<String>> {
+pub(super) async fn scan(conn: &Conn, pattern: &str) -> RedisResult<Vec<String>> {
     let mut keys = std::collections::BTreeSet::new();
     match conn.clone() {
         Conn::Single(mut c) => {

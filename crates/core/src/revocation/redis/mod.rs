@@ -19,6 +19,7 @@ mod durable;
 mod keys;
 pub mod migrate;
 mod scripts;
+mod snapshot;
 mod subscriber;
 
 use std::sync::Arc;
