@@ -1,5 +1,6 @@
-//! `POST /v1/auth/logout` and `POST /v1/auth/logout-all` (docs/spec.md §4). The bearer token must
-//! pass the whole decision; logout can only revoke the token presented, logout-all only
+//! `POST /v1/auth/logout` and `POST /v1/auth/logout-all` (docs/spec.md §4). The token (a
+//! bearer token, or a DPoP-bound one with its proof for this request) must pass the
+//! whole decision; logout can only revoke the token presented, logout-all only
 //! the caller's own user, both within the namespace of the token's issuer (the scoped
 //! ids of its claims), so that no issuer's token reaches another's users. A 200 is sent
 //! only after the store accepted the write.
@@ -9,12 +10,29 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use super::{deny_response, json_body, AppState};
+use crate::decision::At;
 use crate::reason::{Deny, Reason};
 use crate::revocation::{Target, Written};
 
+/// Where this POST was sent, for a DPoP proof: `Host` (HTTP/1.1) or the authority
+/// (HTTP/2), and the path as the proxy passed it on.
+fn at<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> At<'a> {
+    At {
+        method: "POST",
+        host: headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str())),
+        path: uri.path(),
+    }
+}
+
 pub async fn logout(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
     let engine = &state.engine;
-    let allowed = match engine.authenticate(&headers, uri.query()).await {
+    let allowed = match engine
+        .authenticate_at(&headers, uri.query(), &at(&uri, &headers))
+        .await
+    {
         Ok(a) => a,
         Err(deny) => return deny_response(engine, &deny),
     };
@@ -40,7 +58,10 @@ pub async fn logout(State(state): State<AppState>, uri: Uri, headers: HeaderMap)
 
 pub async fn logout_all(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
     let engine = &state.engine;
-    let allowed = match engine.authenticate(&headers, uri.query()).await {
+    let allowed = match engine
+        .authenticate_at(&headers, uri.query(), &at(&uri, &headers))
+        .await
+    {
         Ok(a) => a,
         Err(deny) => return deny_response(engine, &deny),
     };

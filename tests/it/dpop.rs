@@ -862,3 +862,71 @@ async fn fail_open_lets_an_unclaimable_proof_through_and_counts_it() {
         "counted as a fail-open allow"
     );
 }
+
+/// A DPoP client ends its own session: logout through Envoy with the `DPoP` scheme and
+/// a proof for the logout URL (scheme `http_check.original_scheme`, `https` by default:
+/// the edge terminates TLS). A proof for another URL or method is refused; after the
+/// logout the token is revoked on both replicas.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dpop_client_logs_out_with_a_proof_for_the_logout_url() {
+    let rig = Rig::start(DPOP).await;
+    let tok = bound(&jkt(ES256));
+    let auth = dpop(&tok);
+    let logout_url = rig
+        .envoy
+        .url("/v1/auth/logout")
+        .replacen("http://", "https://", 1);
+    let logout_all_url = logout_url.replace("/logout", "/logout-all");
+    let proofs = make(&[
+        request(ES256, "POST", &logout_all_url, &tok),
+        request(ES256, "GET", &logout_url, &tok),
+        request(ES256, "POST", &rig.envoy.url("/v1/auth/logout"), &tok),
+        request(ES256, "POST", &logout_url, &tok),
+    ]);
+    // proofs made for another URL, another method or another scheme: refused
+    for (proof, _) in &proofs[..3] {
+        let wrong = rig
+            .send(
+                "POST",
+                "/v1/auth/logout",
+                &[("authorization", &auth), ("dpop", proof)],
+            )
+            .await;
+        assert_eq!(
+            (wrong.status, wrong.reason.as_str()),
+            (401, "dpop_wrong_target")
+        );
+    }
+    // still usable: nothing was revoked
+    let (check, _) = make(&[request(ES256, "GET", &rig.envoy.url("/api/items"), &tok)]).remove(0);
+    let ok = rig
+        .send(
+            "GET",
+            "/api/items",
+            &[("authorization", &auth), ("dpop", &check)],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+
+    let done = rig
+        .send(
+            "POST",
+            "/v1/auth/logout",
+            &[("authorization", &auth), ("dpop", &proofs[3].0)],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{done:?}");
+    // revoked everywhere: both replicas (round robin) deny a fresh proof
+    for _ in 0..2 {
+        let (fresh, _) =
+            make(&[request(ES256, "GET", &rig.envoy.url("/api/items"), &tok)]).remove(0);
+        let after = rig
+            .send(
+                "GET",
+                "/api/items",
+                &[("authorization", &auth), ("dpop", &fresh)],
+            )
+            .await;
+        assert_eq!((after.status, after.reason.as_str()), (401, "jti_revoked"));
+    }
+}

@@ -212,8 +212,8 @@ impl Engine {
         {
             return Err(Reason::CrossSiteRequest.into());
         }
-        // tokengate's own endpoints take bearer tokens only: a DPoP-bound token is
-        // refused here as it is on any bearer request.
+        // Presented as a bearer token: a DPoP-bound one is refused here as on any
+        // bearer request (logout takes its proof through `authenticate_at`).
         let facts = sender::Facts {
             methods: &[],
             scheme: None,
@@ -230,6 +230,43 @@ impl Engine {
             &facts,
         )
         .await
+    }
+
+    /// [`authenticate`](Self::authenticate) for an endpoint a DPoP client calls itself
+    /// (logout, logout-all): with proofs configured, `Authorization: DPoP` and its proof
+    /// for `at` (this request's method and URL as the client addressed it) are taken
+    /// first, so a client whose token is bound can end its own session. Anything else is
+    /// [`authenticate`](Self::authenticate), where a bound token stays refused.
+    pub async fn authenticate_at<H: Headers>(
+        &self,
+        headers: &H,
+        query: Option<&str>,
+        at: &At<'_>,
+    ) -> Result<Allowed, Deny> {
+        let policy = self.policy();
+        if policy.verifier.dpop.is_some() {
+            if let Some(token) = extract::from_header(headers, "authorization", Some("DPoP"))? {
+                let methods = [at.method];
+                let facts = sender::Facts {
+                    methods: &methods,
+                    scheme: Some(policy.http_scheme.as_str()),
+                    host: at.host,
+                    path: at.path,
+                    headers,
+                    client_cert: None,
+                };
+                return self
+                    .authenticate_presented(
+                        &policy,
+                        &token,
+                        Presented::Dpop,
+                        crate::config::SenderConstraint::None,
+                        &facts,
+                    )
+                    .await;
+            }
+        }
+        self.authenticate(headers, query).await
     }
 
     /// Steps 3–4 with the sender check between them: verify (cached), check the
@@ -413,6 +450,15 @@ impl Engine {
     pub fn jti_expiry(&self, claims: &Claims) -> i64 {
         self.policy().jti_expiry(claims)
     }
+}
+
+/// Where a request to one of tokengate's own endpoints was sent, for its DPoP proof's
+/// `htm` and `htu`: the method, the `Host` it named and its path. The scheme is
+/// `http_check.original_scheme` (the proxy in front terminates TLS).
+pub struct At<'a> {
+    pub method: &'a str,
+    pub host: Option<&'a str>,
+    pub path: &'a str,
 }
 
 /// The token and how it came: the `DPoP` scheme first when proofs are configured, then
