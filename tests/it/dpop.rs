@@ -189,6 +189,16 @@ impl Rig {
         }
     }
 
+    /// `GET /api/items` with `authorization` (`DPoP <token>`) and one proof.
+    async fn get_with_proof(&self, authorization: &str, proof: &str) -> Answer {
+        self.send(
+            "GET",
+            "/api/items",
+            &[("authorization", authorization), ("dpop", proof)],
+        )
+        .await
+    }
+
     /// `decisions_total` of one outcome on each replica.
     async fn counts(&self, decision: &str, reason: &str) -> [f64; 2] {
         let series = format!(
@@ -255,46 +265,35 @@ async fn a_proof_is_good_once_across_replicas_for_each_algorithm() {
         );
         // A fresh proof for the same token is fine: the token is not used up.
         let (fresh, _) = make(&[request(key, "GET", &url, &tok)]).remove(0);
-        let ok = rig
-            .send(
-                "GET",
-                "/api/items",
-                &[("authorization", &auth), ("dpop", &fresh)],
-            )
-            .await;
+        let ok = rig.get_with_proof(&auth, &fresh).await;
         assert_eq!(ok.status, 200, "{ok:?}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_proof_that_cannot_be_claimed_in_the_store_is_refused_as_an_outage() {
-    // A store deadline inside Envoy's 250 ms check timeout, so that the answer seen is
-    // tokengate's own.
-    let mut rig = Rig::start_with("  store_timeout_ms: 100\n", DPOP).await;
+/// Two replicas whose store settings are `store` plus a 100 ms deadline (inside Envoy's
+/// 250 ms check timeout, so that the answer seen is tokengate's own); a first proof of a
+/// `key`-bound token warmed the revocation cache, then Redis died, so that only the
+/// replay guard of the second proof (returned with the `DPoP` authorization) needs it.
+async fn store_dies_after_a_warm_check(store: &str, key: ClientKey) -> (Rig, String, String) {
+    let mut rig = Rig::start_with(&format!("  store_timeout_ms: 100\n{store}"), DPOP).await;
     let url = rig.envoy.url("/api/items");
-    let tok = bound(&jkt(ES256));
-    let proofs = make(&[
-        request(ES256, "GET", &url, &tok),
-        request(ES256, "GET", &url, &tok),
+    let tok = bound(&jkt(key));
+    let mut proofs = make(&[
+        request(key, "GET", &url, &tok),
+        request(key, "GET", &url, &tok),
     ]);
     let auth = dpop(&tok);
-    // Warm the revocation cache, so that only the replay guard needs the store.
-    let ok = rig
-        .send(
-            "GET",
-            "/api/items",
-            &[("authorization", &auth), ("dpop", &proofs[0].0)],
-        )
-        .await;
+    let ok = rig.get_with_proof(&auth, &proofs[0].0).await;
     assert_eq!(ok.status, 200);
     rig._redis.kill_now();
-    let down = rig
-        .send(
-            "GET",
-            "/api/items",
-            &[("authorization", &auth), ("dpop", &proofs[1].0)],
-        )
-        .await;
+    let second = proofs.remove(1).0;
+    (rig, auth, second)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proof_that_cannot_be_claimed_in_the_store_is_refused_as_an_outage() {
+    let (rig, auth, proof) = Box::pin(store_dies_after_a_warm_check("", ES256)).await;
+    let down = rig.get_with_proof(&auth, &proof).await;
     assert_eq!(
         (down.status, down.reason.as_str()),
         (503, "store_unavailable"),
@@ -487,13 +486,7 @@ async fn every_forgery_of_section_4_3_is_refused_with_its_reason() {
     let proofs = make(&requests);
     for ((what, _, token, reason), (proof, _)) in cases.iter().zip(&proofs) {
         let auth = dpop(token);
-        let got = rig
-            .send(
-                "GET",
-                "/api/items",
-                &[("authorization", &auth), ("dpop", proof)],
-            )
-            .await;
+        let got = rig.get_with_proof(&auth, proof).await;
         if *reason == "ok" {
             assert_eq!(got.status, 200, "{what}: the control passes: {got:?}");
             continue;
@@ -596,13 +589,7 @@ async fn a_nonce_from_one_replica_is_taken_by_the_other() {
     let tok = bound(&jkt(EDDSA));
     let auth = dpop(&tok);
     let (bare, _) = make(&[request(EDDSA, "GET", &url, &tok)]).remove(0);
-    let asked = rig
-        .send(
-            "GET",
-            "/api/items",
-            &[("authorization", &auth), ("dpop", &bare)],
-        )
-        .await;
+    let asked = rig.get_with_proof(&auth, &bare).await;
     assert_eq!(
         (asked.status, asked.reason.as_str()),
         (401, "use_dpop_nonce"),
@@ -627,13 +614,7 @@ async fn a_nonce_from_one_replica_is_taken_by_the_other() {
             &json!({"payload": {"nonce": n}}),
         )])
         .remove(0);
-        let got = rig
-            .send(
-                "GET",
-                "/api/items",
-                &[("authorization", &auth), ("dpop", &p)],
-            )
-            .await;
+        let got = rig.get_with_proof(&auth, &p).await;
         assert_eq!(got.status, status, "{got:?}");
     }
     let allowed = rig.counts("allow", "none").await;
@@ -829,31 +810,13 @@ async fn an_allow_resting_on_a_proof_is_never_cacheable_by_the_proxy() {
 async fn fail_open_lets_an_unclaimable_proof_through_and_counts_it() {
     // `on_store_error: allow` is the operator's choice for the replay guard too: the
     // request passes, counted as an allow despite store_unavailable.
-    let mut rig = Rig::start_with("  store_timeout_ms: 100\n  on_store_error: allow\n", DPOP).await;
-    let url = rig.envoy.url("/api/items");
-    let tok = bound(&jkt(EDDSA));
-    let proofs = make(&[
-        request(EDDSA, "GET", &url, &tok),
-        request(EDDSA, "GET", &url, &tok),
-    ]);
-    let auth = dpop(&tok);
-    let ok = rig
-        .send(
-            "GET",
-            "/api/items",
-            &[("authorization", &auth), ("dpop", &proofs[0].0)],
-        )
-        .await;
-    assert_eq!(ok.status, 200);
-    rig._redis.kill_now();
+    let (rig, auth, proof) = Box::pin(store_dies_after_a_warm_check(
+        "  on_store_error: allow\n",
+        EDDSA,
+    ))
+    .await;
     let before = rig.counts("allow", "store_unavailable").await;
-    let open = rig
-        .send(
-            "GET",
-            "/api/items",
-            &[("authorization", &auth), ("dpop", &proofs[1].0)],
-        )
-        .await;
+    let open = rig.get_with_proof(&auth, &proof).await;
     assert_eq!(open.status, 200, "{open:?}");
     let after = rig.counts("allow", "store_unavailable").await;
     assert_eq!(
@@ -899,13 +862,7 @@ async fn a_dpop_client_logs_out_with_a_proof_for_the_logout_url() {
     }
     // still usable: nothing was revoked
     let (check, _) = make(&[request(ES256, "GET", &rig.envoy.url("/api/items"), &tok)]).remove(0);
-    let ok = rig
-        .send(
-            "GET",
-            "/api/items",
-            &[("authorization", &auth), ("dpop", &check)],
-        )
-        .await;
+    let ok = rig.get_with_proof(&auth, &check).await;
     assert_eq!(ok.status, 200, "{ok:?}");
 
     let done = rig
@@ -920,13 +877,7 @@ async fn a_dpop_client_logs_out_with_a_proof_for_the_logout_url() {
     for _ in 0..2 {
         let (fresh, _) =
             make(&[request(ES256, "GET", &rig.envoy.url("/api/items"), &tok)]).remove(0);
-        let after = rig
-            .send(
-                "GET",
-                "/api/items",
-                &[("authorization", &auth), ("dpop", &fresh)],
-            )
-            .await;
+        let after = rig.get_with_proof(&auth, &fresh).await;
         assert_eq!((after.status, after.reason.as_str()), (401, "jti_revoked"));
     }
 }
