@@ -320,10 +320,15 @@ impl Engine {
         let fails_open = policy.on_store_error == OnStoreError::Allow;
         let (revoked, fresh) = match &replay {
             Some(r) => {
-                let (revoked, fresh) = tokio::join!(
-                    self.revocation(policy, &claims),
-                    self.store.first_use(&r.key, r.ttl_seconds)
-                );
+                // Boxed: inline, the two joined futures would enlarge every check's
+                // future (and tonic's boxed copy of it), DPoP or not.
+                let (revoked, fresh) = Box::pin(async {
+                    tokio::join!(
+                        self.revocation(policy, &claims),
+                        self.store.first_use(&r.key, r.ttl_seconds)
+                    )
+                })
+                .await;
                 (revoked, Some(fresh))
             }
             None => (self.revocation(policy, &claims).await, None),
