@@ -166,6 +166,16 @@ async fn fast_path_only(server: &TestServer, app: &EchoUpstream) -> crate::suppo
     fastpath::start_envoy(server.addrs.http.port(), app.addr, &o).await
 }
 
+/// Revokes `id` (a scoped jti) on `server` as an operator would, until `expires_at`.
+async fn revoke_jti(server: &TestServer, id: &str, expires_at: i64) {
+    let target = Target::Jti { id, expires_at };
+    server
+        .engine
+        .revoke(target, "t", None, "admin")
+        .await
+        .unwrap();
+}
+
 async fn wait_status(url: &str, token: &str, want: u16, what: &str) {
     wait_for(what, WAIT, || async { status(url, token).await == want }).await;
 }
@@ -293,19 +303,7 @@ async fn a_revoked_token_cannot_slip_past_in_another_form() {
     let url = envoy.url("/orders");
     let revoked = token("ec256", "gina", json!({"jti": "j-forms"}));
     let exp = tokengate::jwt::now_unix() + 600;
-    server
-        .engine
-        .revoke(
-            Target::Jti {
-                id: "test:j-forms",
-                expires_at: exp,
-            },
-            "t",
-            None,
-            "admin",
-        )
-        .await
-        .unwrap();
+    revoke_jti(&server, "test:j-forms", exp).await;
     wait_status(&url, &revoked, 401, "the revocation to reach the fast path").await;
     // A payload header of the client's own: jwt_authn writes over it.
     let clean = crate::support::b64(br#"{"iss":"https://issuer.test","jti":"fresh"}"#);
@@ -343,19 +341,7 @@ async fn a_stale_set_falls_back_to_ext_authz() {
     let url = envoy.url("/orders");
     let revoked = token("ec256", "hana", json!({"jti": "j-stale"}));
     let exp = tokengate::jwt::now_unix() + 600;
-    server
-        .engine
-        .revoke(
-            Target::Jti {
-                id: "test:j-stale",
-                expires_at: exp,
-            },
-            "t",
-            None,
-            "admin",
-        )
-        .await
-        .unwrap();
+    revoke_jti(&server, "test:j-stale", exp).await;
     let checks =
         "tokengate_decisions_total{decision=\"deny\",reason=\"jti_revoked\",transport=\"grpc\"}";
     let before = server.metric(checks).await;
@@ -389,19 +375,7 @@ async fn a_stale_set_answers_503_when_configured() {
     wait_status(&url, &ok, 200, "a fresh set").await;
     let revoked = token("ec256", "ivan", json!({"jti": "j-503"}));
     let exp = tokengate::jwt::now_unix() + 600;
-    server
-        .engine
-        .revoke(
-            Target::Jti {
-                id: "test:j-503",
-                expires_at: exp,
-            },
-            "t",
-            None,
-            "admin",
-        )
-        .await
-        .unwrap();
+    revoke_jti(&server, "test:j-503", exp).await;
     wait_status(&url, &revoked, 401, "the revocation").await;
     // No sync any more: after stale_after_ms every request is refused with 503, the
     // revoked token too (never a 200), and nothing says the token is bad.
