@@ -20,15 +20,15 @@ COUNT="${BENCH_BCL_COUNT:-300}"
 PROFILE="${BENCH_PROFILE:-release}"
 OUT="${BENCH_BCL_OUT:-}"
 
-log() { printf '%s bench-backchannel: %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+BENCH_NAME=bench-backchannel
+# shellcheck source=scripts/bench/common.sh
+source scripts/bench/common.sh
 
 command -v redis-server >/dev/null || die "redis-server missing (scripts/install-test-deps.sh)"
 command -v node >/dev/null || die "node missing (scripts/install-test-deps.sh)"
 MODULE="$REPO/.tools/oidc/node_modules/oidc-provider"
 [ -f "$MODULE/package.json" ] || die "oidc-provider missing in .tools/oidc (scripts/install-test-deps.sh)"
 
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 case "$PROFILE" in
     release) FLAGS=(--release) BIN="$TARGET_DIR/release" ;;
     dev) FLAGS=() BIN="$TARGET_DIR/debug" ;;
@@ -37,26 +37,10 @@ esac
 log "building ($PROFILE)"
 cargo build -q "${FLAGS[@]}" -p tokengate -p tokengate-tools --bin tokengate --bin propagation
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/tokengate-bench-bcl.XXXXXX")"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir
 
 # Seven free loopback ports, chosen by binding port 0 (then released: a bench, not a test).
-read -r P_REDIS P_AG P_AH P_AA P_BG P_BH P_BA < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(7)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-)
+read -r P_REDIS P_AG P_AH P_AA P_BG P_BH P_BA < <(free_ports 7)
 
 redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
     >"$WORK/redis.log" 2>&1 &

@@ -25,11 +25,11 @@ TOKENS="${BENCH_DPOP_TOKENS:-100}"
 PROFILE="${BENCH_PROFILE:-release}"
 OUT="${BENCH_DPOP_OUT:-}"
 
-log() { printf '%s bench-dpop: %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+BENCH_NAME=bench-dpop
+# shellcheck source=scripts/bench/common.sh
+source scripts/bench/common.sh
 command -v redis-server >/dev/null || die "redis-server missing (scripts/install-test-deps.sh)"
 
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 case "$PROFILE" in
     release) FLAGS=(--release) BIN="$TARGET_DIR/release" ;;
     dev) FLAGS=() BIN="$TARGET_DIR/debug" ;;
@@ -38,25 +38,9 @@ esac
 log "building ($PROFILE)"
 cargo build -q "${FLAGS[@]}" -p tokengate -p tokengate-tools --bin tokengate --bin gen_dpop --bin loadgen
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/tokengate-bench-dpop.XXXXXX")"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir
 
-read -r P_REDIS P_G P_H P_A < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-)
+read -r P_REDIS P_G P_H P_A < <(free_ports 4)
 
 redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
     >"$WORK/redis.log" 2>&1 &

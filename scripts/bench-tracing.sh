@@ -23,8 +23,9 @@ ROUNDS="${BENCH_TR_ROUNDS:-5}"
 REQUESTS="${BENCH_TR_REQUESTS:-100000}"
 CALLGRIND="${BENCH_TR_CALLGRIND:-1}"
 
-log() { printf '%s bench-tracing: %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+BENCH_NAME=bench-tracing
+# shellcheck source=scripts/bench/common.sh
+source scripts/bench/common.sh
 command -v h2load >/dev/null || die "h2load missing (apt-get install nghttp2-client)"
 PY="$REPO/.tools/venv/bin/python"
 "$PY" -c 'import grpc, opentelemetry.proto' 2>/dev/null || die "receiver libraries missing (scripts/install-test-deps.sh)"
@@ -33,31 +34,14 @@ if [ "$CALLGRIND" = 1 ] && ! command -v valgrind >/dev/null; then
     CALLGRIND=0
 fi
 
-TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 log "building (release)"
 cargo build -q --release -p tokengate -p tokengate-tools --bin tokengate --bin gen_requests
 BIN="$TARGET_DIR/release"
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/tokengate-bench-tracing.XXXXXX")"
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir
 
 # Free loopback ports: 3 per tokengate (5 variants), 2 for the receiver, 1 dead endpoint.
-read -r -a PORTS < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(18)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-)
+read -r -a PORTS < <(free_ports 18)
 RECV_GRPC=${PORTS[15]} RECV_HTTP=${PORTS[16]} DEAD=${PORTS[17]}
 
 "$PY" tests/otel/receiver.py --port-file "$WORK/rport" --http-port-file "$WORK/rhport" \
@@ -94,12 +78,6 @@ YAML
         all-down) tracing "$DEAD" 1.0 ;;
         *) ;;
     esac
-}
-free_ports() {
-    python3 -c 'import socket, sys
-s = [socket.socket() for _ in range(int(sys.argv[1]))]
-[x.bind(("127.0.0.1", 0)) for x in s]
-print(*[x.getsockname()[1] for x in s])' "$1"
 }
 declare -A GRPC ADMIN
 i=0
