@@ -5,7 +5,7 @@
 //! its own class of forgery; server nonces from one replica are taken by the other.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
@@ -26,29 +26,13 @@ fn jose() -> PathBuf {
 
 /// Runs tests/dpop/proof.mjs: one (proof, jkt) per request.
 fn make(requests: &[Value]) -> Vec<(String, String)> {
-    use std::io::Write as _;
-    let mut child = Command::new(tool("node", "nodejs (Node 20)"))
-        .arg(repo().join("tests/dpop/proof.mjs"))
+    let mut cmd = Command::new(tool("node", "nodejs (Node 20)"));
+    cmd.arg(repo().join("tests/dpop/proof.mjs"))
         .arg("--module")
-        .arg(jose())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(Value::Array(requests.to_vec()).to_string().as_bytes())
-        .expect("requests written");
-    let out = child.wait_with_output().expect("node runs");
-    assert!(
-        out.status.success(),
-        "proof.mjs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Vec<Value> = serde_json::from_slice(&out.stdout).expect("proof.mjs prints JSON");
+        .arg(jose());
+    let input = Value::Array(requests.to_vec()).to_string();
+    let out = crate::support::procs::pipe_through(cmd, input.as_bytes(), "proof.mjs");
+    let v: Vec<Value> = serde_json::from_slice(&out).expect("proof.mjs prints JSON");
     v.iter()
         .map(|p| {
             (

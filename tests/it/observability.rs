@@ -5,8 +5,7 @@
 use crate::support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 use support::redis::{store_yaml, RedisServer};
@@ -149,26 +148,9 @@ async fn a_real_scrape_passes_promtool_and_has_no_unbounded_label() {
     let mut promtool = Command::new(procs::tool(
         "promtool",
         "promtool (Debian package prometheus)",
-    ))
-    .args(["check", "metrics"])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("promtool runs");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ));
+    promtool.args(["check", "metrics"]);
+    procs::pipe_through(promtool, text.as_bytes(), "promtool check metrics");
     for family in [
         "tokengate_decisions_total",
         "tokengate_decision_duration_seconds",

@@ -5,7 +5,7 @@
 //! and each refusal is shown to have revoked nothing.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -32,30 +32,17 @@ fn jose() -> PathBuf {
 
 /// Runs tests/ssf/sign.mjs in `mode` on `requests`.
 fn node(mode: &str, requests: &Value) -> Value {
-    use std::io::Write as _;
-    let mut child = Command::new(tool("node", "nodejs (Node 20)"))
-        .arg(repo().join("tests/ssf/sign.mjs"))
+    let mut cmd = Command::new(tool("node", "nodejs (Node 20)"));
+    cmd.arg(repo().join("tests/ssf/sign.mjs"))
         .arg("--module")
         .arg(jose())
-        .arg(mode)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(requests.to_string().as_bytes())
-        .expect("requests written");
-    let out = child.wait_with_output().expect("node runs");
-    assert!(
-        out.status.success(),
-        "sign.mjs {mode}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        .arg(mode);
+    let out = crate::support::procs::pipe_through(
+        cmd,
+        requests.to_string().as_bytes(),
+        &format!("sign.mjs {mode}"),
     );
-    serde_json::from_slice(&out.stdout).expect("sign.mjs prints JSON")
+    serde_json::from_slice(&out).expect("sign.mjs prints JSON")
 }
 
 /// The transmitter's keys as a JWKS file: `tx-ec` (ES256) and `tx-rsa` (RS256).

@@ -7,8 +7,7 @@
 use crate::support;
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -132,28 +131,12 @@ fn make(
     if let Some(typ) = typ {
         spec["typ"] = json!(typ);
     }
-    let mut child = Command::new(tool("node", "nodejs (Node 20)"))
-        .arg(repo().join("tests/status-list/make.mjs"))
+    let mut cmd = Command::new(tool("node", "nodejs (Node 20)"));
+    cmd.arg(repo().join("tests/status-list/make.mjs"))
         .arg("--module-dir")
-        .arg(module_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(spec.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "make.mjs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        .arg(module_dir());
+    let out = crate::support::procs::pipe_through(cmd, spec.to_string().as_bytes(), "make.mjs");
+    String::from_utf8(out).unwrap()
 }
 
 /// A list signed by the test provider's ES256 key for `uri`.

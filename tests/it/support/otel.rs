@@ -261,25 +261,12 @@ impl Drop for OtelReceiver {
 /// of a scrape: the family names and the samples that carry an exemplar. Panics with the
 /// parser's error when `text` is not valid OpenMetrics.
 pub fn parse_openmetrics(text: &str) -> serde_json::Value {
-    use std::io::Write as _;
-    let mut child = Command::new(python())
-        .arg(repo().join("tests/otel/openmetrics.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tests/otel/openmetrics.py");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("write the scrape");
-    let out = child.wait_with_output().expect("openmetrics.py output");
-    assert!(
-        out.status.success(),
-        "{}\n--- scrape ---\n{text}",
-        String::from_utf8_lossy(&out.stderr)
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/otel/openmetrics.py"));
+    let out = crate::support::procs::pipe_through(
+        cmd,
+        text.as_bytes(),
+        &format!("openmetrics.py (the scrape was:\n{text})"),
     );
-    serde_json::from_slice(&out.stdout).expect("openmetrics.py JSON")
+    serde_json::from_slice(&out).expect("openmetrics.py JSON")
 }

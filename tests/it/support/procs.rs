@@ -103,3 +103,32 @@ pub fn assert_running(proc: &mut Option<Proc>, log: &std::path::Path, what: &str
         );
     }
 }
+
+/// Runs `cmd` with `input` on its stdin and returns its stdout; panics (with `what` and
+/// what the tool wrote) unless it exits 0. For the independent tools the tests hand
+/// their inputs to: node scripts on npm libraries, Python parsers, promtool.
+pub fn pipe_through(mut cmd: Command, input: &[u8], what: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .unwrap_or_else(|e| panic!("{what}: writing its input: {e}"));
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{what} did not run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
