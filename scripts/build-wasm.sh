@@ -30,4 +30,10 @@ if [ "${1:-}" = "--test" ]; then
 fi
 out=target/wasm32-wasi/release/tokengate_fastpath.wasm
 [ -s "$out" ] || { log "error: $out was not built"; exit 1; }
+# The linker wrapper (wasm/wasm-ld-callbacks.sh) must have dropped the callbacks the
+# module does not use: Envoy would call each of them on every request.
+if grep -aq proxy_on_response_body "$out"; then
+    log "error: $out exports proxy_on_response_body: was it linked without wasm/wasm-ld-callbacks.sh?"
+    exit 1
+fi
 log "built wasm/$out ($(wc -c <"$out") bytes)"

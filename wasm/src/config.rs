@@ -50,6 +50,9 @@ pub struct Config {
     /// singleton's set (where no bootstrap singleton can be configured, e.g. Istio's
     /// WasmPlugin). One long poll per worker.
     pub self_sync: bool,
+    /// Filter role: slots of each worker's verdict memo (crate::memo), 0 to judge every
+    /// request in full. At most slots × 2 KiB of payloads per worker.
+    pub verdict_cache_slots: u64,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             token: String::new(),
             poll_wait_ms: 5_000,
             self_sync: false,
+            verdict_cache_slots: 256,
         }
     }
 }
@@ -238,6 +242,7 @@ impl Config {
             }
             "poll_wait_ms" => self.poll_wait_ms = number(k, v)?,
             "self_sync" => self.self_sync = boolean(k, v)?,
+            "verdict_cache_slots" => self.verdict_cache_slots = number(k, v)?,
             _ => return Err(format!("{k}: unknown field")),
         }
         Ok(())
@@ -256,6 +261,9 @@ impl Config {
             }
         }
         if self.role == Role::Filter {
+            if self.verdict_cache_slots > 65_536 {
+                return Err("verdict_cache_slots: 0 to 65536".into());
+            }
             if self.rules.namespaces.is_empty() && self.rules.default_namespace.is_none() {
                 return Err("namespaces: at least one issuer, or default_namespace".into());
             }
@@ -302,6 +310,7 @@ mod tests {
             r#"{"namespaces":{"https://a":"dev"},"claims":{"usr":"x"}}"#,
             r#"{"namespaces":{"https://a":"dev"},"on_stale":"allow"}"#,
             r#"{"namespaces":{"https://a":"dev"},"fast_path_header":""}"#,
+            r#"{"namespaces":{"https://a":"dev"},"verdict_cache_slots":65537}"#,
         ] {
             assert!(Config::parse(bad.as_bytes()).is_err(), "{bad}");
         }

@@ -1,7 +1,11 @@
 //! The worker side: a root context that picks up the singleton's set on a timer, and the
 //! HTTP context that judges each request. Per request: the freshness flag (kept by the
-//! timer, no host call), one header read, the lookups, and one header write (the
-//! marker that lets ext_authz skip the request, or its removal); everything else lives in buffers reused from request to request.
+//! timer, no host call), one header read, the verdict memo (crate::memo: a token seen
+//! since the set last changed costs a hash and a comparison) or else the decode and the
+//! lookups, and one header write (the marker that lets ext_authz skip the request, or
+//! its removal); everything else lives in buffers reused from request to request. Envoy
+//! calls nothing else of the module per request but the context's creation and deletion
+//! (wasm/wasm-ld-callbacks.sh keeps the other callbacks out of its exports).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,6 +16,7 @@ use proxy_wasm::types::{Action, ContextType};
 
 use crate::config::{Config, OnStale, Role};
 use crate::judge::{judge, Scratch};
+use crate::memo::Memo;
 use crate::reason::{Reason, Responses};
 use crate::set::Set;
 
@@ -27,6 +32,8 @@ struct Vm {
     /// Unix seconds at the last tick (requests read the clock from here, not the host).
     now: i64,
     scratch: Scratch,
+    /// Verdicts since `set` last changed (cleared with every new copy).
+    memo: Memo,
 }
 
 #[derive(Default)]
@@ -67,6 +74,7 @@ impl RootContext for Root {
         }
         let mut vm = self.vm.borrow_mut();
         vm.responses = Responses::new(&config.realm, config.retry_after_seconds);
+        vm.memo = Memo::new(usize::try_from(config.verdict_cache_slots).unwrap_or(0));
         vm.config = config;
         vm.fresh = false;
         true
@@ -85,6 +93,7 @@ impl RootContext for Root {
                 if vm.gen != Some(sync.gen) && sync.last_ok > 0 {
                     vm.set = sync.set.clone();
                     vm.gen = Some(sync.gen);
+                    vm.memo.clear();
                 }
                 let stale_after = vm.config.stale_after_ms as i64;
                 vm.fresh = sync.last_ok > 0 && now.saturating_sub(sync.last_ok) <= stale_after;
@@ -128,6 +137,7 @@ impl Root {
                 Some((Some(g), Ok(_))) => {
                     vm.set = set;
                     vm.gen = Some(g);
+                    vm.memo.clear();
                 }
                 _ => {
                     log::warn!(
@@ -189,7 +199,18 @@ impl HttpContext for Request {
                 return Action::Continue;
             }
         };
-        match judge(&p64, vm.now, &vm.config.rules, &vm.set, &mut vm.scratch) {
+        let slot = vm.memo.slot(&p64);
+        let verdict = match slot.and_then(|i| vm.memo.get(i, &p64)) {
+            Some(kept) => kept,
+            None => {
+                let v = judge(&p64, vm.now, &vm.config.rules, &vm.set, &mut vm.scratch);
+                if let Some(i) = slot {
+                    vm.memo.put(i, &p64, v);
+                }
+                v
+            }
+        };
+        match verdict {
             Some(reason) => deny(self, &vm.responses, reason),
             None => {
                 // Judged with a fresh set: ext_authz (when in the chain) skips it.

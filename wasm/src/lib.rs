@@ -15,6 +15,7 @@ pub mod b64;
 pub mod config;
 pub mod json;
 pub mod judge;
+pub mod memo;
 pub mod reason;
 pub mod set;
 
