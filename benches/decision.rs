@@ -7,9 +7,10 @@
 //! - `check/miss/{alg}`: a token never seen: signature work, a revocation cache miss and
 //!   a call to the (memory) store, then the cache inserts;
 //! - `grpc/hit/ES256`: the whole per-request work of the gRPC transport minus the socket:
-//!   decode the `CheckRequest` bytes, `grpc::answer`, write the encoded `CheckResponse`;
-//! - `grpc/bare`: the same decode/encode with an allow built by hand (what the bare
-//!   server of scripts/bench.sh does): the floor under `grpc/hit`.
+//!   decode the parts of the `CheckRequest` tokengate reads (`grpc::wire::Check`),
+//!   `grpc::answer`, write the encoded `CheckResponse`;
+//! - `grpc/bare`: the whole `CheckRequest` decoded and an allow built by hand and
+//!   encoded (what the bare server of scripts/bench.sh does).
 //!
 //! Engines are built by `tokengate::Server::bind` from a configuration accepting HS256,
 //! RS256, ES256 and EdDSA with the fixture keys, memory store. Tokens and the
@@ -215,7 +216,9 @@ fn bench_check(c: &mut Criterion) {
                 let t = Instant::now();
                 let mut out = Vec::with_capacity(1024);
                 for _ in 0..iters {
-                    let answer = tokengate::grpc::answer(&warm, decode()).await;
+                    let check =
+                        tokengate::grpc::wire::Check::decode(body.as_slice()).expect("decodes");
+                    let answer = tokengate::grpc::answer(&warm, &check).await;
                     out.clear();
                     answer.write(&mut out).expect("encodes");
                     std::hint::black_box(&out);

@@ -1,7 +1,6 @@
 //! The Envoy ext_authz v3 adapter: `CheckRequest` → [`Request`], [`Decision`] →
 //! `CheckResponse`. Nothing is decided here.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +10,6 @@ use envoy_types::ext_authz::v3::pb::{
     CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue,
     HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
-use envoy_types::pb::envoy::config::core::v3::HeaderMap;
 use envoy_types::pb::google::protobuf::{value::Kind, ListValue, Struct, Value};
 use envoy_types::pb::google::rpc;
 use prost::Message;
@@ -26,6 +24,8 @@ use crate::metrics::Transport;
 use crate::reason::Deny;
 
 /// Key of Envoy's per-route `context_extensions` that adds required scopes.
+pub mod wire;
+
 pub const REQUIRE_SCOPES_KEY: &str = "tokengate.require_scopes";
 
 /// The gRPC service's full name, as Envoy's `grpc_service` calls it.
@@ -74,16 +74,16 @@ where
 
 struct Check(Arc<Engine>);
 
-impl UnaryService<CheckRequest> for Check {
+impl UnaryService<wire::Check> for Check {
     type Response = Answer;
     type Future = BoxFuture<Response<Answer>, Status>;
 
-    fn call(&mut self, request: tonic::Request<CheckRequest>) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<wire::Check>) -> Self::Future {
         let engine = self.0.clone();
         let (metadata, _, check) = request.into_parts();
         Box::pin(async move {
             let trace = metadata.into_headers();
-            Ok(Response::new(answer_traced(&engine, check, &trace).await))
+            Ok(Response::new(answer_traced(&engine, &check, &trace).await))
         })
     }
 }
@@ -118,23 +118,24 @@ impl Answer {
     }
 }
 
-/// Decodes `CheckRequest`s as tonic's prost codec does; encodes [`Answer`]s.
+/// Decodes the parts of `CheckRequest`s tokengate reads ([`wire::Check`]) as tonic's
+/// prost codec does; encodes [`Answer`]s.
 struct AnswerCodec;
 
 struct AnswerEncoder;
 
 impl Codec for AnswerCodec {
     type Encode = Answer;
-    type Decode = CheckRequest;
+    type Decode = wire::Check;
     type Encoder = AnswerEncoder;
-    type Decoder = <ProstCodec<CheckResponse, CheckRequest> as Codec>::Decoder;
+    type Decoder = <ProstCodec<CheckResponse, wire::Check> as Codec>::Decoder;
 
     fn encoder(&mut self) -> Self::Encoder {
         AnswerEncoder
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<CheckResponse, CheckRequest>::default().decoder()
+        ProstCodec::<CheckResponse, wire::Check>::default().decoder()
     }
 }
 
@@ -150,39 +151,44 @@ impl Encoder for AnswerEncoder {
 /// Envoy sends headers either as a lower-case map or, with `encode_raw_headers`, as a
 /// list whose values may be only in `raw_value`. Read whichever is populated, in place.
 struct EnvoyHeaders<'a> {
-    map: Option<&'a HashMap<String, String>>,
-    raw: Option<&'a HeaderMap>,
+    /// The `headers` map's entries, in the order sent.
+    map: &'a [wire::Header],
+    /// Envoy's `header_map` (`encode_raw_headers`): every value of every name, raw.
+    raw: &'a [wire::RawHeader],
 }
 
 impl Headers for EnvoyHeaders<'_> {
     fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         let raw = self
             .raw
-            .filter(|r| !r.headers.is_empty())
-            .into_iter()
-            .flat_map(|r| r.headers.iter())
-            .filter(move |h| h.key.eq_ignore_ascii_case(name))
+            .iter()
+            .filter(move |h| h.key.eq_ignore_ascii_case(name.as_bytes()))
             .map(|h| {
                 if h.raw_value.is_empty() {
-                    h.value.as_bytes()
+                    &h.value[..]
                 } else {
-                    h.raw_value.as_slice()
+                    &h.raw_value[..]
                 }
             });
-        let use_map = self.raw.is_none_or(|r| r.headers.is_empty());
+        // The map's value for the name: its last entry, as a decoded map keeps it.
         let map = self
-            .map
-            .filter(|_| use_map)
-            .and_then(|m| m.get(name))
-            .map(|v| v.as_bytes());
+            .raw
+            .is_empty()
+            .then(|| {
+                self.map
+                    .iter()
+                    .rev()
+                    .find(|h| h.key[..] == *name.as_bytes())
+            })
+            .flatten()
+            .map(|h| &h.value[..]);
         raw.chain(map)
     }
 }
 
-/// One Check, from the request Envoy sent to the response it gets (also the fuzz
-/// target's entry point), as a message.
+/// [`answer`] for a whole envoy-types `CheckRequest` (in-process callers).
 pub async fn check_once(engine: &Engine, check: CheckRequest) -> CheckResponse {
-    let answer = answer(engine, check).await;
+    let answer = answer(engine, &wire::Check::from_request(&check)).await;
     // Only our own encoding is decoded here: it cannot fail, and if it ever did the
     // caller would see an empty response, which Envoy reads as a deny.
     answer.into_response().unwrap_or_default()
@@ -190,7 +196,7 @@ pub async fn check_once(engine: &Engine, check: CheckRequest) -> CheckResponse {
 
 /// One Check, from the request Envoy sent to the answer it gets. The allow for a
 /// verified token is encoded once and kept with its claims.
-pub async fn answer(engine: &Engine, check: CheckRequest) -> Answer {
+pub async fn answer(engine: &Engine, check: &wire::Check) -> Answer {
     answer_traced(engine, check, &http::HeaderMap::new()).await
 }
 
@@ -200,7 +206,7 @@ pub async fn answer(engine: &Engine, check: CheckRequest) -> Answer {
 /// span goes.
 pub async fn answer_traced(
     engine: &Engine,
-    check: CheckRequest,
+    check: &wire::Check,
     trace: &http::HeaderMap,
 ) -> Answer {
     let attributes = check.attributes.as_ref();
@@ -208,8 +214,10 @@ pub async fn answer_traced(
         .and_then(|a| a.request.as_ref())
         .and_then(|r| r.http.as_ref());
     let headers = EnvoyHeaders {
-        map: http.map(|h| &h.headers),
-        raw: http.and_then(|h| h.header_map.as_ref()),
+        map: http.map_or(&[], |h| &h.headers[..]),
+        raw: http
+            .and_then(|h| h.header_map.as_ref())
+            .map_or(&[], |m| &m.headers[..]),
     };
     let path = http.map_or("", |h| h.path.as_str());
     let request_id = http.map(|h| h.id.as_str()).filter(|s| !s.is_empty());
@@ -226,9 +234,7 @@ pub async fn answer_traced(
             .map(ClientCert::UrlPem),
         path,
         headers: &headers,
-        required_scopes: attributes
-            .and_then(|a| a.context_extensions.get(REQUIRE_SCOPES_KEY))
-            .map(String::as_str),
+        required_scopes: attributes.and_then(|a| a.context_extension(REQUIRE_SCOPES_KEY)),
         request_id,
     };
     let policy = engine.policy();

@@ -369,6 +369,63 @@ impl Answer {
 
 pub async fn check(client: &mut AuthorizationClient<Channel>, req: CheckRequest) -> Answer {
     let resp: CheckResponse = client.check(req).await.expect("Check answers").into_inner();
+    answer_of(resp)
+}
+
+/// A Check whose `headers` map carries `headers` as bytes, repeats joined with commas as
+/// Envoy joins them. Envoy's map is `map<string, string>`, yet a value it copies from
+/// the request may not be UTF-8, which envoy-types' typed map cannot carry: sent here as
+/// raw wire bytes (tokengate's own partial message, `grpc::wire`, encodes them).
+pub async fn check_bytes_map(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> Answer {
+    use tokengate::grpc::wire;
+    let mut merged: Vec<wire::Header> = Vec::new();
+    for (k, v) in headers {
+        match merged.iter_mut().find(|h| h.key[..] == *k.as_bytes()) {
+            Some(h) => h.value = [&h.value[..], b",", v].concat().into(),
+            None => merged.push(wire::Header {
+                key: k.as_bytes().to_vec().into(),
+                value: v.to_vec().into(),
+            }),
+        }
+    }
+    let check = wire::Check {
+        attributes: Some(wire::Attributes {
+            request: Some(wire::AttributeRequest {
+                http: Some(wire::HttpRequest {
+                    id: "req-bytes".into(),
+                    method: method.into(),
+                    path: path.into(),
+                    headers: merged,
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("grpc connects");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("grpc ready");
+    let codec = tonic_prost::ProstCodec::<wire::Check, CheckResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/envoy.service.auth.v3.Authorization/Check",
+    );
+    let resp = grpc
+        .unary(tonic::Request::new(check), path, codec)
+        .await
+        .expect("Check answers");
+    answer_of(resp.into_inner())
+}
+
+fn answer_of(resp: CheckResponse) -> Answer {
     let status = resp.status.expect("status is always set");
     let mut answer = Answer {
         grpc_code: status.code,
