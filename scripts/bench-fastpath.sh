@@ -11,10 +11,13 @@
 # then the propagation of a logout on tokengate to the first 401 from the fast path
 # (p50/p99 over BENCH_FP_REVOCATIONS), and Envoy's memory per entry of the set
 # (resident memory of an Envoy holding BENCH_FP_ENTRIES revocations against one
-# holding none). Everything on 127.0.0.1, every process stopped on exit.
+# holding none), then instructions per request under callgrind: Envoy's in each case,
+# tokengate's and the bare server's per Check (deterministic where throughput on a
+# shared host is not). Everything on 127.0.0.1, every process stopped on exit.
 #
-# Knobs: BENCH_FP_SECONDS=10 BENCH_FP_REPS=3 BENCH_FP_CONNECTIONS=8
+# Knobs: BENCH_FP_SECONDS=5 BENCH_FP_REPS=9 BENCH_FP_CONNECTIONS=8
 #        BENCH_FP_REVOCATIONS=500 BENCH_FP_ENTRIES=20000 BENCH_PROFILE=release
+#        BENCH_FP_CALLGRIND=1 (0 skips the callgrind part; needs valgrind)
 #        BENCH_FP_OUT=docs/performance.md (the section between its markers is replaced)
 #        BENCH_SMOKE=1: tiny counts, dev build, a temporary report; checks the run only.
 set -euo pipefail
@@ -47,11 +50,18 @@ cargo build "${cargo_profile[@]}" --locked -p tokengate -p tokengate-tools \
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 
+# Instructions per request under callgrind: on by default, off in the smoke run.
+CALLGRIND="${BENCH_FP_CALLGRIND:-$([ "$SMOKE" = 1 ] && echo 0 || echo 1)}"
+if [ "$CALLGRIND" = 1 ] && ! command -v valgrind >/dev/null 2>&1; then
+    log "valgrind missing: instructions per request not measured"
+    CALLGRIND=0
+fi
+
 python3 scripts/bench/fastpath.py \
     --bin "$TARGET_DIR/$bin_dir" \
     --envoy .tools/bin/envoy \
     --module wasm/target/wasm32-wasi/release/tokengate_fastpath.wasm \
-    --seconds "${BENCH_FP_SECONDS:-10}" --reps "${BENCH_FP_REPS:-3}" \
+    --seconds "${BENCH_FP_SECONDS:-5}" --reps "${BENCH_FP_REPS:-9}" \
     --connections "${BENCH_FP_CONNECTIONS:-8}" \
     --revocations "${BENCH_FP_REVOCATIONS:-500}" --entries "${BENCH_FP_ENTRIES:-20000}" \
-    --profile "$PROFILE" --smoke "$SMOKE" --out "${BENCH_FP_OUT:-docs/performance.md}"
+    --profile "$PROFILE" --smoke "$SMOKE" --callgrind "$CALLGRIND" --out "${BENCH_FP_OUT:-docs/performance.md}"
